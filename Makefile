@@ -1,0 +1,49 @@
+# metric_anomaly: PGXS build.
+#
+#   make                build the library
+#   make install        install it into the PostgreSQL that pg_config names
+#   make test           fresh-machine contract: install what is missing, build,
+#                       install, run every pg_regress and TAP test
+#   make demo           fresh-machine contract: a throwaway cluster with the
+#                       worker, a realistic day of events, the results
+#   make installcheck   pg_regress + TAP against an installed build (no set-up)
+
+EXTENSION = metric_anomaly
+MODULE_big = metric_anomaly
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA = $(wildcard sql/metric_anomaly--*.sql)
+
+# Every sql/NAME.sql that is not an install or upgrade script is a pg_regress
+# test, run on a temporary instance that preloads the library.
+REGRESS = $(sort $(basename $(notdir $(filter-out sql/metric_anomaly--%,$(wildcard sql/*.sql)))))
+REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(CURDIR)/test/regress.conf
+TAP_TESTS = 1
+
+PG_CONFIG ?= pg_config
+GD_CFLAGS := $(shell pkg-config --cflags gdlib 2>/dev/null)
+GD_LIBS := $(shell pkg-config --libs gdlib 2>/dev/null || echo -lgd)
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+
+PG_CPPFLAGS = -I$(CURDIR)/src $(GD_CFLAGS) $(CURL_CFLAGS)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
+SHLIB_LINK = $(GD_LIBS) $(CURL_LIBS)
+
+EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out test/tmp
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# TAP tests live in test/t; PGXS runs prove from $(srcdir) on t/*.pl.
+PROVE_TESTS = test/t/*.pl
+PG_PROVE_FLAGS += -I $(CURDIR)/test
+
+.PHONY: test demo bench
+test:
+	bash test/run_tests.sh
+
+demo:
+	bash test/demo.sh
+
+bench:
+	bash test/bench/aggregate.sh
