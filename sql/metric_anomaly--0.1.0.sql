@@ -214,3 +214,257 @@ SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.business_events_id_se
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.aggregated_metrics', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.series', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metrics', '');
+
+------------------------------------------------------------------------------
+-- Alerting
+--
+-- Detection (and the threshold rules below) write alerts into an outbox in
+-- the same transaction as the verdict, with pg_notify('metric_anomaly', json)
+-- and one delivery row per routed channel.  The delivery worker posts them
+-- outside any transaction and records the outcome.  Channels hold secrets
+-- (webhook URLs, tokens, signing keys): only metric_anomaly_admin reads them.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.alert_channels (
+    name       text PRIMARY KEY
+               CONSTRAINT alert_channels_name_check
+               CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    kind       text NOT NULL DEFAULT 'webhook'
+               CONSTRAINT alert_channels_kind_check
+               CHECK (kind IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk')),
+    url        text NOT NULL,
+    secret     text,
+    options    jsonb NOT NULL DEFAULT '{}'
+               CONSTRAINT alert_channels_options_check
+               CHECK (pg_catalog.jsonb_typeof(options) = 'object'),
+    enabled    boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE metric_anomaly.alert_channels IS
+    'Where alerts go: kind webhook, slack (incoming webhook), slack_bot (Web API base URL, bot token in secret, options.channel), wecom, feishu, dingtalk; url and secret are secrets readable only by metric_anomaly_admin.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.url IS
+    'Endpoint (http or https only); for slack_bot the Web API base, e.g. https://slack.com/api.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.secret IS
+    'Signing secret (feishu, dingtalk), bot token (slack_bot) or bearer token (webhook, sent as Authorization: Bearer); NULL when unused.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
+    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}.';
+
+/*
+ * Refuses URLs that are not http(s) with a clear error; never repeats the URL
+ * (it is a secret) in the message.
+ */
+CREATE FUNCTION metric_anomaly.alert_channels_check_url()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NEW.url !~* '^https?://[^/?#@[:space:]]+' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('url of alert channel "%s" must be an http or https URL', NEW.name),
+            DETAIL = 'Only the http and https schemes are accepted, without spaces or control characters.',
+            HINT = 'Use an address such as https://hooks.example.com/path.';
+    END IF;
+    IF NEW.kind = 'slack_bot' AND coalesce(NEW.options ->> 'channel', '') = '' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" of kind slack_bot needs options.channel', NEW.name),
+            HINT = 'Set options to {"channel": "<channel id>"} and the bot token in secret.';
+    END IF;
+    IF NEW.kind = 'slack_bot' AND NEW.secret IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" of kind slack_bot needs a bot token in secret', NEW.name),
+            HINT = 'Set secret to the xoxb- token of the Slack app.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.alert_channels_check_url() IS
+    'Trigger function refusing alert channels whose url is not http(s) (and slack_bot channels without a channel or token).';
+
+CREATE TRIGGER alert_channels_check_url
+    BEFORE INSERT OR UPDATE ON metric_anomaly.alert_channels
+    FOR EACH ROW EXECUTE FUNCTION metric_anomaly.alert_channels_check_url();
+
+-- Routing: a metric with rows here goes only to those channels; a metric
+-- without rows goes to every enabled channel.
+CREATE TABLE metric_anomaly.alert_routes (
+    metric_name text NOT NULL,
+    channel     text NOT NULL
+                REFERENCES metric_anomaly.alert_channels (name)
+                ON UPDATE CASCADE ON DELETE CASCADE,
+    PRIMARY KEY (metric_name, channel)
+);
+
+COMMENT ON TABLE metric_anomaly.alert_routes IS
+    'Routing of metrics to channels: a metric listed here alerts only the listed (enabled) channels; a metric not listed alerts every enabled channel.';
+
+-- Static threshold rules, beside 3-sigma.
+CREATE TABLE metric_anomaly.alert_rules (
+    rule_name   text PRIMARY KEY
+                CONSTRAINT alert_rules_rule_name_check
+                CHECK (rule_name ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    metric_name text NOT NULL,
+    above       double precision,
+    below       double precision,
+    for_minutes integer NOT NULL DEFAULT 1
+                CONSTRAINT alert_rules_for_minutes_check
+                CHECK (for_minutes BETWEEN 1 AND 10080),
+    enabled     boolean NOT NULL DEFAULT true,
+    CONSTRAINT alert_rules_bound_check CHECK (above IS NOT NULL OR below IS NOT NULL)
+);
+
+CREATE INDEX alert_rules_metric_idx ON metric_anomaly.alert_rules (metric_name);
+
+COMMENT ON TABLE metric_anomaly.alert_rules IS
+    'Static threshold rules: the metric fires when its value is above "above" or below "below" for for_minutes consecutive minutes, and resolves like a 3-sigma episode.';
+
+-- Outbox.
+CREATE TABLE metric_anomaly.alerts (
+    id            bigserial PRIMARY KEY,
+    metric_name   text NOT NULL,
+    minute        timestamptz NOT NULL,
+    value         double precision NOT NULL,
+    context       jsonb,
+    state         text NOT NULL
+                  CONSTRAINT alerts_state_check CHECK (state IN ('firing', 'resolved')),
+    source        text NOT NULL,
+    episode_start timestamptz NOT NULL,
+    summary       text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT alerts_episode_key UNIQUE (metric_name, source, episode_start, state)
+);
+
+CREATE INDEX alerts_minute_idx ON metric_anomaly.alerts (minute DESC);
+
+COMMENT ON TABLE metric_anomaly.alerts IS
+    'Outbox of alerts: one firing row when an episode starts, one resolved row when it ends; written in the detection transaction together with pg_notify(''metric_anomaly'', json).';
+COMMENT ON COLUMN metric_anomaly.alerts.source IS
+    '3-sigma, or threshold:<rule_name>.';
+COMMENT ON COLUMN metric_anomaly.alerts.episode_start IS
+    'First minute of the episode this alert belongs to.';
+
+-- Episode state per series and source: survives restarts, so a restart never
+-- repeats an alert.
+CREATE TABLE metric_anomaly.alert_episodes (
+    metric_name    text NOT NULL,
+    source         text NOT NULL,
+    firing         boolean NOT NULL DEFAULT false,
+    muted          boolean NOT NULL DEFAULT false,
+    episode_start  timestamptz,
+    breach_streak  integer NOT NULL DEFAULT 0,
+    ok_streak      integer NOT NULL DEFAULT 0,
+    last_minute    timestamptz NOT NULL,
+    last_fired_at  timestamptz,
+    PRIMARY KEY (metric_name, source)
+);
+
+COMMENT ON TABLE metric_anomaly.alert_episodes IS
+    'Alerting state of each series and source (3-sigma or a threshold rule): whether an episode is open, the streaks of breaching and normal minutes, the last minute seen and when it last fired (for the cooldown).';
+
+CREATE TABLE metric_anomaly.deliveries (
+    id              bigserial PRIMARY KEY,
+    alert_id        bigint NOT NULL REFERENCES metric_anomaly.alerts (id) ON DELETE CASCADE,
+    channel         text NOT NULL
+                    REFERENCES metric_anomaly.alert_channels (name)
+                    ON UPDATE CASCADE ON DELETE CASCADE,
+    idempotency_key text NOT NULL,
+    state           text NOT NULL DEFAULT 'pending'
+                    CONSTRAINT deliveries_state_check
+                    CHECK (state IN ('pending', 'sent', 'failed', 'dead')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_attempt_at timestamptz,
+    http_status     integer,
+    last_error      text,
+    sent_at         timestamptz,
+    in_flight       boolean NOT NULL DEFAULT false,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT deliveries_alert_channel_key UNIQUE (alert_id, channel),
+    CONSTRAINT deliveries_idempotency_key_key UNIQUE (idempotency_key)
+);
+
+CREATE INDEX deliveries_due_idx ON metric_anomaly.deliveries (next_attempt_at)
+    WHERE state IN ('pending', 'failed');
+
+COMMENT ON TABLE metric_anomaly.deliveries IS
+    'One row per alert and routed channel: pending until first tried, failed while retried with backoff, sent, or dead (4xx, or attempts exhausted).  A claimed row has next_attempt_at pushed forward by a lease, so a crashed attempt is retried with the same idempotency_key.';
+COMMENT ON COLUMN metric_anomaly.deliveries.idempotency_key IS
+    'Sent as the Idempotency-Key header on every attempt; derived from the alert id and the channel.';
+COMMENT ON COLUMN metric_anomaly.deliveries.last_error IS
+    'Last failure (at most 500 characters); never contains the URL or secret.';
+
+CREATE VIEW metric_anomaly.delivery_status AS
+SELECT d.id AS delivery_id,
+       d.alert_id,
+       a.metric_name,
+       a.minute,
+       a.state AS alert_state,
+       a.source,
+       d.channel,
+       c.kind,
+       d.state,
+       d.attempts,
+       d.next_attempt_at,
+       d.last_attempt_at,
+       d.http_status,
+       d.last_error,
+       d.sent_at,
+       d.idempotency_key
+  FROM metric_anomaly.deliveries d
+  JOIN metric_anomaly.alerts a ON a.id = d.alert_id
+  JOIN metric_anomaly.alert_channels c ON c.name = d.channel;
+
+COMMENT ON VIEW metric_anomaly.delivery_status IS
+    'Every delivery with its alert and channel kind (no URL, no secret): state, attempts, next attempt, last HTTP status and error.';
+
+CREATE FUNCTION metric_anomaly.test_channel(name text)
+RETURNS integer
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_test_channel';
+
+COMMENT ON FUNCTION metric_anomaly.test_channel(text) IS
+    'Sends a test message to the channel from this session and returns the HTTP status (0 when no answer).  The network I/O runs in the caller''s transaction, because a SQL function cannot commit: call it outside long transactions; it holds no lock on alerting tables while it waits.';
+
+CREATE FUNCTION metric_anomaly.evaluate_alerts(from_minute timestamptz, to_minute timestamptz)
+RETURNS integer
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_evaluate_alerts';
+
+COMMENT ON FUNCTION metric_anomaly.evaluate_alerts(timestamptz, timestamptz) IS
+    'Runs alerting (episodes, threshold rules, outbox, deliveries) over the stored verdicts of the minutes in [from_minute, to_minute), as detection does after each pass, and returns the number of alerts written; minutes alerting has already seen are skipped.';
+
+CREATE FUNCTION metric_anomaly.start_delivery_worker()
+RETURNS integer
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_start_delivery_worker';
+
+COMMENT ON FUNCTION metric_anomaly.start_delivery_worker() IS
+    'Starts the delivery worker for the current database as a dynamic background worker and returns its pid (0 when one is already running); the launcher normally does this.';
+
+REVOKE ALL ON metric_anomaly.alert_channels, metric_anomaly.alert_routes,
+              metric_anomaly.alert_rules, metric_anomaly.alerts,
+              metric_anomaly.alert_episodes, metric_anomaly.deliveries,
+              metric_anomaly.delivery_status FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.test_channel(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.evaluate_alerts(timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.start_delivery_worker() FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.alert_channels_check_url() FROM PUBLIC;
+GRANT ALL ON metric_anomaly.alert_channels, metric_anomaly.alert_routes,
+             metric_anomaly.alert_rules, metric_anomaly.alerts,
+             metric_anomaly.alert_episodes, metric_anomaly.deliveries,
+             metric_anomaly.delivery_status TO metric_anomaly_admin;
+GRANT USAGE ON SEQUENCE metric_anomaly.alerts_id_seq,
+                        metric_anomaly.deliveries_id_seq TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.test_channel(text) TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.evaluate_alerts(timestamptz, timestamptz) TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.start_delivery_worker() TO metric_anomaly_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_channels', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_routes', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_rules', '');

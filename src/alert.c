@@ -1,0 +1,548 @@
+/*
+ * alert.c
+ *		The alert outbox: episodes, threshold rules and routing.
+ *
+ * Detection calls ma_alerts_after_detection() in its own transaction with the
+ * points it evaluated.  For every series and source (3-sigma, and each
+ * enabled threshold rule of the metric) a small state machine, kept in
+ * metric_anomaly.alert_episodes so that restarts never repeat an alert, turns
+ * the run of minutes into episodes:
+ *
+ *	- an episode opens after `need` consecutive breaching minutes (1 for
+ *	  3-sigma, for_minutes for a rule) and writes one `firing` alert;
+ *	- it closes after metric_anomaly.alert_resolve_after consecutive normal
+ *	  minutes and writes one `resolved` alert;
+ *	- an episode opening less than metric_anomaly.alert_cooldown after the
+ *	  previous firing alert of the same series and source is muted: tracked,
+ *	  but neither its firing nor its resolved alert is written;
+ *	- a minute at or before the last minute seen is ignored, so evaluating a
+ *	  minute twice never alerts twice.
+ *
+ * Each alert row comes with pg_notify('metric_anomaly', json) and one
+ * delivery row per routed channel, in the same transaction.  Also the
+ * settings of alerting and the SQL function evaluate_alerts().
+ */
+#include "postgres.h"
+
+#include <limits.h>
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "alert.h"
+#include "delivery.h"
+#include "http.h"
+
+PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);
+
+#define SIGMA_SOURCE	"3-sigma"
+#define RULE_PREFIX		"threshold:"
+
+/* Settings. */
+static int	ma_alert_resolve_after = 5;
+static int	ma_alert_cooldown_s = 900;
+int			ma_alert_max_attempts = 8;
+int			ma_alert_backoff_ms = 10000;
+
+/* Alerts written by this process since it started (for evaluate_alerts). */
+static int64 alerts_written = 0;
+
+/* One series-and-source state machine (a row of alert_episodes). */
+typedef struct Episode
+{
+	char	   *source;
+	/* rule parameters; need = 1 and no bounds for 3-sigma */
+	bool		is_rule;
+	bool		has_above;
+	bool		has_below;
+	double		above;
+	double		below;
+	int			need;
+	/* state */
+	bool		firing;
+	bool		muted;
+	bool		has_start;
+	TimestampTz episode_start;
+	int			breach_streak;
+	int			ok_streak;
+	TimestampTz last_minute;	/* DT_NOBEGIN when new */
+	bool		has_fired;
+	TimestampTz last_fired_at;
+	bool		changed;
+} Episode;
+
+/* Defines the alerting and delivery settings; called from _PG_init. */
+void
+ma_alert_define_gucs(void)
+{
+	DefineCustomIntVariable("metric_anomaly.alert_connect_timeout",
+							"Time allowed to connect to an alert endpoint.",
+							NULL,
+							&ma_http_connect_timeout_ms,
+							5000, 100, 300000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("metric_anomaly.alert_timeout",
+							"Time allowed for one HTTP request to an alert endpoint, connection included.",
+							NULL,
+							&ma_http_timeout_ms,
+							30000, 100, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("metric_anomaly.alert_max_attempts",
+							"Attempts of a delivery before it is dead.",
+							NULL,
+							&ma_alert_max_attempts,
+							8, 1, 100,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("metric_anomaly.alert_backoff",
+							"Delay before the second attempt of a delivery; it doubles with each further attempt, with jitter, up to one hour.",
+							NULL,
+							&ma_alert_backoff_ms,
+							10000, 10, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("metric_anomaly.alert_follow_redirects",
+							 "Follow HTTP redirects of alert endpoints (http and https only; never with an allowlist).",
+							 NULL,
+							 &ma_http_follow_redirects,
+							 false,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("metric_anomaly.alert_resolve_after",
+							"Consecutive normal minutes after which an episode is resolved.",
+							NULL,
+							&ma_alert_resolve_after,
+							5, 1, 10080,
+							PGC_SIGHUP, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("metric_anomaly.alert_cooldown",
+							"Minimum time between two firing alerts of the same series and source; episodes starting sooner are not alerted.",
+							NULL,
+							&ma_alert_cooldown_s,
+							900, 0, 7 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("metric_anomaly.webhook_allowed_hosts",
+							   "Comma-separated hosts alert channels may reach; a leading dot allows subdomains; empty allows any.",
+							   "Only superusers can change it.",
+							   &ma_webhook_allowed_hosts,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+}
+
+/* ---------- SPI helpers ---------- */
+
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+static SPIPlanPtr rules_plan = NULL;
+static SPIPlanPtr episode_get_plan = NULL;
+static SPIPlanPtr episode_put_plan = NULL;
+static SPIPlanPtr alert_plan = NULL;
+
+/* The enabled threshold rules of metric, as episodes with default state. */
+static List *
+load_sources(const char *metric)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	List	   *eps = NIL;
+	Episode    *ep;
+	int			ret;
+
+	ep = palloc0(sizeof(Episode));
+	ep->source = pstrdup(SIGMA_SOURCE);
+	ep->need = 1;
+	eps = lappend(eps, ep);
+
+	values[0] = CStringGetTextDatum(metric);
+	ret = SPI_execute_plan(keep_plan(&rules_plan,
+									 "SELECT r.rule_name, r.above, r.below, r.for_minutes"
+									 "  FROM metric_anomaly.alert_rules r"
+									 " WHERE r.metric_name = $1 AND r.enabled"
+									 " ORDER BY r.rule_name",
+									 1, types),
+						   values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading alert rules failed: %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		ep = palloc0(sizeof(Episode));
+		ep->is_rule = true;
+		ep->source = psprintf(RULE_PREFIX "%s", SPI_getvalue(tup, desc, 1));
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		ep->has_above = !isnull;
+		ep->above = isnull ? 0 : DatumGetFloat8(d);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		ep->has_below = !isnull;
+		ep->below = isnull ? 0 : DatumGetFloat8(d);
+		ep->need = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		eps = lappend(eps, ep);
+	}
+	return eps;
+}
+
+/* Loads (and locks) the stored state of one series and source. */
+static void
+load_episode(const char *metric, Episode *ep)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	int			ret;
+
+	ep->last_minute = DT_NOBEGIN;
+	values[0] = CStringGetTextDatum(metric);
+	values[1] = CStringGetTextDatum(ep->source);
+	ret = SPI_execute_plan(keep_plan(&episode_get_plan,
+									 "SELECT e.firing, e.muted, e.episode_start, e.breach_streak,"
+									 "       e.ok_streak, e.last_minute, e.last_fired_at"
+									 "  FROM metric_anomaly.alert_episodes e"
+									 " WHERE e.metric_name = $1 AND e.source = $2"
+									 "   FOR UPDATE",
+									 2, types),
+						   values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading alert episodes failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		ep->firing = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+		ep->muted = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		ep->has_start = !isnull;
+		ep->episode_start = isnull ? 0 : DatumGetTimestampTz(d);
+		ep->breach_streak = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		ep->ok_streak = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		ep->last_minute = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		ep->has_fired = !isnull;
+		ep->last_fired_at = isnull ? 0 : DatumGetTimestampTz(d);
+	}
+}
+
+/* Stores the state of one series and source. */
+static void
+store_episode(const char *metric, const Episode *ep)
+{
+	Oid			types[9] = {TEXTOID, TEXTOID, BOOLOID, BOOLOID, TIMESTAMPTZOID,
+	INT4OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[9];
+	char		nulls[9];
+	int			ret;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(metric);
+	values[1] = CStringGetTextDatum(ep->source);
+	values[2] = BoolGetDatum(ep->firing);
+	values[3] = BoolGetDatum(ep->muted);
+	values[4] = TimestampTzGetDatum(ep->episode_start);
+	nulls[4] = ep->has_start ? ' ' : 'n';
+	values[5] = Int32GetDatum(ep->breach_streak);
+	values[6] = Int32GetDatum(ep->ok_streak);
+	values[7] = TimestampTzGetDatum(ep->last_minute);
+	values[8] = TimestampTzGetDatum(ep->last_fired_at);
+	nulls[8] = ep->has_fired ? ' ' : 'n';
+	ret = SPI_execute_plan(keep_plan(&episode_put_plan,
+									 "INSERT INTO metric_anomaly.alert_episodes AS e"
+									 "  (metric_name, source, firing, muted, episode_start,"
+									 "   breach_streak, ok_streak, last_minute, last_fired_at)"
+									 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+									 " ON CONFLICT (metric_name, source) DO UPDATE"
+									 "   SET firing = EXCLUDED.firing, muted = EXCLUDED.muted,"
+									 "       episode_start = EXCLUDED.episode_start,"
+									 "       breach_streak = EXCLUDED.breach_streak,"
+									 "       ok_streak = EXCLUDED.ok_streak,"
+									 "       last_minute = EXCLUDED.last_minute,"
+									 "       last_fired_at = EXCLUDED.last_fired_at",
+									 9, types),
+						   values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "storing alert episode failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * Writes one alert, its deliveries (one per routed enabled channel) and its
+ * notification.  The summary is a link-free sentence built from the context.
+ */
+static void
+write_alert(const char *metric, const MaEvaluatedPoint *pt, const char *context,
+			const char *state, const Episode *ep)
+{
+	Oid			types[7] = {TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID, TEXTOID,
+	TEXTOID, TIMESTAMPTZOID};
+	Datum		values[7];
+	char		nulls[7];
+	int			ret;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(metric);
+	values[1] = TimestampTzGetDatum(pt->minute);
+	values[2] = Float8GetDatum(pt->value);
+	values[3] = context ? CStringGetTextDatum(context) : (Datum) 0;
+	nulls[3] = context ? ' ' : 'n';
+	values[4] = CStringGetTextDatum(state);
+	values[5] = CStringGetTextDatum(ep->source);
+	values[6] = TimestampTzGetDatum(ep->episode_start);
+
+	ret = SPI_execute_plan(keep_plan(&alert_plan,
+									 "WITH ctx AS (SELECT $4::pg_catalog.jsonb AS j,"
+									 "       pg_catalog.to_char($2 AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS at),"
+									 " a AS ("
+									 "  INSERT INTO metric_anomaly.alerts"
+									 "    (metric_name, minute, value, context, state, source, episode_start, summary)"
+									 "  SELECT $1, $2, $3, ctx.j, $5, $6, $7,"
+									 "    CASE WHEN $5 = 'resolved' THEN"
+									 "      pg_catalog.format('%s is back to normal at %s UTC (value %s, episode since %s UTC)',"
+									 "        $1, ctx.at, $3, pg_catalog.to_char($7 AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))"
+									 "    WHEN $6 = '" SIGMA_SOURCE "' THEN"
+									 "      pg_catalog.format('%s is anomalous at %s UTC: value %s outside [%s, %s] (mean %s, std_dev %s)',"
+									 "        $1, ctx.at, $3,"
+									 "        pg_catalog.round((ctx.j ->> 'lower_boundary')::pg_catalog.numeric, 2),"
+									 "        pg_catalog.round((ctx.j ->> 'upper_boundary')::pg_catalog.numeric, 2),"
+									 "        pg_catalog.round((ctx.j ->> 'mean')::pg_catalog.numeric, 2),"
+									 "        pg_catalog.round((ctx.j ->> 'std_dev')::pg_catalog.numeric, 2))"
+									 "    ELSE"
+									 "      pg_catalog.format('%s breached rule %s at %s UTC: value %s%s%s for %s minute(s)',"
+									 "        $1, ctx.j ->> 'rule', ctx.at, $3,"
+									 "        ' above ' || (ctx.j ->> 'above'), ' below ' || (ctx.j ->> 'below'),"
+									 "        ctx.j ->> 'for_minutes')"
+									 "    END"
+									 "    FROM ctx"
+									 "  ON CONFLICT ON CONSTRAINT alerts_episode_key DO NOTHING"
+									 "  RETURNING *),"
+									 " d AS ("
+									 "  INSERT INTO metric_anomaly.deliveries (alert_id, channel, idempotency_key)"
+									 "  SELECT a.id, c.name,"
+									 "         'ma-' || a.id || '-' || pg_catalog.left(pg_catalog.md5("
+									 "           pg_catalog.current_database() || '/' || a.id || '/' || c.name || '/' ||"
+									 "           pg_catalog.date_part('epoch', a.created_at)), 20)"
+									 "    FROM a CROSS JOIN metric_anomaly.alert_channels c"
+									 "   WHERE c.enabled"
+									 "     AND (NOT EXISTS (SELECT 1 FROM metric_anomaly.alert_routes r"
+									 "                       WHERE r.metric_name = a.metric_name)"
+									 "          OR EXISTS (SELECT 1 FROM metric_anomaly.alert_routes r"
+									 "                      WHERE r.metric_name = a.metric_name AND r.channel = c.name))"
+									 "  RETURNING alert_id)"
+									 " SELECT a.id, pg_catalog.pg_notify('metric_anomaly', pg_catalog.json_build_object("
+									 "   'alert_id', a.id, 'metric', a.metric_name,"
+									 "   'minute', pg_catalog.to_char(a.minute AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+									 "   'value', a.value, 'state', a.state, 'source', a.source,"
+									 "   'episode_start', pg_catalog.to_char(a.episode_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+									 "   'summary', a.summary, 'context', a.context,"
+									 "   'deliveries', (SELECT pg_catalog.count(*) FROM d))::pg_catalog.text)"
+									 "   FROM a",
+									 7, types),
+						   values, nulls, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "writing alert failed: %s", SPI_result_code_string(ret));
+	alerts_written += SPI_processed;
+}
+
+/* JSON evidence of a threshold rule. */
+static char *
+rule_context(const Episode *ep)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"method\":\"threshold\",\"rule\":");
+	escape_json(&buf, ep->source + strlen(RULE_PREFIX));
+	if (ep->has_above && isfinite(ep->above))
+		appendStringInfo(&buf, ",\"above\":%s", float8out_internal(ep->above));
+	if (ep->has_below && isfinite(ep->below))
+		appendStringInfo(&buf, ",\"below\":%s", float8out_internal(ep->below));
+	appendStringInfo(&buf, ",\"for_minutes\":%d}", ep->need);
+	return buf.data;
+}
+
+/* Runs the state machine of one source over the points of its series. */
+static void
+step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n)
+{
+	int64		cooldown_us = (int64) ma_alert_cooldown_s * USECS_PER_SEC;
+
+	for (int i = 0; i < n; i++)
+	{
+		const MaEvaluatedPoint *pt = &pts[i];
+		bool		breach;
+		char	   *context;
+
+		if (pt->minute <= ep->last_minute)
+			continue;			/* seen before: never alert twice */
+		ep->last_minute = pt->minute;
+		ep->changed = true;
+
+		if (ep->is_rule)
+		{
+			breach = (ep->has_above && pt->value > ep->above) ||
+				(ep->has_below && pt->value < ep->below);
+			context = rule_context(ep);
+		}
+		else
+		{
+			if (!pt->evaluated)
+				continue;		/* no verdict: neither breach nor recovery */
+			breach = pt->is_anomaly;
+			context = pt->context ? JsonbToCString(NULL, &pt->context->root,
+												   VARSIZE(pt->context)) : NULL;
+		}
+
+		if (breach)
+		{
+			ep->ok_streak = 0;
+			if (ep->breach_streak < INT_MAX)
+				ep->breach_streak++;
+			if (!ep->firing && ep->breach_streak >= ep->need)
+			{
+				ep->firing = true;
+				ep->has_start = true;
+				ep->episode_start = pt->minute - (int64) (ep->need - 1) * 60 * USECS_PER_SEC;
+				ep->muted = ep->has_fired && cooldown_us > 0 &&
+					pt->minute - ep->last_fired_at < cooldown_us;
+				if (!ep->muted)
+				{
+					write_alert(metric, pt, context, "firing", ep);
+					ep->has_fired = true;
+					ep->last_fired_at = pt->minute;
+				}
+			}
+		}
+		else
+		{
+			ep->breach_streak = 0;
+			if (ep->firing && ++ep->ok_streak >= ma_alert_resolve_after)
+			{
+				if (!ep->muted)
+					write_alert(metric, pt, context, "resolved", ep);
+				ep->firing = false;
+				ep->muted = false;
+				ep->ok_streak = 0;
+			}
+		}
+	}
+}
+
+/* Alerting for the points of one series (all of the same metric). */
+static void
+alert_series(const MaEvaluatedPoint *pts, int n)
+{
+	const char *metric = pts[0].metric_name;
+	List	   *eps = load_sources(metric);
+	ListCell   *lc;
+
+	foreach(lc, eps)
+	{
+		Episode    *ep = (Episode *) lfirst(lc);
+
+		load_episode(metric, ep);
+		step_episode(metric, ep, pts, n);
+		if (ep->changed)
+			store_episode(metric, ep);
+	}
+}
+
+/*
+ * See alert.h.  Points are grouped by metric; each group runs through every
+ * source of its metric.
+ */
+void
+ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
+{
+	int			i = 0;
+
+	while (i < npoints)
+	{
+		int			j = i + 1;
+
+		while (j < npoints && strcmp(points[j].metric_name, points[i].metric_name) == 0)
+			j++;
+		alert_series(points + i, j - i);
+		i = j;
+	}
+}
+
+/*
+ * evaluate_alerts(from, to): runs alerting over the stored verdicts of the
+ * minutes in [from, to) of every metric, as detection does after a pass;
+ * returns the number of alerts written.  Minutes already seen are skipped.
+ */
+Datum
+metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
+{
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	int64		before = alerts_written;
+	MaEvaluatedPoint *pts;
+	int			ret;
+
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute_with_args("SELECT m.metric_name, m.metric_timestamp, m.metric_value,"
+								"       m.anomaly_context IS NOT NULL, m.is_anomaly, m.anomaly_context"
+								"  FROM metric_anomaly.aggregated_metrics m"
+								" WHERE m.metric_timestamp >= $1 AND m.metric_timestamp < $2"
+								" ORDER BY m.metric_name COLLATE \"C\", m.metric_timestamp",
+								2, types, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading metrics failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed > (uint64) (MaxAllocSize / sizeof(MaEvaluatedPoint)))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many minutes to evaluate at once"),
+				 errhint("Evaluate a shorter range.")));
+	pts = palloc0(sizeof(MaEvaluatedPoint) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		pts[i].metric_name = SPI_getvalue(tup, desc, 1);
+		pts[i].minute = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
+		pts[i].value = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+		pts[i].evaluated = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		pts[i].is_anomaly = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		pts[i].context = isnull ? NULL : DatumGetJsonbPCopy(d);
+	}
+	ma_alerts_after_detection(pts, (int) SPI_processed);
+	SPI_finish();
+	PG_RETURN_INT32((int32) (alerts_written - before));
+}
