@@ -63,8 +63,8 @@ PG_FUNCTION_INFO_V1(metric_anomaly_start_delivery_worker);
 #define MAX_ERROR_LEN		500
 /* Largest backoff. */
 #define MAX_BACKOFF_MS		3600000.0
-/* Session advisory lock making the worker unique per database. */
-#define DELIVERY_LOCK_KEY	INT64CONST(0x6d615f64656c6976)
+/* Session advisory lock making the worker unique per database ("ma", 5). */
+#define DELIVERY_LOCK_ARGS	"28001, 5"
 
 /* A claimed delivery with everything needed to send it. */
 typedef struct Claimed
@@ -495,7 +495,7 @@ become_the_worker(void)
 	int			ret;
 	bool		isnull;
 
-	ret = SPI_execute("SELECT pg_catalog.pg_try_advisory_lock(" CppAsString2(DELIVERY_LOCK_KEY) ")",
+	ret = SPI_execute("SELECT pg_catalog.pg_try_advisory_lock(" DELIVERY_LOCK_ARGS ")",
 					  false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "taking the delivery lock failed");
