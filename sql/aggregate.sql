@@ -114,3 +114,5 @@ SELECT count(*) FROM metric_anomaly.business_events;
 \set VERBOSITY default
 RESET ROLE;
 DROP ROLE ma_reader;
+
+DROP EXTENSION metric_anomaly;

@@ -156,3 +156,5 @@ SELECT metric_anomaly.three_sigma(array[NULL, NULL]::float8[], 2);
 SELECT metric_anomaly.three_sigma('{}', 2);
 SELECT metric_anomaly.three_sigma(array[1, 2], 2, 0);
 SELECT metric_anomaly.three_sigma(array[1e308, 1e308], 1);
+
+DROP EXTENSION metric_anomaly;
