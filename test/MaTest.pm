@@ -1,150 +1,52 @@
-# MaTest.pm: helpers shared by the alerting TAP tests (receiver control and
-# request reading).
+# Helpers shared by the TAP tests of metric_anomaly.
 package MaTest;
 
 use strict;
 use warnings;
-use Exporter 'import';
-use File::Path qw(make_path remove_tree);
-use Time::HiRes qw(usleep);
+
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
-use Test::More;
+use Exporter 'import';
 
-# A started node preloading the extension, with fast alerting settings and
-# the extension created in postgres.
-sub alert_node
+our @EXPORT = qw(ma_node worker_pid count_matches);
+
+# A started node that preloads metric_anomaly, its worker serving $db
+# every $interval seconds.  Extra settings may follow.
+sub ma_node
 {
-	my ($name, $extra) = @_;
+	my ($name, %opt) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(allows_streaming => $opt{allows_streaming} // 0);
+	my $db = $opt{database} // 'postgres';
+	my $interval = $opt{interval} // 1;
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'metric_anomaly'
-metric_anomaly.database = 'postgres'
-metric_anomaly.interval = 1
-metric_anomaly.alert_backoff = '200ms'
-metric_anomaly.alert_connect_timeout = '1s'
-metric_anomaly.alert_timeout = '3s'
-metric_anomaly.alert_resolve_after = 2
-metric_anomaly.alert_cooldown = 0
+metric_anomaly.database = '$db'
+metric_anomaly.interval = $interval
 max_worker_processes = 16
-restart_after_crash = on
-} . ($extra // ''));
+log_min_messages = log
+} . ($opt{conf} // ''));
 	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION metric_anomaly');
 	return $node;
 }
 
-# Stores verdicts of minutes [from, to] (offsets from 2026-01-01 00:00 UTC)
-# of a metric, as detection would: value, is_anomaly and a 3-sigma context.
-sub put_minutes
+# The pid of the aggregation worker of $db, or '' when none runs.
+sub worker_pid
 {
-	my ($node, $metric, $from, $to, $value, $anomaly) = @_;
-	my $a = $anomaly ? 'true' : 'false';
-	$node->safe_psql('postgres', qq{
-INSERT INTO metric_anomaly.aggregated_metrics
-  (metric_name, metric_timestamp, metric_value, sample_count, is_anomaly, anomaly_context, needs_eval)
-SELECT '$metric', '2026-01-01 00:00:00+00'::timestamptz + g * interval '1 minute', $value, 1, $a,
-       '{"method":"3-sigma","mean":100,"std_dev":5,"upper_boundary":115,"lower_boundary":85}'::jsonb, false
-  FROM pg_catalog.generate_series($from, $to) g
-ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
-  SET metric_value = EXCLUDED.metric_value, is_anomaly = EXCLUDED.is_anomaly,
-      anomaly_context = EXCLUDED.anomaly_context});
+	my ($node, $db) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT pid FROM pg_stat_activity
+		 WHERE backend_type = 'metric_anomaly worker' AND datname = '$db'});
 }
 
-# Runs alerting over 2026-01-01 and returns the number of alerts written.
-sub query_ok
+# How many times $re matches the server log from byte $offset on.
+sub count_matches
 {
-	my ($node, $sql, $expected, $name) = @_;
-	is($node->safe_psql('postgres', $sql), $expected, $name);
-}
-
-our @EXPORT = qw(start_receiver stop_receiver set_script requests wait_requests
-  alert_node put_minutes query_ok);
-
-# Starts test/receiver.pl on 127.0.0.1 in a fresh directory; port 0 = any.
-# Returns a hash with dir, port and pid.
-sub start_receiver
-{
-	my ($dir, $port, $script) = @_;
-	make_path($dir);
-	unlink glob("$dir/req-*"), "$dir/port";
-	set_script({ dir => $dir }, $script) if defined $script;
-	my $pid = fork;
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		exec($^X, 'test/receiver.pl', $dir, $port // 0) or die "exec: $!";
-	}
-	for (1 .. 100)
-	{
-		last if -s "$dir/port";
-		usleep(50_000);
-	}
-	open my $fh, '<', "$dir/port" or die "receiver did not start";
-	my $p = <$fh>;
-	chomp $p;
-	return { dir => $dir, port => $p, pid => $pid };
-}
-
-sub stop_receiver
-{
-	my ($r) = @_;
-	kill 'TERM', $r->{pid};
-	waitpid($r->{pid}, 0);
-	unlink "$r->{dir}/port";
-}
-
-sub set_script
-{
-	my ($r, $script) = @_;
-	open my $fh, '>', "$r->{dir}/script.tmp" or die $!;
-	print $fh $script;
-	close $fh;
-	rename "$r->{dir}/script.tmp", "$r->{dir}/script" or die $!;
-}
-
-# Requests recorded so far, in order: method, path, headers (lower-case
-# names), body.
-sub requests
-{
-	my ($r) = @_;
-	my @out;
-	for my $head (sort glob("$r->{dir}/req-*.head"))
-	{
-		(my $bodyf = $head) =~ s/\.head$/.body/;
-		open my $fh, '<', $head or next;
-		my ($line, @hdrs) = map { s/\r?\n$//r } <$fh>;
-		close $fh;
-		my ($method, $path) = split / /, $line;
-		my %h;
-		for (@hdrs)
-		{
-			my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
-			$h{ lc $k } = $v;
-		}
-		local $/;
-		open my $bf, '<', $bodyf or next;
-		binmode $bf;
-		my $body = <$bf>;
-		close $bf;
-		push @out, { method => $method, path => $path, headers => \%h, body => $body };
-	}
-	return @out;
-}
-
-# Waits until at least n requests are recorded; returns them.
-sub wait_requests
-{
-	my ($r, $n, $timeout) = @_;
-	$timeout //= 60;
-	for (1 .. $timeout * 10)
-	{
-		my @req = requests($r);
-		return @req if @req >= $n;
-		usleep(100_000);
-	}
-	return requests($r);
+	my ($node, $re, $offset) = @_;
+	my $log = slurp_file($node->logfile);
+	$log = substr($log, $offset // 0);
+	my @m = ($log =~ /$re/g);
+	return scalar @m;
 }
 
 1;

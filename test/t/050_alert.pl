@@ -7,7 +7,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use MIME::Base64 qw(decode_base64);
 use Digest::SHA qw(hmac_sha256_hex);
-use MaTest;
+use MaAlert;
 
 my $node = alert_node('alert');
 my $rcv = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_alert", 0, "200\n");
