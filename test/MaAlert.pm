@@ -52,6 +52,21 @@ ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
       anomaly_context = EXCLUDED.anomaly_context});
 }
 
+# Until the charts code provides metric_anomaly.render_metric_chart, a
+# stand-in returning a fixed 1x1 PNG.
+sub chart_stub
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', q{
+DO $$ BEGIN
+  IF pg_catalog.to_regprocedure('metric_anomaly.render_metric_chart(text,timestamptz,timestamptz)') IS NULL THEN
+    CREATE FUNCTION metric_anomaly.render_metric_chart(m text, f timestamptz, t timestamptz)
+    RETURNS bytea LANGUAGE sql AS
+    $f$ SELECT pg_catalog.decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64') $f$;
+  END IF;
+END $$});
+}
+
 # Runs alerting over 2026-01-01 and returns the number of alerts written.
 sub query_ok
 {
@@ -60,7 +75,7 @@ sub query_ok
 }
 
 our @EXPORT = qw(start_receiver stop_receiver set_script requests wait_requests
-  alert_node put_minutes query_ok);
+  alert_node put_minutes query_ok chart_stub);
 
 # Starts test/receiver.pl on 127.0.0.1 in a fresh directory; port 0 = any.
 # Returns a hash with dir, port and pid.
