@@ -89,6 +89,7 @@ is(scalar(requests($rcv)), 0, 'nothing was sent');
 $node->safe_psql('postgres', q{ALTER SYSTEM SET metric_anomaly.webhook_allowed_hosts = '127.0.0.1'; SELECT pg_reload_conf()});
 $node->poll_query_until('postgres', q{SELECT current_setting('metric_anomaly.webhook_allowed_hosts') = '127.0.0.1'}) or die;
 sleep 1;
+set_script($rcv, "200\n");
 is($node->safe_psql('postgres', "SELECT metric_anomaly.test_channel('hook')"), '200', 'allowed host passes');
 
 my @entries = grep { !/LOG:  statement:|STATEMENT:/ }
