@@ -271,6 +271,12 @@ BEGIN
             DETAIL = 'Only the http and https schemes are accepted, without spaces or control characters.',
             HINT = 'Use an address such as https://hooks.example.com/path.';
     END IF;
+    IF NEW.secret ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('secret of alert channel "%s" must not contain control characters', NEW.name),
+            HINT = 'Paste the token or signing secret without line breaks.';
+    END IF;
     IF NEW.kind = 'slack_bot' AND coalesce(NEW.options ->> 'channel', '') = '' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',

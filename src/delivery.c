@@ -154,8 +154,9 @@ render_chart(const char *metric, Datum minute, size_t *len, MemoryContext keep)
 	char	   *volatile png = NULL;
 	int			ret;
 
-	ret = SPI_execute("SELECT pg_catalog.to_regprocedure("
-					  "'metric_anomaly.render_metric_chart(text,timestamptz,timestamptz)') IS NOT NULL",
+	ret = SPI_execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_proc p"
+					  "  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+					  " WHERE n.nspname = 'metric_anomaly' AND p.proname = 'render_metric_chart')",
 					  true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "looking up render_metric_chart failed");
@@ -560,6 +561,33 @@ delivery_step(MemoryContext keep)
 	return 0;
 }
 
+/*
+ * Runs one step; an error is reported and the transaction aborted, and the
+ * worker goes on after a pause instead of exiting (a delivery claimed when
+ * it happened is retried when its lease expires).
+ */
+static long
+guarded_step(MemoryContext loop_ctx)
+{
+	volatile long sleep_ms = POLL_MS;
+
+	PG_TRY();
+	{
+		sleep_ms = delivery_step(loop_ctx);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(loop_ctx);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		sleep_ms = MISSING_POLL_MS;
+	}
+	PG_END_TRY();
+	return sleep_ms;
+}
+
 /* Entry point of the delivery worker; main_arg is the database OID. */
 void
 ma_delivery_main(Datum main_arg)
@@ -590,7 +618,7 @@ ma_delivery_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		MemoryContextReset(loop_ctx);
-		sleep_ms = delivery_step(loop_ctx);
+		sleep_ms = guarded_step(loop_ctx);
 		if (sleep_ms > 0)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

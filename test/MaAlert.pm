@@ -59,7 +59,7 @@ sub chart_stub
 	my ($node) = @_;
 	$node->safe_psql('postgres', q{
 DO $$ BEGIN
-  IF pg_catalog.to_regprocedure('metric_anomaly.render_metric_chart(text,timestamptz,timestamptz)') IS NULL THEN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc WHERE proname = 'render_metric_chart') THEN
     CREATE FUNCTION metric_anomaly.render_metric_chart(m text, f timestamptz, t timestamptz)
     RETURNS bytea LANGUAGE sql AS
     $f$ SELECT pg_catalog.decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64') $f$;

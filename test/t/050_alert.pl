@@ -13,15 +13,7 @@ my $node = alert_node('alert');
 my $rcv = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_alert", 0, "200\n");
 my $url = "http://127.0.0.1:$rcv->{port}/hook/SECRETPATH";
 
-# A chart function when the charts branch has not provided one: a fixed PNG.
-$node->safe_psql('postgres', q{
-DO $$ BEGIN
-  IF pg_catalog.to_regprocedure('metric_anomaly.render_metric_chart(text,timestamptz,timestamptz)') IS NULL THEN
-    CREATE FUNCTION metric_anomaly.render_metric_chart(m text, f timestamptz, t timestamptz)
-    RETURNS bytea LANGUAGE sql AS
-    $f$ SELECT pg_catalog.decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64') $f$;
-  END IF;
-END $$});
+chart_stub($node);
 
 $node->safe_psql('postgres', qq{
 INSERT INTO metric_anomaly.alert_channels (name, kind, url, secret, options)
