@@ -37,11 +37,15 @@ restart_after_crash = on
 
 # Stores verdicts of minutes [from, to] (offsets from 2026-01-01 00:00 UTC)
 # of a metric, as detection would: value, is_anomaly and a 3-sigma context.
+# The series is registered as filled up to now, so the worker leaves it be.
 sub put_minutes
 {
 	my ($node, $metric, $from, $to, $value, $anomaly) = @_;
 	my $a = $anomaly ? 'true' : 'false';
 	$node->safe_psql('postgres', qq{
+INSERT INTO metric_anomaly.series (metric_name, filled_until)
+VALUES ('$metric', pg_catalog.date_trunc('minute', pg_catalog.now()))
+ON CONFLICT (metric_name) DO NOTHING;
 INSERT INTO metric_anomaly.aggregated_metrics
   (metric_name, metric_timestamp, metric_value, sample_count, is_anomaly, anomaly_context, needs_eval)
 SELECT '$metric', '2026-01-01 00:00:00+00'::timestamptz + g * interval '1 minute', $value, 1, $a,

@@ -71,6 +71,32 @@ $node->poll_query_until('postgres', q{SELECT d.state = 'sent' FROM metric_anomal
 is($node->safe_psql('postgres', q{SELECT attempts FROM metric_anomaly.deliveries d
   JOIN metric_anomaly.alerts a ON a.id = d.alert_id WHERE a.metric_name = 'stuck'}), '2', 'timed out, then sent');
 
+# --- asked to stop during a send, the worker aborts the transfer at once ---
+stop_receiver($rcv);
+unlink glob("$rcv->{dir}/req-*");
+$rcv = start_receiver($rcv->{dir}, $rcv->{port}, "hang\n200\n");
+$node->safe_psql('postgres', q{ALTER SYSTEM SET metric_anomaly.alert_timeout = '120s'; SELECT pg_reload_conf()});
+sleep 1;
+put_minutes($node, 'stopped', 0, 0, 0, 1);
+$node->safe_psql('postgres', q{SELECT metric_anomaly.evaluate_alerts('2026-01-01', '2026-01-02')});
+wait_requests($rcv, 1);
+my $pid = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'metric_anomaly delivery'});
+my $t0 = time;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+$node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid")
+  or die 'worker did not stop';
+cmp_ok(time - $t0, '<=', 5, 'the worker stops within seconds although the endpoint never answers');
+sleep 2;
+$node->safe_psql('postgres', 'SELECT metric_anomaly.start_delivery_worker()')
+  unless $node->safe_psql('postgres',
+	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'metric_anomaly delivery'});
+$node->poll_query_until('postgres', q{SELECT d.state = 'sent' FROM metric_anomaly.deliveries d
+  JOIN metric_anomaly.alerts a ON a.id = d.alert_id WHERE a.metric_name = 'stopped'}) or die 'not sent after restart';
+my @req = requests($rcv);
+is(scalar @req, 2, 'sent again by the next worker');
+is($req[0]{headers}{'idempotency-key'}, $req[1]{headers}{'idempotency-key'}, 'with the same key');
+
 stop_receiver($rcv);
 $node->stop;
 done_testing();
