@@ -264,6 +264,18 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF NEW.name IS NULL OR NEW.name !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_name',
+            MESSAGE = 'alert channel name must be 1 to 64 letters, digits, dots, dashes or underscores',
+            HINT = 'Choose a name such as ops-team.';
+    END IF;
+    IF NEW.kind IS NULL OR NEW.kind NOT IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" has an unknown kind', NEW.name),
+            HINT = 'Use one of webhook, slack, slack_bot, wecom, feishu, dingtalk.';
+    END IF;
     IF NEW.url !~* '^https?://[^/?#@[:space:]]+' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
@@ -294,7 +306,7 @@ END
 $fn$;
 
 COMMENT ON FUNCTION metric_anomaly.alert_channels_check_url() IS
-    'Trigger function refusing alert channels whose url is not http(s) (and slack_bot channels without a channel or token).';
+    'Trigger function refusing alert channels of an unknown kind, whose url is not http(s), whose secret has control characters, or of kind slack_bot without a channel or token; its messages never repeat the url or secret.';
 
 CREATE TRIGGER alert_channels_check_url
     BEFORE INSERT OR UPDATE ON metric_anomaly.alert_channels
