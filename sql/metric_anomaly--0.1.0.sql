@@ -468,7 +468,7 @@ LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'metric_anomaly_start_delivery_worker';
 
 COMMENT ON FUNCTION metric_anomaly.start_delivery_worker() IS
-    'Starts the delivery worker for the current database as a dynamic background worker and returns its pid (0 when one is already running); the launcher normally does this.';
+    'Starts the delivery worker for the current database as a dynamic background worker and returns its pid, or returns the pid of the one already running; the launcher normally does this.';
 
 REVOKE ALL ON metric_anomaly.alert_channels, metric_anomaly.alert_routes,
               metric_anomaly.alert_rules, metric_anomaly.alerts,

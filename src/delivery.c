@@ -647,12 +647,38 @@ ma_delivery_register(Oid dboid, pid_t notify_pid, BackgroundWorkerHandle **handl
 	return RegisterDynamicBackgroundWorker(&worker, handle);
 }
 
-/* start_delivery_worker(): starts a delivery worker for this database. */
+/*
+ * start_delivery_worker(): starts a delivery worker for this database and
+ * returns its pid, or returns the pid of the one already running.
+ */
 Datum
 metric_anomaly_start_delivery_worker(PG_FUNCTION_ARGS)
 {
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	int			ret;
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	values[0] = ObjectIdGetDatum(MyDatabaseId);
+	ret = SPI_execute_with_args("SELECT a.pid FROM pg_catalog.pg_stat_activity a"
+								" WHERE a.backend_type = '" MA_DELIVERY_BGW_TYPE "' AND a.datid = $1"
+								" LIMIT 1",
+								1, types, values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "looking for a delivery worker failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		int32		running = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+
+		SPI_finish();
+		PG_RETURN_INT32(running);
+	}
+	SPI_finish();
 
 	if (!ma_delivery_register(MyDatabaseId, MyProcPid, &handle))
 		ereport(ERROR,
