@@ -14,7 +14,9 @@
  *	  minutes and writes one `resolved` alert;
  *	- an episode opening less than metric_anomaly.alert_cooldown after the
  *	  previous firing alert of the same series and source is muted: tracked,
- *	  but neither its firing nor its resolved alert is written;
+ *	  but neither its firing nor its resolved alert is written; so is one
+ *	  whose first alerting minute is older than metric_anomaly.alert_max_age
+ *	  (a backfill), except when evaluate_alerts() replays on request;
  *	- a minute at or before the last minute seen is ignored, so evaluating a
  *	  minute twice never alerts twice.
  *
@@ -50,11 +52,15 @@ PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);
 /* Settings. */
 static int	ma_alert_resolve_after = 5;
 static int	ma_alert_cooldown_s = 900;
+static int	ma_alert_max_age_s = 3600;
 int			ma_alert_max_attempts = 8;
 int			ma_alert_backoff_ms = 10000;
 
 /* Alerts written by this process since it started (for evaluate_alerts). */
 static int64 alerts_written = 0;
+
+/* evaluate_alerts() replays on request: no age limit then. */
+static bool ignore_max_age = false;
 
 /* One series-and-source state machine (a row of alert_episodes). */
 typedef struct Episode
@@ -131,6 +137,13 @@ ma_alert_define_gucs(void)
 							NULL,
 							&ma_alert_cooldown_s,
 							900, 0, 7 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("metric_anomaly.alert_max_age",
+							"Episodes detection finds starting longer ago than this (a backfill, a worker that was down) are tracked but not alerted; 0 alerts whatever the age.",
+							NULL,
+							&ma_alert_max_age_s,
+							3600, 0, 365 * 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("metric_anomaly.webhook_allowed_hosts",
@@ -394,6 +407,11 @@ static void
 step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n)
 {
 	int64		cooldown_us = (int64) ma_alert_cooldown_s * USECS_PER_SEC;
+	TimestampTz oldest = DT_NOBEGIN;
+
+	if (ma_alert_max_age_s > 0 && !ignore_max_age)
+		oldest = GetCurrentTransactionStartTimestamp() -
+			(int64) ma_alert_max_age_s * USECS_PER_SEC;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -431,8 +449,9 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
 				ep->firing = true;
 				ep->has_start = true;
 				ep->episode_start = pt->minute - (int64) (ep->need - 1) * 60 * USECS_PER_SEC;
-				ep->muted = ep->has_fired && cooldown_us > 0 &&
-					pt->minute - ep->last_fired_at < cooldown_us;
+				ep->muted = (ep->has_fired && cooldown_us > 0 &&
+							 pt->minute - ep->last_fired_at < cooldown_us) ||
+					pt->minute < oldest;
 				if (!ep->muted)
 				{
 					write_alert(metric, pt, context, "firing", ep);
@@ -542,7 +561,16 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		pts[i].context = isnull ? NULL : DatumGetJsonbPCopy(d);
 	}
-	ma_alerts_after_detection(pts, (int) SPI_processed);
+	ignore_max_age = true;
+	PG_TRY();
+	{
+		ma_alerts_after_detection(pts, (int) SPI_processed);
+	}
+	PG_FINALLY();
+	{
+		ignore_max_age = false;
+	}
+	PG_END_TRY();
 	SPI_finish();
 	PG_RETURN_INT32((int32) (alerts_written - before));
 }

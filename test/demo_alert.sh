@@ -4,8 +4,10 @@
 #   alert_demo_start DB OUTDIR  starts test/receiver.pl on 127.0.0.1, adds a
 #                               webhook channel carrying the chart, starts
 #                               the delivery worker (before events arrive)
-#   alert_demo_show DB OUTDIR   waits for the deliveries, shows their status,
-#                               the JSON the receiver got and its chart
+#   alert_demo_show DB OUTDIR METRIC
+#                               waits for the deliveries, shows their status,
+#                               and the JSON and chart of METRIC's last firing
+#                               alert as the receiver got them
 
 alert_demo_start() {
 	local db="$1" dir="$2/receiver" port=""
@@ -22,12 +24,15 @@ alert_demo_start() {
 	trap 'kill "$ALERT_RECEIVER_PID" 2>/dev/null || true; stop_cluster' EXIT
 	q -d "$db" -c "INSERT INTO metric_anomaly.alert_channels (name, kind, url, options)
 	               VALUES ('demo-receiver', 'webhook', 'http://127.0.0.1:$port/alerts', '{\"chart\": true}')"
+	# The demo loads a past day at once: alert on its last 150 minutes (the
+	# collapse is 2 hours ago), not only on the last hour as by default.
+	q -d "$db" -c "ALTER SYSTEM SET metric_anomaly.alert_max_age = '150min'" -c "SELECT pg_reload_conf()" >/dev/null
 	q -d "$db" -At -c "SELECT metric_anomaly.start_delivery_worker()" >/dev/null
 	echo "receiver listening on 127.0.0.1:$port, recording into $dir"
 }
 
 alert_demo_show() {
-	local db="$1" dir="$2/receiver" first
+	local db="$1" dir="$2/receiver" metric="$3" first="" f
 	for _ in $(seq 1 90); do
 		[ "$(q -d "$db" -At -c "SELECT count(*) > 0 AND bool_and(state IN ('sent', 'dead'))
 		                          FROM metric_anomaly.deliveries")" = "t" ] && break
@@ -36,12 +41,15 @@ alert_demo_show() {
 	q -d "$db" -c "SELECT alert_id, metric_name, to_char(minute, 'HH24:MI') AS minute, alert_state,
 	                      source, channel, state, attempts, http_status
 	                 FROM metric_anomaly.delivery_status ORDER BY alert_id"
-	first="$(ls "$dir"/req-*.body 2>/dev/null | head -1)"
+	for f in "$dir"/req-*.body; do
+		[ -e "$f" ] || continue
+		grep -q "\"metric\":\"$metric\".*\"state\":\"firing\"" "$f" && first="$f"
+	done
 	if [ -z "$first" ]; then
-		echo "no alert arrived"
+		echo "no firing alert of $metric arrived"
 		return
 	fi
-	echo "the first alert as the receiver got it ($(ls "$dir"/req-*.body | wc -l) requests in $dir):"
+	echo "the last firing alert of $metric as the receiver got it ($(ls "$dir"/req-*.body | wc -l) requests in $dir):"
 	sed -n '1p' "${first%.body}.head"
 	grep -i '^idempotency-key' "${first%.body}.head" || true
 	perl -ne 's/("chart_png_base64":")([^"]{40})[^"]*"/$1$2..."/; print "$_\n"' "$first"

@@ -20,7 +20,7 @@ $node->safe_psql('postgres', 'SELECT metric_anomaly.start_delivery_worker()')
 
 SKIP:
 {
-	skip 'detection does not hand its verdicts to alerting yet', 9
+	skip 'detection does not hand its verdicts to alerting yet', 11
 	  unless slurp_file('src/evaluate.c') =~ /ma_alerts_after_detection\s*\(/;
 
 	# 40 minutes of signups ending a minute ago; minutes 25-27 have none.
@@ -51,6 +51,22 @@ SELECT string_agg(a.state || ' ' || (a.minute - (pg_catalog.date_trunc('minute',
 	sleep 3;
 	is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHERE metric_name = 'signup'}),
 		'2', 'no more alerts while the worker keeps running');
+
+	# A backfill: a collapse 2.5 hours ago is older than alert_max_age (1h).
+	$node->safe_psql('postgres', q{
+INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points) VALUES ('old_signup', 10, 5);
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
+SELECT 'old_signup', pg_catalog.date_trunc('minute', now()) - interval '180 minutes' + g * interval '1 minute' + i * interval '1 second'
+  FROM generate_series(0, 179) g, generate_series(1, 9 + g % 3) i
+ WHERE g NOT BETWEEN 30 AND 32});
+	$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM metric_anomaly.aggregated_metrics
+	  WHERE metric_name = 'old_signup' AND is_anomaly}) or die 'backfill not detected';
+	$node->poll_query_until('postgres', q{SELECT last_minute > now() - interval '3 minutes' FROM metric_anomaly.alert_episodes
+	  WHERE metric_name = 'old_signup' AND source = '3-sigma'}) or die 'backfill not seen by alerting';
+	is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHERE metric_name = 'old_signup'}),
+		'0', 'an episode older than alert_max_age is not alerted');
+	is($node->safe_psql('postgres', q{SELECT last_fired_at IS NULL FROM metric_anomaly.alert_episodes
+	  WHERE metric_name = 'old_signup' AND source = '3-sigma'}), 't', 'but it is tracked');
 }
 
 # --- a receiver that never answers does not delay aggregation ---
