@@ -1,0 +1,372 @@
+/*
+ * chart_png.c
+ *		A small, fast PNG encoder for chart canvases.
+ *
+ * libgd's encoder spends about 10 ms on a 1200x600 truecolor image whatever
+ * the compression level (libpng's adaptive row filters dominate), ten times
+ * the cost of drawing the chart.  Charts are mostly long runs of one colour
+ * and rows that repeat the row above, so this encoder writes 8-bit RGB rows
+ * with filter type 0 and compresses them with a single fixed-Huffman deflate
+ * block whose only matches are "same pixel as the one before" (distance 3)
+ * and "same bytes as the row above" (distance = row length).  That costs
+ * well under a millisecond and gives files comparable to matplotlib's.
+ * Pure C: see chart.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "chart.h"
+
+typedef struct PngOut
+{
+	unsigned char *buf;
+	size_t		len;
+	size_t		cap;
+	uint64_t	bits;			/* pending bits, LSB first */
+	int			nbits;
+	bool		failed;
+} PngOut;
+
+static uint32_t crc_table[256];
+static bool crc_ready = false;
+
+/* Fixed Huffman literal/length codes, already bit-reversed. */
+static uint16_t lit_code[288];
+static uint8_t lit_len[288];
+
+static void
+init_tables(void)
+{
+	uint32_t	n,
+				k;
+
+	for (n = 0; n < 256; n++)
+	{
+		uint32_t	c = n;
+
+		for (k = 0; k < 8; k++)
+			c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		crc_table[n] = c;
+	}
+	for (n = 0; n < 288; n++)
+	{
+		uint32_t	code,
+					len,
+					rev = 0;
+
+		if (n < 144)
+			code = 0x30 + n, len = 8;
+		else if (n < 256)
+			code = 0x190 + (n - 144), len = 9;
+		else if (n < 280)
+			code = n - 256, len = 7;
+		else
+			code = 0xc0 + (n - 280), len = 8;
+		for (k = 0; k < len; k++)
+			rev |= ((code >> k) & 1) << (len - 1 - k);
+		lit_code[n] = (uint16_t) rev;
+		lit_len[n] = (uint8_t) len;
+	}
+	crc_ready = true;
+}
+
+static uint32_t
+crc_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+	while (n--)
+		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return crc;
+}
+
+static void
+out_reserve(PngOut *o, size_t more)
+{
+	if (o->failed || o->len + more <= o->cap)
+		return;
+	{
+		size_t		cap = o->cap * 2 + more + 4096;
+		unsigned char *nb = realloc(o->buf, cap);
+
+		if (nb == NULL)
+		{
+			o->failed = true;
+			return;
+		}
+		o->buf = nb;
+		o->cap = cap;
+	}
+}
+
+static void
+out_bytes(PngOut *o, const void *p, size_t n)
+{
+	out_reserve(o, n);
+	if (o->failed)
+		return;
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+}
+
+static void
+out_be32(PngOut *o, uint32_t v)
+{
+	unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
+
+	out_bytes(o, b, 4);
+}
+
+/*
+ * Appends nbits (<= 32) bits of v, least significant first (deflate bit
+ * order).  The caller has reserved room (see the per-row reservation).
+ */
+static inline void
+put_bits(PngOut *o, uint32_t v, int nbits)
+{
+	o->bits |= (uint64_t) v << o->nbits;
+	o->nbits += nbits;
+	if (o->nbits >= 32)
+	{
+		if (!o->failed)
+		{
+			unsigned char *p = o->buf + o->len;
+
+			p[0] = (unsigned char) o->bits;
+			p[1] = (unsigned char) (o->bits >> 8);
+			p[2] = (unsigned char) (o->bits >> 16);
+			p[3] = (unsigned char) (o->bits >> 24);
+			o->len += 4;
+		}
+		o->bits >>= 32;
+		o->nbits -= 32;
+	}
+}
+
+static void
+flush_bits(PngOut *o)
+{
+	while (o->nbits > 0)
+	{
+		unsigned char b = (unsigned char) o->bits;
+
+		out_bytes(o, &b, 1);
+		o->bits >>= 8;
+		o->nbits -= 8;
+	}
+	o->bits = 0;
+	o->nbits = 0;
+}
+
+static inline void
+put_literal(PngOut *o, int byte)
+{
+	put_bits(o, lit_code[byte], lit_len[byte]);
+}
+
+/* Emits one match of 3..258 bytes at distance 1..32768. */
+static void
+put_match(PngOut *o, int len, int dist)
+{
+	static const uint16_t len_base[] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19,
+		23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+	static const uint8_t len_extra[] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2,
+		2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+	static const uint16_t dist_base[] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49,
+		65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
+		6145, 8193, 12289, 16385, 24577};
+	static const uint8_t dist_extra[] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5,
+		5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+	int			i = 28,
+				d = 29,
+				k,
+				rev = 0;
+
+	while (len_base[i] > len)
+		i--;
+	put_bits(o, lit_code[257 + i], lit_len[257 + i]);
+	if (len_extra[i])
+		put_bits(o, len - len_base[i], len_extra[i]);
+	while (dist_base[d] > dist)
+		d--;
+	for (k = 0; k < 5; k++)
+		rev |= ((d >> k) & 1) << (4 - k);
+	put_bits(o, rev, 5);
+	if (dist_extra[d])
+		put_bits(o, dist - dist_base[d], dist_extra[d]);
+}
+
+/* Emits a copy of npix pixels (3 bytes each) from dist bytes back. */
+static void
+put_pixel_copy(PngOut *o, int npix, int dist)
+{
+	while (npix > 0)
+	{
+		int			n = npix > 86 ? 85 : npix;	/* 85 * 3 = 255 <= 258 */
+
+		put_match(o, n * 3, dist);
+		npix -= n;
+	}
+}
+
+/*
+ * Encodes the canvas as an 8-bit RGB PNG, with an optional tEXt chunk.
+ * Returns malloc'd bytes and their length, or NULL when out of memory.
+ */
+unsigned char *
+chart_png_encode(const ChartCanvas *c, const char *text_key,
+				 const char *text_value, size_t *len)
+{
+	static const unsigned char sig[8] = {137, 'P', 'N', 'G', 13, 10, 26, 10};
+	PngOut		o = {0};
+	int			w = c->width,
+				h = c->height;
+	int			stride = 1 + 3 * w;
+	unsigned char ihdr[17];
+	size_t		idat_start;
+	uint64_t	a = 1,
+				b = 0;
+	int			x,
+				y;
+
+	if (!crc_ready)
+		init_tables();
+	o.cap = (size_t) w * h / 4 + 65536;
+	o.buf = malloc(o.cap);
+	if (o.buf == NULL)
+		return NULL;
+
+	out_bytes(&o, sig, 8);
+
+	memcpy(ihdr, "IHDR", 4);
+	ihdr[4] = w >> 24, ihdr[5] = w >> 16, ihdr[6] = w >> 8, ihdr[7] = w;
+	ihdr[8] = h >> 24, ihdr[9] = h >> 16, ihdr[10] = h >> 8, ihdr[11] = h;
+	ihdr[12] = 8;				/* bit depth */
+	ihdr[13] = 2;				/* RGB */
+	ihdr[14] = ihdr[15] = ihdr[16] = 0;
+	out_be32(&o, 13);
+	out_bytes(&o, ihdr, 17);
+	out_be32(&o, crc_update(0xffffffffu, ihdr, 17) ^ 0xffffffffu);
+
+	if (text_key && text_value)
+	{
+		size_t		kl = strlen(text_key),
+					vl = strlen(text_value);
+		size_t		start;
+
+		out_be32(&o, (uint32_t) (kl + 1 + vl));
+		start = o.len;
+		out_bytes(&o, "tEXt", 4);
+		out_bytes(&o, text_key, kl + 1);
+		out_bytes(&o, text_value, vl);
+		if (!o.failed)
+			out_be32(&o, crc_update(0xffffffffu, o.buf + start, o.len - start) ^ 0xffffffffu);
+	}
+
+	/* IDAT: length patched below */
+	out_be32(&o, 0);
+	idat_start = o.len;
+	out_bytes(&o, "IDAT", 4);
+	{
+		unsigned char zh[2] = {0x78, 0x01};
+
+		out_bytes(&o, zh, 2);
+	}
+	out_reserve(&o, 64);
+	put_bits(&o, 3, 3);			/* BFINAL = 1, BTYPE = 01 (fixed) */
+
+	for (y = 0; y < h && !o.failed; y++)
+	{
+		const int  *row = c->im->tpixels[y];
+		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : NULL;
+
+		/* worst case: 9 bits per byte, plus slack for the bit buffer */
+		out_reserve(&o, (size_t) stride * 2 + 64);
+		if (o.failed)
+			break;
+		put_literal(&o, 0);		/* filter type None */
+		b += a;
+
+		x = 0;
+		while (x < w)
+		{
+			int			p = row[x];
+			int			run = 1,
+						same_prev = 0;
+
+			while (x + run < w && row[x + run] == p)
+				run++;
+			if (prev && prev[x] == p)
+			{
+				while (x + same_prev < w && row[x + same_prev] == prev[x + same_prev])
+					same_prev++;
+			}
+
+			if (same_prev > run)
+			{
+				int			i;
+
+				put_pixel_copy(&o, same_prev, stride);
+				for (i = 0; i < same_prev; i++)
+				{
+					int			q = row[x + i];
+					uint32_t	r = (q >> 16) & 0xff,
+								g = (q >> 8) & 0xff,
+								bl = q & 0xff;
+
+					b += 3 * a + 3 * r + 2 * g + bl;
+					a += r + g + bl;
+				}
+				x += same_prev;
+			}
+			else
+			{
+				uint32_t	r = (p >> 16) & 0xff,
+							g = (p >> 8) & 0xff,
+							bl = p & 0xff;
+				uint64_t	s = r + g + bl,
+							cc = 3 * r + 2 * g + bl,
+							n = run;
+
+				if (x == 0 || row[x - 1] != p)
+				{
+					put_bits(&o, lit_code[r] | (uint32_t) lit_code[g] << lit_len[r],
+							 lit_len[r] + lit_len[g]);
+					put_literal(&o, bl);
+					if (run > 1)
+						put_pixel_copy(&o, run - 1, 3);
+				}
+				else
+					put_pixel_copy(&o, run, 3);
+				b += 3 * n * a + 3 * s * (n * (n - 1) / 2) + n * cc;
+				a += n * s;
+				x += run;
+			}
+		}
+		a %= 65521;
+		b %= 65521;
+	}
+	out_reserve(&o, 64);
+	put_literal(&o, 256);		/* end of block */
+	flush_bits(&o);
+	out_be32(&o, (uint32_t) ((b << 16) | a));
+	if (!o.failed)
+	{
+		uint32_t	n = (uint32_t) (o.len - idat_start - 4);
+
+		o.buf[idat_start - 4] = n >> 24;
+		o.buf[idat_start - 3] = n >> 16;
+		o.buf[idat_start - 2] = n >> 8;
+		o.buf[idat_start - 1] = n;
+		out_be32(&o, crc_update(0xffffffffu, o.buf + idat_start, o.len - idat_start) ^ 0xffffffffu);
+	}
+	out_be32(&o, 0);
+	out_bytes(&o, "IEND", 4);
+	out_be32(&o, 0xae426082u);
+
+	if (o.failed)
+	{
+		free(o.buf);
+		return NULL;
+	}
+	*len = o.len;
+	return o.buf;
+}
