@@ -26,7 +26,9 @@ CREATE TABLE metric_anomaly.business_events (
     event_type      text NOT NULL
                     CONSTRAINT business_events_event_type_check
                     CHECK (pg_catalog.length(event_type) BETWEEN 1 AND 200),
-    event_timestamp timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    event_timestamp timestamptz NOT NULL DEFAULT pg_catalog.now()
+                    CONSTRAINT business_events_event_timestamp_check
+                    CHECK (pg_catalog.isfinite(event_timestamp)),
     payload         jsonb,
     is_processed    boolean NOT NULL DEFAULT false
 );

@@ -1,0 +1,18 @@
+/*
+ * aggregate.h
+ *		Claiming and folding events, zero-filling series, purging old events.
+ *
+ * Every function runs inside the caller's transaction with SPI connected.
+ */
+#ifndef MA_AGGREGATE_H
+#define MA_AGGREGATE_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+
+extern int64 ma_aggregate_batch(int batch_size);
+extern int64 ma_zero_fill(TimestampTz last_closed);
+extern int64 ma_purge_events(TimestampTz older_than, int limit);
+
+#endif							/* MA_AGGREGATE_H */

@@ -1,0 +1,37 @@
+/*
+ * alert.h
+ *		The seam between detection and alerting.
+ *
+ * Detection calls ma_alerts_after_detection() inside its own transaction,
+ * with SPI connected, after it has written is_anomaly and anomaly_context of
+ * the points it (re-)evaluated; alerting writes its outbox rows in that same
+ * transaction.  The delivery worker (ma_delivery_main) is started by the
+ * launcher for the worker's database, with the database OID as main_arg.
+ */
+#ifndef MA_ALERT_H
+#define MA_ALERT_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "utils/jsonb.h"
+
+typedef struct MaEvaluatedPoint
+{
+	const char *metric_name;
+	TimestampTz minute;			/* start of the minute */
+	double		value;
+	bool		evaluated;		/* false: too little history, or disabled */
+	bool		is_anomaly;
+	Jsonb	   *context;		/* NULL when !evaluated */
+} MaEvaluatedPoint;
+
+/* Points are sorted by metric_name, then minute. */
+extern void ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints);
+
+/* Settings of alerting; called from _PG_init. */
+extern void ma_alert_define_gucs(void);
+
+extern PGDLLEXPORT void ma_delivery_main(Datum main_arg);
+
+#endif							/* MA_ALERT_H */

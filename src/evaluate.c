@@ -1,0 +1,324 @@
+/*
+ * evaluate.c
+ *		The detection step of a pass.
+ *
+ * Rows of aggregated_metrics with needs_eval set (new minutes, zero-filled
+ * minutes, and minutes a late event changed) are evaluated once their minute
+ * is closed.  One cursor reads, per series, the dirty rows together with the
+ * window of history before them, in time order; each dirty point is judged
+ * against the previous window_size points by detect.c, and the verdicts are
+ * written back in batches, in the caller's transaction.  Cost per point is
+ * O(window).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "alert.h"
+#include "detect.h"
+#include "detect_sql.h"
+#include "evaluate.h"
+#include "metric_anomaly.h"
+#include "spi_util.h"
+
+#define FETCH_ROWS		10000
+#define FLUSH_POINTS	10000
+
+static MaStatement pending_stmt = {
+	"WITH d AS ("
+	"    SELECT n.metric_name, min(n.metric_timestamp) AS lo,"
+	"           max(n.metric_timestamp) AS hi"
+	"      FROM metric_anomaly.aggregated_metrics n"
+	"     WHERE n.needs_eval AND n.metric_timestamp <= $1"
+	"     GROUP BY n.metric_name),"
+	" s AS ("
+	"    SELECT d.metric_name, d.lo, d.hi,"
+	"           coalesce(c.sigma, $2) AS sigma,"
+	"           coalesce(c.window_size, $3) AS win,"
+	"           coalesce(c.min_points, $4) AS minp,"
+	"           coalesce(c.direction, 'both') AS dir,"
+	"           coalesce(c.enabled, true) AS enabled"
+	"      FROM d LEFT JOIN metric_anomaly.metrics c"
+	"        ON c.metric_name = d.metric_name)"
+	"SELECT s.metric_name, s.sigma, s.win, s.minp, s.dir, s.enabled,"
+	"       a.metric_timestamp, a.metric_value,"
+	"       a.needs_eval AND a.metric_timestamp <= $1"
+	"  FROM s CROSS JOIN LATERAL ("
+	"        SELECT h.metric_timestamp, h.metric_value, h.needs_eval"
+	"          FROM metric_anomaly.aggregated_metrics h"
+	"         WHERE h.metric_name = s.metric_name"
+	"           AND h.metric_timestamp >= s.lo - s.win * interval '1 minute'"
+	"           AND h.metric_timestamp <= s.hi) a"
+	" ORDER BY s.metric_name, a.metric_timestamp",
+	4, {TIMESTAMPTZOID, FLOAT8OID, INT4OID, INT4OID}
+};
+
+static MaStatement verdict_stmt = {
+	"UPDATE metric_anomaly.aggregated_metrics a"
+	"   SET is_anomaly = u.anomaly, anomaly_context = u.context,"
+	"       needs_eval = false"
+	"  FROM unnest($1::text[], $2::timestamptz[], $3::bool[], $4::jsonb[])"
+	"       AS u(n, t, anomaly, context)"
+	" WHERE a.metric_name = u.n AND a.metric_timestamp = u.t",
+	4, {TEXTARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID, JSONBARRAYOID}
+};
+
+/* One series read from the cursor: settings, then its rows in time order. */
+typedef struct Series
+{
+	char	   *name;
+	double		sigma;
+	int			window;
+	int			min_points;
+	MaDirection direction;
+	bool		enabled;
+	int			n;
+	int			cap;
+	TimestampTz *ts;
+	double	   *values;
+	bool	   *target;
+} Series;
+
+/* Verdicts waiting to be written. */
+typedef struct Verdicts
+{
+	MemoryContext cxt;
+	int			n;
+	int			cap;
+	MaEvaluatedPoint *points;
+} Verdicts;
+
+static void
+verdicts_add(Verdicts *v, const Series *s, int i, const MaThreeSigma *r)
+{
+	MaEvaluatedPoint *p;
+
+	if (v->n == v->cap)
+	{
+		v->cap = v->cap ? v->cap * 2 : 1024;
+		v->points = v->points ?
+			repalloc(v->points, sizeof(MaEvaluatedPoint) * v->cap) :
+			MemoryContextAlloc(v->cxt, sizeof(MaEvaluatedPoint) * v->cap);
+	}
+	p = &v->points[v->n++];
+	/* the series' memory is reset before the verdicts are written */
+	if (v->n > 1 && strcmp(v->points[v->n - 2].metric_name, s->name) == 0)
+		p->metric_name = v->points[v->n - 2].metric_name;
+	else
+		p->metric_name = MemoryContextStrdup(v->cxt, s->name);
+	p->minute = s->ts[i];
+	p->value = s->values[i];
+	p->evaluated = r != NULL;
+	p->is_anomaly = r ? r->is_anomaly : false;
+	if (r)
+	{
+		MemoryContext old = MemoryContextSwitchTo(v->cxt);
+
+		p->context = ma_three_sigma_context(r);
+		MemoryContextSwitchTo(old);
+	}
+	else
+		p->context = NULL;
+}
+
+/* Writes the pending verdicts and hands them to alerting. */
+static void
+verdicts_flush(Verdicts *v)
+{
+	Datum	   *names;
+	Datum	   *minutes;
+	Datum	   *flags;
+	Datum	   *contexts;
+	bool	   *ctxnulls;
+	Datum		values[4];
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	MemoryContext old;
+
+	if (v->n == 0)
+		return;
+
+	old = MemoryContextSwitchTo(v->cxt);
+	names = palloc(sizeof(Datum) * v->n);
+	minutes = palloc(sizeof(Datum) * v->n);
+	flags = palloc(sizeof(Datum) * v->n);
+	contexts = palloc(sizeof(Datum) * v->n);
+	ctxnulls = palloc(sizeof(bool) * v->n);
+	for (int i = 0; i < v->n; i++)
+	{
+		names[i] = CStringGetTextDatum(v->points[i].metric_name);
+		minutes[i] = TimestampTzGetDatum(v->points[i].minute);
+		flags[i] = BoolGetDatum(v->points[i].is_anomaly);
+		contexts[i] = PointerGetDatum(v->points[i].context);
+		ctxnulls[i] = v->points[i].context == NULL;
+	}
+	dims[0] = v->n;
+	values[0] = PointerGetDatum(construct_array(names, v->n, TEXTOID,
+												-1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(minutes, v->n, TIMESTAMPTZOID,
+												sizeof(TimestampTz), FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(flags, v->n, BOOLOID,
+												1, true, TYPALIGN_CHAR));
+	values[3] = PointerGetDatum(construct_md_array(contexts, ctxnulls, 1, dims, lbs,
+												   JSONBOID, -1, false,
+												   TYPALIGN_INT));
+	ma_execute(&verdict_stmt, values, NULL, SPI_OK_UPDATE, 0);
+	MemoryContextSwitchTo(old);
+
+	v->n = 0;
+}
+
+/* Evaluates every dirty point of a complete series. */
+static int64
+series_evaluate(Series *s, Verdicts *v)
+{
+	int64		evaluated = 0;
+
+	for (int i = 0; i < s->n; i++)
+	{
+		int			first;
+		MaThreeSigma r;
+
+		if (!s->target[i])
+			continue;
+		first = Max(0, i - s->window);
+		if (!s->enabled || i - first < s->min_points)
+		{
+			verdicts_add(v, s, i, NULL);
+			continue;
+		}
+		ma_three_sigma(&s->values[first], i - first, s->values[i],
+					   s->sigma, s->direction, &r);
+		verdicts_add(v, s, i, &r);
+		evaluated++;
+	}
+	return evaluated;
+}
+
+static void
+series_append(Series *s, TimestampTz ts, double value, bool target)
+{
+	if (s->n == s->cap)
+	{
+		s->cap = s->cap ? s->cap * 2 : 512;
+		s->ts = s->ts ? repalloc(s->ts, sizeof(TimestampTz) * s->cap) :
+			palloc(sizeof(TimestampTz) * s->cap);
+		s->values = s->values ? repalloc(s->values, sizeof(double) * s->cap) :
+			palloc(sizeof(double) * s->cap);
+		s->target = s->target ? repalloc(s->target, sizeof(bool) * s->cap) :
+			palloc(sizeof(bool) * s->cap);
+	}
+	s->ts[s->n] = ts;
+	s->values[s->n] = value;
+	s->target[s->n] = target;
+	s->n++;
+}
+
+/*
+ * Evaluates every row that needs it and whose minute is at or before
+ * last_closed; returns the number of points judged (points with too little
+ * history are marked done without a verdict and are not counted).
+ */
+int64
+ma_evaluate_pending(TimestampTz last_closed)
+{
+	MemoryContext cxt;
+	MemoryContext series_cxt;
+	MemoryContext old;
+	Datum		args[4];
+	Portal		portal;
+	Series		s = {0};
+	Verdicts	v = {0};
+	int64		evaluated = 0;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "metric_anomaly evaluate",
+								ALLOCSET_DEFAULT_SIZES);
+	series_cxt = AllocSetContextCreate(cxt, "metric_anomaly series",
+									   ALLOCSET_DEFAULT_SIZES);
+	v.cxt = AllocSetContextCreate(cxt, "metric_anomaly verdicts",
+								  ALLOCSET_DEFAULT_SIZES);
+
+	args[0] = TimestampTzGetDatum(last_closed);
+	args[1] = Float8GetDatum(ma_sigma);
+	args[2] = Int32GetDatum(ma_window);
+	args[3] = Int32GetDatum(ma_min_points);
+	portal = ma_open_cursor(&pending_stmt, args, NULL);
+
+	for (;;)
+	{
+		SPITupleTable *tt;
+		uint64		nrows;
+
+		SPI_cursor_fetch(portal, true, FETCH_ROWS);
+		/* flushing verdicts runs statements, which reset these globals */
+		nrows = SPI_processed;
+		tt = SPI_tuptable;
+		if (nrows == 0)
+			break;
+		for (uint64 row = 0; row < nrows; row++)
+		{
+			HeapTuple	tup = tt->vals[row];
+			TupleDesc	desc = tt->tupdesc;
+			bool		isnull;
+			char	   *name = SPI_getvalue(tup, desc, 1);
+
+			if (s.name == NULL || strcmp(s.name, name) != 0)
+			{
+				char	   *dir;
+
+				if (s.name != NULL)
+				{
+					old = MemoryContextSwitchTo(cxt);
+					evaluated += series_evaluate(&s, &v);
+					MemoryContextSwitchTo(old);
+					if (v.n >= FLUSH_POINTS)
+					{
+						verdicts_flush(&v);
+						MemoryContextReset(v.cxt);
+						v.points = NULL;
+						v.cap = 0;
+					}
+				}
+				MemoryContextReset(series_cxt);
+				memset(&s, 0, sizeof(s));
+				old = MemoryContextSwitchTo(series_cxt);
+				s.name = pstrdup(name);
+				s.sigma = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+				s.window = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+				s.min_points = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+				dir = SPI_getvalue(tup, desc, 5);
+				if (!ma_direction_parse(dir, &s.direction))
+					s.direction = MA_DIRECTION_BOTH;
+				s.enabled = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+				MemoryContextSwitchTo(old);
+			}
+			old = MemoryContextSwitchTo(series_cxt);
+			series_append(&s,
+						  DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull)),
+						  DatumGetFloat8(SPI_getbinval(tup, desc, 8, &isnull)),
+						  DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull)));
+			MemoryContextSwitchTo(old);
+			pfree(name);
+		}
+		SPI_freetuptable(tt);
+	}
+	SPI_cursor_close(portal);
+
+	if (s.name != NULL)
+	{
+		old = MemoryContextSwitchTo(cxt);
+		evaluated += series_evaluate(&s, &v);
+		MemoryContextSwitchTo(old);
+	}
+	verdicts_flush(&v);
+
+	MemoryContextDelete(cxt);
+	return evaluated;
+}

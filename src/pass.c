@@ -1,0 +1,236 @@
+/*
+ * pass.c
+ *		One aggregation pass, shared by the worker and process_pending().
+ *
+ * A pass claims and folds events in batches, then zero-fills every series
+ * up to the last closed minute, evaluates the new and changed minutes, and
+ * purges processed events past their retention.  The worker runs each step
+ * in a transaction of its own (so a crash loses at most the step under way,
+ * which rolls back whole); process_pending() runs them all in the caller's
+ * transaction.  Steps of concurrent passes in one database serialise on a
+ * transaction-level advisory lock.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "aggregate.h"
+#include "evaluate.h"
+#include "fold.h"
+#include "metric_anomaly.h"
+#include "pass.h"
+#include "spi_util.h"
+
+PG_FUNCTION_INFO_V1(metric_anomaly_process_pending);
+
+/* "ma_pass" */
+#define PASS_LOCK_KEY	INT64CONST(0x6d615f7061737300)
+
+static MaStatement count_stmt = {
+	"UPDATE metric_anomaly.worker_state SET total_events = total_events + $1",
+	1, {INT8OID}
+};
+
+static MaStatement pass_stmt = {
+	"UPDATE metric_anomaly.worker_state"
+	"   SET last_pass_start = $1, last_pass_end = clock_timestamp(),"
+	"       last_pass_events = $2, passes = passes + 1",
+	2, {TIMESTAMPTZOID, INT8OID}
+};
+
+static MaStatement error_stmt = {
+	"UPDATE metric_anomaly.worker_state"
+	"   SET last_error = $1, last_error_at = clock_timestamp()",
+	1, {TEXTOID}
+};
+
+typedef struct PassState
+{
+	TimestampTz start;
+	TimestampTz last_closed;
+	TimestampTz purge_before;	/* 0: keep events */
+	int			batch_size;
+	int64		events;
+} PassState;
+
+typedef int64 (*StepFn) (PassState *state);
+
+static void
+lock_pass(void)
+{
+	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(PASS_LOCK_KEY));
+}
+
+/*
+ * Runs one step, in a transaction of its own when asked to (the worker),
+ * else inside the caller's (SPI already connected, lock already held).
+ */
+static int64
+run_step(StepFn fn, PassState *state, bool own_transaction)
+{
+	int64		result;
+
+	if (!own_transaction)
+		return fn(state);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	ma_spi_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	lock_pass();
+	result = fn(state);
+	ma_spi_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return result;
+}
+
+/* Claims, folds and marks one batch, and counts it in worker_state. */
+static int64
+step_aggregate(PassState *state)
+{
+	int64		n = ma_aggregate_batch(state->batch_size);
+
+	if (n > 0)
+	{
+		Datum		arg = Int64GetDatum(n);
+
+		ma_execute(&count_stmt, &arg, NULL, SPI_OK_UPDATE, 0);
+	}
+	return n;
+}
+
+/* Zero-fills, evaluates, and records the pass. */
+static int64
+step_finish(PassState *state)
+{
+	Datum		args[2];
+
+	ma_zero_fill(state->last_closed);
+	ma_evaluate_pending(state->last_closed);
+
+	args[0] = TimestampTzGetDatum(state->start);
+	args[1] = Int64GetDatum(state->events);
+	ma_execute(&pass_stmt, args, NULL, SPI_OK_UPDATE, 0);
+	return 0;
+}
+
+static int64
+step_purge(PassState *state)
+{
+	return ma_purge_events(state->purge_before, state->batch_size);
+}
+
+/*
+ * Runs one pass as of as_of: minutes that ended at or before as_of are
+ * closed.  With a time budget (ms, 0 for none) the batch loop stops once
+ * the budget is spent and reports that events remain.
+ */
+MaPassResult
+ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
+{
+	PassState	state;
+	MaPassResult result = {0};
+	int64		n;
+
+	state.start = GetCurrentTimestamp();
+	state.last_closed = ma_minute_floor(as_of) - USECS_PER_MINUTE;
+	state.batch_size = ma_batch_size;
+	state.events = 0;
+	state.purge_before = ma_event_retention_s > 0 ?
+		as_of - (TimestampTz) ma_event_retention_s * USECS_PER_SEC : 0;
+
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		n = run_step(step_aggregate, &state, own_transactions);
+		state.events += n;
+		if (n == state.batch_size && time_budget_ms > 0 &&
+			TimestampDifferenceExceeds(state.start, GetCurrentTimestamp(),
+									   time_budget_ms))
+		{
+			result.more = true;
+			break;
+		}
+	} while (n == state.batch_size);
+
+	CHECK_FOR_INTERRUPTS();
+	run_step(step_finish, &state, own_transactions);
+
+	if (state.purge_before != 0)
+	{
+		do
+		{
+			CHECK_FOR_INTERRUPTS();
+			n = run_step(step_purge, &state, own_transactions);
+		} while (n == state.batch_size);
+	}
+
+	result.events = state.events;
+	return result;
+}
+
+/*
+ * Records the message of a failed pass in worker_state, in a transaction of
+ * its own; a failure to record is only logged.
+ */
+void
+ma_record_error(const char *message)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		Datum		arg = CStringGetTextDatum(message);
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		ma_spi_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		ma_execute(&error_stmt, &arg, NULL, SPI_OK_UPDATE, 0);
+		ma_spi_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * process_pending(as_of timestamptz DEFAULT now()) returns bigint
+ *
+ * Runs one full pass in the calling session and transaction; returns the
+ * number of events folded.
+ */
+Datum
+metric_anomaly_process_pending(PG_FUNCTION_ARGS)
+{
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(0);
+	MaPassResult result;
+
+	if (TIMESTAMP_NOT_FINITE(as_of))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of must be a finite timestamp")));
+
+	ma_spi_connect();
+	lock_pass();
+	result = ma_run_pass(as_of, false, 0);
+	ma_spi_finish();
+
+	PG_RETURN_INT64(result.events);
+}

@@ -1,0 +1,80 @@
+/*
+ * spi_util.c
+ *		Prepared, kept SPI plans with checked return codes.
+ *
+ * Every query the extension runs is parameterised, schema-qualified and
+ * prepared once per backend (SPI_prepare + SPI_keepplan); the plan cache
+ * re-plans them when the tables change.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+#include "spi_util.h"
+
+static SPIPlanPtr
+statement_plan(MaStatement *stmt)
+{
+	if (stmt->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(stmt->sql, stmt->nargs, stmt->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "metric_anomaly: SPI_prepare failed (%s): %s",
+				 SPI_result_code_string(SPI_result), stmt->sql);
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "metric_anomaly: SPI_keepplan failed");
+		stmt->plan = plan;
+	}
+	return stmt->plan;
+}
+
+/*
+ * Runs a statement and returns the number of rows it processed; any return
+ * code other than expected_rc is an internal error.
+ */
+uint64
+ma_execute(MaStatement *stmt, Datum *values, const char *nulls,
+		   int expected_rc, long count)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(statement_plan(stmt), values, nulls, false, count);
+	if (rc != expected_rc)
+		elog(ERROR, "metric_anomaly: unexpected SPI result %s for: %s",
+			 SPI_result_code_string(rc), stmt->sql);
+	return SPI_processed;
+}
+
+/* Opens a read-only cursor over a statement. */
+Portal
+ma_open_cursor(MaStatement *stmt, Datum *values, const char *nulls)
+{
+	Portal		portal;
+
+	portal = SPI_cursor_open(NULL, statement_plan(stmt), values, nulls, false);
+	if (portal == NULL)
+		elog(ERROR, "metric_anomaly: SPI_cursor_open failed (%s)",
+			 SPI_result_code_string(SPI_result));
+	return portal;
+}
+
+void
+ma_spi_connect(void)
+{
+	int			rc = SPI_connect();
+
+	if (rc != SPI_OK_CONNECT)
+		elog(ERROR, "metric_anomaly: SPI_connect failed: %s",
+			 SPI_result_code_string(rc));
+}
+
+void
+ma_spi_finish(void)
+{
+	int			rc = SPI_finish();
+
+	if (rc != SPI_OK_FINISH)
+		elog(ERROR, "metric_anomaly: SPI_finish failed: %s",
+			 SPI_result_code_string(rc));
+}
