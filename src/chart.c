@@ -341,7 +341,9 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	double		period = 0.0,
 				phase = 0.0,
 				r,
-				r2;
+				r2,
+				inner2,
+				inv_len2;
 	int			bx0,
 				by0,
 				bx1,
@@ -375,6 +377,8 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 
 	r = hw + 0.5;
 	r2 = r * r;
+	inner2 = (r > 1.0) ? (r - 1.0) * (r - 1.0) : 0.0;
+	inv_len2 = len2 > 0 ? 1.0 / len2 : 0.0;
 	for (py = by0; py <= by1; py++)
 	{
 		unsigned char *mrow = c->mask + (size_t) py * c->width;
@@ -384,14 +388,19 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 
 		if (fabs(dy) > 0.5)
 		{
-			/* the row meets the widened infinite line in this interval */
+			/*
+			 * Pixel centres within r of the segment lie within r of the
+			 * infinite line, i.e. within this interval of the row.
+			 */
 			double		xc = x0 + (cy - y0) * dx / dy;
-			double		half = r * len / fabs(dy) + 1.0;
+			double		half = r * len / fabs(dy);
+			int			lo = (int) ceil(xc - half - 0.5),
+						hi = (int) floor(xc + half - 0.5);
 
-			if (xc - half > rx0)
-				rx0 = (int) floor(xc - half);
-			if (xc + half < rx1)
-				rx1 = (int) ceil(xc + half);
+			if (lo > rx0)
+				rx0 = lo;
+			if (hi < rx1)
+				rx1 = hi;
 		}
 		for (px = rx0; px <= rx1; px++)
 		{
@@ -399,13 +408,12 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			double		t = 0.0,
 						ex,
 						ey,
-						d,
-						cov;
+						d2;
 			int			a;
 
 			if (len2 > 0)
 			{
-				t = ((cx - x0) * dx + (cy - y0) * dy) / len2;
+				t = ((cx - x0) * dx + (cy - y0) * dy) * inv_len2;
 				if (t < 0)
 					t = 0;
 				else if (t > 1)
@@ -413,16 +421,19 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			}
 			ex = x0 + t * dx - cx;
 			ey = y0 + t * dy - cy;
-			d = ex * ex + ey * ey;
-			if (d >= r2)
-				continue;
-			d = sqrt(d);
-			cov = hw + 0.5 - d;
-			if (cov <= 0)
+			d2 = ex * ex + ey * ey;
+			if (d2 >= r2)
 				continue;
 			if (period > 0 && fmod(phase + t * len, period) >= dash->on)
 				continue;
-			a = cov >= 1.0 ? 255 : (int) (cov * 255 + 0.5);
+			if (d2 <= inner2)
+				a = 255;
+			else
+			{
+				double		cov = r - sqrt(d2);
+
+				a = cov >= 1.0 ? 255 : (int) (cov * 255 + 0.5);
+			}
 			if (a > mrow[px])
 				mrow[px] = (unsigned char) a;
 		}
@@ -449,13 +460,27 @@ chart_stroke_finish(ChartCanvas *c, ChartColor color)
 		unsigned char *mrow = c->mask + (size_t) y * c->width;
 		int		   *row = c->im->tpixels[y];
 
-		for (x = c->mask_x0; x <= c->mask_x1; x++)
+		x = c->mask_x0;
+		while (x <= c->mask_x1)
 		{
+			uint64_t	word;
+
+			/* skip eight empty mask bytes at a time */
+			if (x + 8 <= c->mask_x1 + 1)
+			{
+				memcpy(&word, mrow + x, 8);
+				if (word == 0)
+				{
+					x += 8;
+					continue;
+				}
+			}
 			if (mrow[x])
 			{
 				blend_pixel(&row[x], color, mrow[x]);
 				mrow[x] = 0;
 			}
+			x++;
 		}
 	}
 	c->mask_x0 = c->width;

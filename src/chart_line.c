@@ -642,14 +642,6 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 			if (se->markers)
 				draw_points(&c, &L, se, a, false);
 		}
-		for (i = 0; i < spec->nseries; i++)
-		{
-			const ChartSeries *se = &spec->series[i];
-			const Axis *a = (se->right_axis && L.right.used) ? &L.right : &L.left;
-
-			if (se->anomaly)
-				draw_points(&c, &L, se, a, true);
-		}
 	}
 	else if (spec->empty_message)
 	{
@@ -668,6 +660,16 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 	chart_hline(&c, L.x0 - 1, L.x1, L.y1, COLOR_SPINE, 0, 0);
 	if (L.right.used)
 		chart_vline(&c, L.x1, L.y0, L.y1, COLOR_SPINE, 0, 0);
+
+	/* anomaly markers stay whole at the edges of the plot */
+	for (i = 0; i < spec->nseries && has_data; i++)
+	{
+		const ChartSeries *se = &spec->series[i];
+		const Axis *a = (se->right_axis && L.right.used) ? &L.right : &L.left;
+
+		if (se->anomaly)
+			draw_points(&c, &L, se, a, true);
+	}
 
 	/* axes */
 	for (i = 0; i < tt.n; i++)

@@ -27,7 +27,7 @@ typedef struct PngOut
 	bool		failed;
 } PngOut;
 
-static uint32_t crc_table[256];
+static uint32_t crc_table[8][256];	/* slicing-by-8 */
 static bool crc_ready = false;
 
 /* Fixed Huffman literal/length codes, already bit-reversed. */
@@ -46,8 +46,12 @@ init_tables(void)
 
 		for (k = 0; k < 8; k++)
 			c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-		crc_table[n] = c;
+		crc_table[0][n] = c;
 	}
+	for (n = 0; n < 256; n++)
+		for (k = 1; k < 8; k++)
+			crc_table[k][n] = (crc_table[k - 1][n] >> 8) ^
+				crc_table[0][crc_table[k - 1][n] & 0xff];
 	for (n = 0; n < 288; n++)
 	{
 		uint32_t	code,
@@ -70,11 +74,26 @@ init_tables(void)
 	crc_ready = true;
 }
 
+/* CRC-32 (PNG, zlib) of n bytes, eight at a time. */
 static uint32_t
 crc_update(uint32_t crc, const unsigned char *p, size_t n)
 {
+	while (n >= 8)
+	{
+		uint32_t	lo = crc ^ ((uint32_t) p[0] | (uint32_t) p[1] << 8 |
+								(uint32_t) p[2] << 16 | (uint32_t) p[3] << 24);
+		uint32_t	hi = (uint32_t) p[4] | (uint32_t) p[5] << 8 |
+			(uint32_t) p[6] << 16 | (uint32_t) p[7] << 24;
+
+		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+			crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
+			crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
+			crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+		p += 8;
+		n -= 8;
+	}
 	while (n--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+		crc = crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return crc;
 }
 

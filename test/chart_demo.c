@@ -120,14 +120,14 @@ main(int argc, char **argv)
 	spec.width = width;
 	spec.height = height;
 	spec.title = "user_registrations";
-	spec.subtitle = "2026-11-20 00:00 \xe2\x80\x93 2026-11-21 00:00 UTC, 1,440 points, 15 anomalies";
+	spec.subtitle = "2026-11-20 00:00 to 2026-11-21 00:00 UTC, 1,440 points, 15 anomalies";
 	spec.y_label = "value per minute";
 	spec.t_min = n ? t[0] : 0;
 	spec.t_max = n ? t[n - 1] + 60 : 0;
 	spec.gap = 90;
 	spec.nseries = 1;
 	spec.series = &se;
-	spec.band_label = "expected (3\xcf\x83)";
+	spec.band_label = "expected range";
 	spec.anomaly_label = "anomaly";
 	spec.empty_message = "No data in this range";
 
