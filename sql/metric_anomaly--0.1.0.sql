@@ -242,10 +242,6 @@ CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double pr
 RETURNS internal
 LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_accum';
-CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, text)
-RETURNS internal
-LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_accum';
 CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, text, jsonb)
 RETURNS internal
 LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
@@ -258,8 +254,6 @@ AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_final';
 COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision) IS
     'Transition function of line_chart.';
 COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, jsonb) IS
-    'Transition function of line_chart.';
-COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, text) IS
     'Transition function of line_chart.';
 COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, text, jsonb) IS
     'Transition function of line_chart.';
@@ -278,12 +272,6 @@ CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precisio
     FINALFUNC = metric_anomaly.line_chart_final,
     PARALLEL = SAFE
 );
-CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precision, series text) (
-    SFUNC = metric_anomaly.line_chart_accum,
-    STYPE = internal,
-    FINALFUNC = metric_anomaly.line_chart_final,
-    PARALLEL = SAFE
-);
 CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precision, series text, options jsonb) (
     SFUNC = metric_anomaly.line_chart_accum,
     STYPE = internal,
@@ -295,7 +283,5 @@ COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision) IS
     'PNG line chart of (ts, value) rows; a NULL value breaks the line, NaN and infinities are skipped; no rows give NULL.';
 COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision, jsonb) IS
     'PNG line chart of (ts, value) rows with options: title, subtitle, label, y_label, width, height (100 to 4000), gap (seconds), dashed, markers (true).';
-COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision, text) IS
-    'PNG line chart with one line per distinct series value (at most 16).';
 COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision, text, jsonb) IS
-    'PNG line chart with one line per series and options: title, subtitle, y_label, y2_label, width, height, gap, right_axis, dashed and markers (arrays of series names).';
+    'PNG line chart with one line per distinct series value (at most 16) and options: title, subtitle, y_label, y2_label, width, height, gap, right_axis, dashed and markers (arrays of series names).';

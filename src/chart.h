@@ -93,10 +93,13 @@ extern void chart_text(ChartCanvas *c, int x, int y, ChartFont font,
 extern void chart_text_up(ChartCanvas *c, int x, int y_center, ChartFont font,
 						  double size, ChartColor color, const char *s);
 
-/* PNG encoding (chart_png.c); returns malloc'd bytes or NULL. */
+/*
+ * PNG encoding (chart_png.c), with ntext tEXt chunks (Latin-1 key/value
+ * pairs); returns malloc'd bytes or NULL.
+ */
 extern unsigned char *chart_png_encode(const ChartCanvas *c,
-									   const char *text_key,
-									   const char *text_value,
-									   size_t *len);
+									   const char *const *text_keys,
+									   const char *const *text_values,
+									   int ntext, size_t *len);
 
 #endif							/* MA_CHART_H */

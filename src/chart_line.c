@@ -12,7 +12,9 @@
  *		x0 y0 x1 y1 t0 t1 v0 v1 [w0 w1]
  * x = x0 + (t - t0) / (t1 - t0) * (x1 - x0) and
  * y = y1 - (v - v0) / (v1 - v0) * (y1 - y0) in continuous pixel coordinates
- * (pixel column floor(x)); w0 w1 is the right axis' range, if any.
+ * (pixel column floor(x)); w0 w1 is the right axis' range, if any.  A
+ * second chunk, "metric_anomaly.xticks", lists the time ticks drawn as
+ * "unix_seconds label" entries separated by "|".
  * Pure C, see chart.h.
  */
 #include <math.h>
@@ -209,6 +211,7 @@ typedef struct LegendItem
 	int			kind;			/* 0 line, 1 band, 2 anomaly */
 	const ChartSeries *series;
 	const char *text;
+	char		buf[96];		/* text with " (right axis)" */
 } LegendItem;
 
 #define MAX_LEGEND 32
@@ -443,6 +446,9 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 	int			i,
 				j;
 	char		meta[512];
+	char		xticks[CHART_MAX_TICKS * 48];
+	const char *keys[2] = {CHART_PLOT_TEXT_KEY, CHART_XTICKS_TEXT_KEY};
+	const char *values[2] = {meta, xticks};
 	unsigned char *png = NULL;
 	const ChartSeries *band_series = NULL;
 
@@ -520,6 +526,12 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 			legend[nlegend].kind = 0;
 			legend[nlegend].series = se;
 			legend[nlegend].text = se->label;
+			if (se->right_axis && any_left)
+			{
+				snprintf(legend[nlegend].buf, sizeof(legend[nlegend].buf),
+						 "%s (right axis)", se->label);
+				legend[nlegend].text = legend[nlegend].buf;
+			}
 			nlegend++;
 		}
 		for (j = 0; j < se->n; j++)
@@ -720,7 +732,16 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 				 L.x0, L.y0, L.x1, L.y1, L.t0, L.t1,
 				 L.left.used ? L.left.lo : 0.0, L.left.used ? L.left.hi : 1.0);
 
-	png = chart_png_encode(&c, CHART_PLOT_TEXT_KEY, meta, len);
+	xticks[0] = '\0';
+	for (i = 0; i < tt.n; i++)
+	{
+		size_t		used = strlen(xticks);
+
+		snprintf(xticks + used, sizeof(xticks) - used, "%s%.0f %s",
+				 i ? "|" : "", tt.v[i], tt.label[i]);
+	}
+
+	png = chart_png_encode(&c, keys, values, 2, len);
 	if (png == NULL)
 		snprintf(errbuf, errlen, "out of memory while encoding a %dx%d PNG", w, h);
 

@@ -46,8 +46,9 @@ typedef struct ChartLineSpec
 	const char *empty_message;	/* drawn when there is no finite point */
 } ChartLineSpec;
 
-/* Key of the tEXt chunk describing the plot area (see chart_line.c). */
+/* Keys of the tEXt chunks describing the plot area (see chart_line.c). */
 #define CHART_PLOT_TEXT_KEY "metric_anomaly.plot"
+#define CHART_XTICKS_TEXT_KEY "metric_anomaly.xticks"
 
 /* Default series colours, in order. */
 extern const ChartColor chart_palette[];

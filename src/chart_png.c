@@ -227,12 +227,12 @@ put_pixel_copy(PngOut *o, int npix, int dist)
 }
 
 /*
- * Encodes the canvas as an 8-bit RGB PNG, with an optional tEXt chunk.
+ * Encodes the canvas as an 8-bit RGB PNG, with ntext tEXt chunks.
  * Returns malloc'd bytes and their length, or NULL when out of memory.
  */
 unsigned char *
-chart_png_encode(const ChartCanvas *c, const char *text_key,
-				 const char *text_value, size_t *len)
+chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
+				 const char *const *text_values, int ntext, size_t *len)
 {
 	static const unsigned char sig[8] = {137, 'P', 'N', 'G', 13, 10, 26, 10};
 	PngOut		o = {0};
@@ -265,17 +265,17 @@ chart_png_encode(const ChartCanvas *c, const char *text_key,
 	out_bytes(&o, ihdr, 17);
 	out_be32(&o, crc_update(0xffffffffu, ihdr, 17) ^ 0xffffffffu);
 
-	if (text_key && text_value)
+	for (x = 0; x < ntext; x++)
 	{
-		size_t		kl = strlen(text_key),
-					vl = strlen(text_value);
+		size_t		kl = strlen(text_keys[x]),
+					vl = strlen(text_values[x]);
 		size_t		start;
 
 		out_be32(&o, (uint32_t) (kl + 1 + vl));
 		start = o.len;
 		out_bytes(&o, "tEXt", 4);
-		out_bytes(&o, text_key, kl + 1);
-		out_bytes(&o, text_value, vl);
+		out_bytes(&o, text_keys[x], kl + 1);
+		out_bytes(&o, text_values[x], vl);
 		if (!o.failed)
 			out_be32(&o, crc_update(0xffffffffu, o.buf + start, o.len - start) ^ 0xffffffffu);
 	}

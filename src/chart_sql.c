@@ -190,7 +190,8 @@ metric_anomaly_render_metric_chart(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("chart range starts after it ends"),
 				 errdetail("since (%s) is later than until (%s).",
-						   timestamptz_to_str(since), timestamptz_to_str(until)),
+						   pstrdup(timestamptz_to_str(since)),
+						   pstrdup(timestamptz_to_str(until))),
 				 errhint("Swap the two arguments.")));
 
 	/* a temporary context per chart; SPI's own is gone after SPI_finish */
@@ -307,7 +308,7 @@ typedef struct LineChartState
 /*
  * Transition function of every line_chart form:
  *	(state, ts, value), (state, ts, value, options jsonb),
- *	(state, ts, value, series text), (state, ts, value, series text, options)
+ *	(state, ts, value, series text, options jsonb)
  * A NULL ts is ignored, a NULL value breaks the line, NaN and infinities are
  * skipped.
  */
@@ -327,12 +328,7 @@ metric_anomaly_line_chart_accum(PG_FUNCTION_ARGS)
 		elog(ERROR, "line_chart transition function called in a non-aggregate context");
 
 	if (nargs == 4)
-	{
-		if (get_fn_expr_argtype(fcinfo->flinfo, 3) == TEXTOID)
-			series_arg = 3;
-		else
-			options_arg = 3;
-	}
+		options_arg = 3;
 	else if (nargs == 5)
 	{
 		series_arg = 3;
@@ -603,7 +599,7 @@ metric_anomaly_line_chart_final(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	st = (LineChartState *) PG_GETARG_POINTER(0);
 	parse_options(st->options, &o);
-	multi = st->nseries > 1 || st->names[0][0] != '\0';
+	multi = st->nseries > 1 || (st->nseries == 1 && st->names[0][0] != '\0');
 
 	foreach(lc, o.right_axis)
 	{
