@@ -180,7 +180,9 @@ chart_fill_rect(ChartCanvas *c, int x0, int y0, int x1, int y1,
 	{
 		int		   *row = c->im->tpixels[y];
 
-		if (alpha >= 255)
+		if (alpha >= 255 && y > y0)
+			memcpy(row + x0, c->im->tpixels[y0] + x0, sizeof(int) * (x1 - x0 + 1));
+		else if (alpha >= 255)
 			for (x = x0; x <= x1; x++)
 				row[x] = (int) (color & 0xffffff);
 		else
@@ -324,6 +326,27 @@ chart_fill_between(ChartCanvas *c, const double *x, const double *ylo,
 	}
 }
 
+/* floor and ceil of values well inside the int range, without libm */
+static inline int
+ifloor(double v)
+{
+	int			i = (int) v;
+
+	return (v < i) ? i - 1 : i;
+}
+
+static inline int
+iceil(double v)
+{
+	int			i = (int) v;
+
+	return (v > i) ? i + 1 : i;
+}
+
+#define COV_TABLE_SIZE 1024
+static unsigned char cov_table[COV_TABLE_SIZE + 1];
+static double cov_table_r = -1;
+
 /*
  * Adds an antialiased segment of the given width (pixels) to the stroke
  * mask, as a capsule; dash, when not NULL and on > 0, cuts it into dashes
@@ -343,7 +366,11 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 				r,
 				r2,
 				inner2,
-				inv_len2;
+				inv_len2,
+				cov_scale,
+				slope,
+				half;
+	bool		steep;
 	int			bx0,
 				by0,
 				bx1,
@@ -378,62 +405,66 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	r = hw + 0.5;
 	r2 = r * r;
 	inner2 = (r > 1.0) ? (r - 1.0) * (r - 1.0) : 0.0;
+	if (r != cov_table_r)
+	{
+		/* coverage as a function of the squared distance, sampled */
+		int			i;
+
+		for (i = 0; i <= COV_TABLE_SIZE; i++)
+		{
+			double		cov = r - sqrt(r2 * i / COV_TABLE_SIZE);
+
+			cov_table[i] = (unsigned char) (cov >= 1.0 ? 255 : cov <= 0 ? 0 : (int) (cov * 255 + 0.5));
+		}
+		cov_table_r = r;
+	}
+	cov_scale = COV_TABLE_SIZE / r2;
 	inv_len2 = len2 > 0 ? 1.0 / len2 : 0.0;
+	steep = fabs(dy) > 0.5;
+	slope = steep ? dx / dy : 0.0;
+	half = steep ? r * len / fabs(dy) : 0.0;
 	for (py = by0; py <= by1; py++)
 	{
 		unsigned char *mrow = c->mask + (size_t) py * c->width;
 		double		cy = py + 0.5;
 		int			rx0 = bx0,
 					rx1 = bx1;
+		double		t,
+					tstep,
+					ey0;
 
-		if (fabs(dy) > 0.5)
+		if (steep)
 		{
 			/*
 			 * Pixel centres within r of the segment lie within r of the
 			 * infinite line, i.e. within this interval of the row.
 			 */
-			double		xc = x0 + (cy - y0) * dx / dy;
-			double		half = r * len / fabs(dy);
-			int			lo = (int) ceil(xc - half - 0.5),
-						hi = (int) floor(xc + half - 0.5);
+			double		xc = x0 + (cy - y0) * slope;
+			int			lo = iceil(xc - half - 0.5),
+						hi = ifloor(xc + half - 0.5);
 
 			if (lo > rx0)
 				rx0 = lo;
 			if (hi < rx1)
 				rx1 = hi;
 		}
-		for (px = rx0; px <= rx1; px++)
+		/* t (position along the segment) is linear along the row */
+		t = ((rx0 + 0.5 - x0) * dx + (cy - y0) * dy) * inv_len2;
+		tstep = dx * inv_len2;
+		ey0 = y0 - cy;
+		for (px = rx0; px <= rx1; px++, t += tstep)
 		{
-			double		cx = px + 0.5;
-			double		t = 0.0,
-						ex,
-						ey,
-						d2;
+			double		tc = t < 0 ? 0 : (t > 1 ? 1 : t),
+						ex = x0 + tc * dx - (px + 0.5),
+						ey = ey0 + tc * dy,
+						d2 = ex * ex + ey * ey;
 			int			a;
 
-			if (len2 > 0)
-			{
-				t = ((cx - x0) * dx + (cy - y0) * dy) * inv_len2;
-				if (t < 0)
-					t = 0;
-				else if (t > 1)
-					t = 1;
-			}
-			ex = x0 + t * dx - cx;
-			ey = y0 + t * dy - cy;
-			d2 = ex * ex + ey * ey;
 			if (d2 >= r2)
 				continue;
-			if (period > 0 && fmod(phase + t * len, period) >= dash->on)
+			if (period > 0 && fmod(phase + tc * len, period) >= dash->on)
 				continue;
-			if (d2 <= inner2)
-				a = 255;
-			else
-			{
-				double		cov = r - sqrt(d2);
-
-				a = cov >= 1.0 ? 255 : (int) (cov * 255 + 0.5);
-			}
+			a = d2 <= inner2 ? 255 : cov_table[(int) (d2 * cov_scale)];
 			if (a > mrow[px])
 				mrow[px] = (unsigned char) a;
 		}

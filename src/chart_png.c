@@ -181,49 +181,139 @@ put_literal(PngOut *o, int byte)
 	put_bits(o, lit_code[byte], lit_len[byte]);
 }
 
-/* Emits one match of 3..258 bytes at distance 1..32768. */
+/* Literal/length code and extra bits of each match length 3..258. */
+static uint32_t len_bits[259];
+static uint8_t len_nbits[259];
+
+/* Distance code plus extra bits for one distance, computed per image. */
+typedef struct DistCode
+{
+	uint32_t	bits;
+	int			nbits;
+} DistCode;
+
 static void
-put_match(PngOut *o, int len, int dist)
+init_length_codes(void)
 {
 	static const uint16_t len_base[] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19,
 		23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
 	static const uint8_t len_extra[] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2,
 		2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+	int			len,
+				i = 0;
+
+	for (len = 3; len <= 258; len++)
+	{
+		while (i < 28 && len_base[i + 1] <= len)
+			i++;
+		len_bits[len] = lit_code[257 + i] |
+			(uint32_t) (len - len_base[i]) << lit_len[257 + i];
+		len_nbits[len] = (uint8_t) (lit_len[257 + i] + len_extra[i]);
+	}
+}
+
+static DistCode
+dist_code(int dist)
+{
 	static const uint16_t dist_base[] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49,
 		65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
 		6145, 8193, 12289, 16385, 24577};
 	static const uint8_t dist_extra[] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5,
 		5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
-	int			i = 28,
-				d = 29,
+	DistCode	dc;
+	int			d = 29,
 				k,
 				rev = 0;
 
-	while (len_base[i] > len)
-		i--;
-	put_bits(o, lit_code[257 + i], lit_len[257 + i]);
-	if (len_extra[i])
-		put_bits(o, len - len_base[i], len_extra[i]);
 	while (dist_base[d] > dist)
 		d--;
 	for (k = 0; k < 5; k++)
 		rev |= ((d >> k) & 1) << (4 - k);
-	put_bits(o, rev, 5);
-	if (dist_extra[d])
-		put_bits(o, dist - dist_base[d], dist_extra[d]);
+	dc.bits = (uint32_t) rev | (uint32_t) (dist - dist_base[d]) << 5;
+	dc.nbits = 5 + dist_extra[d];
+	return dc;
 }
 
-/* Emits a copy of npix pixels (3 bytes each) from dist bytes back. */
-static void
-put_pixel_copy(PngOut *o, int npix, int dist)
+/* Emits one match of 3..258 bytes. */
+static inline void
+put_match(PngOut *o, int len, const DistCode *dc)
+{
+	put_bits(o, len_bits[len], len_nbits[len]);
+	put_bits(o, dc->bits, dc->nbits);
+}
+
+/* Emits a copy of npix pixels (3 bytes each) from dc's distance back. */
+static inline void
+put_pixel_copy(PngOut *o, int npix, const DistCode *dc)
 {
 	while (npix > 0)
 	{
 		int			n = npix > 86 ? 85 : npix;	/* 85 * 3 = 255 <= 258 */
 
-		put_match(o, n * 3, dist);
+		put_match(o, n * 3, dc);
 		npix -= n;
 	}
+}
+
+/* Emits a copy of len (>= 3) bytes from dist bytes back. */
+static void
+put_byte_copy(PngOut *o, int len, const DistCode *dc)
+{
+	while (len > 0)
+	{
+		int			n = len > 258 ? 258 : len;
+
+		/* never leave a tail shorter than a match */
+		if (len - n > 0 && len - n < 3)
+			n = len - 3;
+		put_match(o, n, dc);
+		len -= n;
+	}
+}
+
+/* Number of leading pixels on which a and b agree (n > 0, a[0] == b[0]). */
+static inline int
+same_prefix(const int *a, const int *b, int n)
+{
+	int			i = 0;
+
+	while (i + 4 <= n && memcmp(a + i, b + i, 4 * sizeof(int)) == 0)
+		i += 4;
+	while (i < n && a[i] == b[i])
+		i++;
+	return i;
+}
+
+/*
+ * Adler-32 contribution of one row (filter byte 0 then RGB pixels) started
+ * from a = 0, b = 0: *s is the sum of its bytes, *bsum the sum of the running
+ * sums.  Runs of one colour are summed in closed form.
+ */
+static void
+row_adler(const int *row, int w, uint64_t *s, uint64_t *bsum)
+{
+	uint64_t	a = 0,
+				b = 0;
+	int			x = 0;
+
+	while (x < w)
+	{
+		int			p = row[x];
+		uint64_t	n = 1,
+					r = (p >> 16) & 0xff,
+					g = (p >> 8) & 0xff,
+					bl = p & 0xff,
+					ps = r + g + bl,
+					pc = 3 * r + 2 * g + bl;
+
+		while (x + (int) n < w && row[x + n] == p)
+			n++;
+		b += 3 * n * a + 3 * ps * (n * (n - 1) / 2) + n * pc;
+		a += n * ps;
+		x += (int) n;
+	}
+	*s = a % 65521;
+	*bsum = b % 65521;
 }
 
 /*
@@ -242,12 +332,22 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 	unsigned char ihdr[17];
 	size_t		idat_start;
 	uint64_t	a = 1,
-				b = 0;
+				b = 0,
+				row_s = 0,
+				row_b = 0;
 	int			x,
 				y;
 
+	DistCode	d_pixel,
+				d_row;
+
 	if (!crc_ready)
+	{
 		init_tables();
+		init_length_codes();
+	}
+	d_pixel = dist_code(3);
+	d_row = dist_code(stride);
 	o.cap = (size_t) w * h / 4 + 65536;
 	o.buf = malloc(o.cap);
 	if (o.buf == NULL)
@@ -301,67 +401,55 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 		out_reserve(&o, (size_t) stride * 2 + 64);
 		if (o.failed)
 			break;
-		put_literal(&o, 0);		/* filter type None */
-		b += a;
 
-		x = 0;
-		while (x < w)
+		if (prev && memcmp(row, prev, sizeof(int) * w) == 0)
 		{
-			int			p = row[x];
-			int			run = 1,
-						same_prev = 0;
-
-			while (x + run < w && row[x + run] == p)
-				run++;
-			if (prev && prev[x] == p)
+			/* the whole row, filter byte included, repeats the one above */
+			put_byte_copy(&o, stride, &d_row);
+		}
+		else
+		{
+			row_adler(row, w, &row_s, &row_b);
+			put_literal(&o, 0);		/* filter type None */
+			x = 0;
+			while (x < w)
 			{
-				while (x + same_prev < w && row[x + same_prev] == prev[x + same_prev])
-					same_prev++;
-			}
+				int			p = row[x];
+				int			n = 1;
 
-			if (same_prev > run)
-			{
-				int			i;
-
-				put_pixel_copy(&o, same_prev, stride);
-				for (i = 0; i < same_prev; i++)
+				if (prev && prev[x] == p)
 				{
-					int			q = row[x + i];
-					uint32_t	r = (q >> 16) & 0xff,
-								g = (q >> 8) & 0xff,
-								bl = q & 0xff;
-
-					b += 3 * a + 3 * r + 2 * g + bl;
-					a += r + g + bl;
+					/* same as the row above, for as long as it lasts */
+					n = same_prefix(row + x, prev + x, w - x);
+					if (n >= 2 || x == 0 || row[x - 1] != p)
+					{
+						put_pixel_copy(&o, n, &d_row);
+						x += n;
+						continue;
+					}
 				}
-				x += same_prev;
-			}
-			else
-			{
-				uint32_t	r = (p >> 16) & 0xff,
-							g = (p >> 8) & 0xff,
-							bl = p & 0xff;
-				uint64_t	s = r + g + bl,
-							cc = 3 * r + 2 * g + bl,
-							n = run;
-
+				while (x + n < w && row[x + n] == p)
+					n++;
 				if (x == 0 || row[x - 1] != p)
 				{
+					uint32_t	r = (p >> 16) & 0xff,
+								g = (p >> 8) & 0xff,
+								bl = p & 0xff;
+
 					put_bits(&o, lit_code[r] | (uint32_t) lit_code[g] << lit_len[r],
 							 lit_len[r] + lit_len[g]);
 					put_literal(&o, bl);
-					if (run > 1)
-						put_pixel_copy(&o, run - 1, 3);
+					if (n > 1)
+						put_pixel_copy(&o, n - 1, &d_pixel);
 				}
 				else
-					put_pixel_copy(&o, run, 3);
-				b += 3 * n * a + 3 * s * (n * (n - 1) / 2) + n * cc;
-				a += n * s;
-				x += run;
+					put_pixel_copy(&o, n, &d_pixel);
+				x += n;
 			}
 		}
-		a %= 65521;
-		b %= 65521;
+		/* each of the row's bytes adds the running a to b */
+		b = (b + (uint64_t) stride * a + row_b) % 65521;
+		a = (a + row_s) % 65521;
 	}
 	out_reserve(&o, 64);
 	put_literal(&o, 256);		/* end of block */
