@@ -242,6 +242,19 @@ put_match(PngOut *o, int len, const DistCode *dc)
 	put_bits(o, dc->bits, dc->nbits);
 }
 
+/* Emits one pixel's three bytes as literals. */
+static inline void
+put_pixel_literal(PngOut *o, int p)
+{
+	uint32_t	r = (p >> 16) & 0xff,
+				g = (p >> 8) & 0xff,
+				bl = p & 0xff;
+
+	put_bits(o, lit_code[r] | (uint32_t) lit_code[g] << lit_len[r],
+			 lit_len[r] + lit_len[g]);
+	put_bits(o, lit_code[bl], lit_len[bl]);
+}
+
 /* Emits a copy of npix pixels (3 bytes each) from dc's distance back. */
 static inline void
 put_pixel_copy(PngOut *o, int npix, const DistCode *dc)
@@ -407,7 +420,7 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 			/* the whole row, filter byte included, repeats the one above */
 			put_byte_copy(&o, stride, &d_row);
 		}
-		else
+		else if (prev == NULL)
 		{
 			row_adler(row, w, &row_s, &row_b);
 			put_literal(&o, 0);		/* filter type None */
@@ -417,35 +430,64 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 				int			p = row[x];
 				int			n = 1;
 
-				if (prev && prev[x] == p)
-				{
-					/* same as the row above, for as long as it lasts */
-					n = same_prefix(row + x, prev + x, w - x);
-					if (n >= 2 || x == 0 || row[x - 1] != p)
-					{
-						put_pixel_copy(&o, n, &d_row);
-						x += n;
-						continue;
-					}
-				}
 				while (x + n < w && row[x + n] == p)
+					n++;
+				put_pixel_literal(&o, p);
+				if (n > 1)
+					put_pixel_copy(&o, n - 1, &d_pixel);
+				x += n;
+			}
+		}
+		else
+		{
+			/*
+			 * Copy what repeats the row above; the Adler-32 sums of this
+			 * row are those of the row above plus the changed pixels'
+			 * differences (byte k of the row weighs stride - k in b).
+			 */
+			int64_t		ds = 0,
+						db = 0;
+
+			put_literal(&o, 0);		/* filter type None */
+			x = 0;
+			while (x < w)
+			{
+				int			p = row[x];
+				int			n = 1,
+							k;
+
+				if (prev[x] == p)
+				{
+					n = same_prefix(row + x, prev + x, w - x);
+					put_pixel_copy(&o, n, &d_row);
+					x += n;
+					continue;
+				}
+				while (x + n < w && row[x + n] == p && prev[x + n] != p)
 					n++;
 				if (x == 0 || row[x - 1] != p)
 				{
-					uint32_t	r = (p >> 16) & 0xff,
-								g = (p >> 8) & 0xff,
-								bl = p & 0xff;
-
-					put_bits(&o, lit_code[r] | (uint32_t) lit_code[g] << lit_len[r],
-							 lit_len[r] + lit_len[g]);
-					put_literal(&o, bl);
+					put_pixel_literal(&o, p);
 					if (n > 1)
 						put_pixel_copy(&o, n - 1, &d_pixel);
 				}
 				else
 					put_pixel_copy(&o, n, &d_pixel);
+				for (k = x; k < x + n; k++)
+				{
+					int			q = prev[k];
+					int64_t		dr = ((p >> 16) & 0xff) - ((q >> 16) & 0xff),
+								dg = ((p >> 8) & 0xff) - ((q >> 8) & 0xff),
+								dbl = (p & 0xff) - (q & 0xff);
+					int64_t		wr = stride - 1 - 3 * (int64_t) k;
+
+					ds += dr + dg + dbl;
+					db += wr * dr + (wr - 1) * dg + (wr - 2) * dbl;
+				}
 				x += n;
 			}
+			row_s = (uint64_t) (((int64_t) row_s + ds % 65521 + 65521) % 65521);
+			row_b = (uint64_t) (((int64_t) row_b + db % 65521 + 65521) % 65521);
 		}
 		/* each of the row's bytes adds the running a to b */
 		b = (b + (uint64_t) stride * a + row_b) % 65521;
