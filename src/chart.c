@@ -295,31 +295,29 @@ chart_fill_between(ChartCanvas *c, const double *x, const double *ylo,
 				continue;
 			yt = (int) floor(top);
 			yb = (int) ceil(bot) - 1;
-			for (y = yt; y <= yb; y++)
+			if (yt == yb)
+			{
+				blend_pixel(&c->im->tpixels[yt][col], color,
+							(int) (alpha * (bot - top) + 0.5));
+				continue;
+			}
+			blend_pixel(&c->im->tpixels[yt][col], color,
+						(int) (alpha * ((yt + 1) - top) + 0.5));
+			blend_pixel(&c->im->tpixels[yb][col], color,
+						(int) (alpha * (bot - yb) + 0.5));
+			for (y = yt + 1; y < yb; y++)
 			{
 				int		   *px = &c->im->tpixels[y][col];
-				double		cov = 1.0;
 
-				if (y == yt)
-					cov = fmin(cov, (yt + 1) - top);
-				if (y == yb)
-					cov = fmin(cov, bot - yb);
-				if (yt == yb)
-					cov = bot - top;
-				if (cov >= 1.0)
+				/* most pixels repeat the last one: reuse its blend */
+				if (*px != memo_src)
 				{
-					/* most pixels repeat the last one: reuse its blend */
-					if (*px != memo_src)
-					{
-						memo_src = *px;
-						blend_pixel(px, color, alpha);
-						memo_dst = *px;
-					}
-					else
-						*px = memo_dst;
+					memo_src = *px;
+					blend_pixel(px, color, alpha);
+					memo_dst = *px;
 				}
 				else
-					blend_pixel(px, color, (int) (alpha * cov + 0.5));
+					*px = memo_dst;
 			}
 		}
 		next_col = col_end;

@@ -290,8 +290,21 @@ same_prefix(const int *a, const int *b, int n)
 {
 	int			i = 0;
 
-	while (i + 4 <= n && memcmp(a + i, b + i, 4 * sizeof(int)) == 0)
+	while (i + 4 <= n)
+	{
+		uint64_t	a0,
+					a1,
+					b0,
+					b1;
+
+		memcpy(&a0, a + i, 8);
+		memcpy(&a1, a + i + 2, 8);
+		memcpy(&b0, b + i, 8);
+		memcpy(&b1, b + i + 2, 8);
+		if (((a0 ^ b0) | (a1 ^ b1)) != 0)
+			break;
 		i += 4;
+	}
 	while (i < n && a[i] == b[i])
 		i++;
 	return i;
