@@ -429,7 +429,10 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 					rx1 = bx1;
 		double		t,
 					tstep,
-					ey0;
+					dp,
+					dpstep,
+					ey0,
+					ey1;
 
 		if (steep)
 		{
@@ -446,21 +449,40 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			if (hi < rx1)
 				rx1 = hi;
 		}
-		/* t (position along the segment) is linear along the row */
+		/*
+		 * Along the row, t (position along the segment) and the signed
+		 * distance to the segment's line are linear; past either end the
+		 * distance is to that end point.
+		 */
 		t = ((rx0 + 0.5 - x0) * dx + (cy - y0) * dy) * inv_len2;
 		tstep = dx * inv_len2;
-		ey0 = y0 - cy;
-		for (px = rx0; px <= rx1; px++, t += tstep)
+		dp = len > 0 ? ((rx0 + 0.5 - x0) * dy - (cy - y0) * dx) / len : 0.0;
+		dpstep = len > 0 ? dy / len : 0.0;
+		ey0 = cy - y0;
+		ey1 = cy - y1;
+		for (px = rx0; px <= rx1; px++, t += tstep, dp += dpstep)
 		{
-			double		tc = t < 0 ? 0 : (t > 1 ? 1 : t),
-						ex = x0 + tc * dx - (px + 0.5),
-						ey = ey0 + tc * dy,
-						d2 = ex * ex + ey * ey;
+			double		d2;
 			int			a;
 
+			if (t >= 0 && t <= 1 && len > 0)
+				d2 = dp * dp;
+			else if (t < 0.5)
+			{
+				double		ex = px + 0.5 - x0;
+
+				d2 = ex * ex + ey0 * ey0;
+			}
+			else
+			{
+				double		ex = px + 0.5 - x1;
+
+				d2 = ex * ex + ey1 * ey1;
+			}
 			if (d2 >= r2)
 				continue;
-			if (period > 0 && fmod(phase + tc * len, period) >= dash->on)
+			if (period > 0 &&
+				fmod(phase + (t < 0 ? 0 : t > 1 ? 1 : t) * len, period) >= dash->on)
 				continue;
 			a = d2 <= inner2 ? 255 : cov_table[(int) (d2 * cov_scale)];
 			if (a > mrow[px])
