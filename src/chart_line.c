@@ -269,6 +269,34 @@ draw_legend(ChartCanvas *c, const Layout *L, const LegendItem *it, int n,
 	}
 }
 
+/*
+ * Copies s into buf, shortened with "..." so that it fits in maxw pixels.
+ */
+static const char *
+fit_text(ChartCanvas *c, ChartFont font, double size, const char *s,
+		 int maxw, char *buf, size_t buflen)
+{
+	size_t		n;
+
+	if (chart_text_width(c, font, size, s) <= maxw)
+		return s;
+	n = strlen(s);
+	if (n >= buflen - 4)
+		n = buflen - 4;
+	while (n > 0)
+	{
+		n--;
+		/* do not cut a UTF-8 sequence */
+		while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)
+			n--;
+		memcpy(buf, s, n);
+		memcpy(buf + n, "...", 4);
+		if (chart_text_width(c, font, size, buf) <= maxw)
+			return buf;
+	}
+	return "";
+}
+
 /* True when the line must break between points j-1 and j. */
 static inline bool
 is_gap(const ChartLineSpec *spec, const ChartSeries *se, int j)
@@ -602,6 +630,10 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 		L.x1 = w - pad;
 	}
 
+	/* a legend that does not fit the width is left out */
+	if (nlegend && legend_width(&c, &L, legend, nlegend) > w - 2 * pad)
+		nlegend = 0;
+
 	/* legend on the title row when it fits there */
 	if (nlegend && th_title &&
 		chart_text_width(&c, CHART_FONT_BOLD, L.fs_title, spec->title) +
@@ -611,7 +643,6 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 		legend_y = pad + (th_title - th_legend) / 2;
 		L.y0 -= th_legend + (int) (6 * L.s);
 	}
-	(void) legend_own_row;
 
 	/* grid */
 	time_ticks(&c, spec, &L, &tt);
@@ -712,13 +743,29 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 					  CHART_FONT_REGULAR, L.fs_label, COLOR_TEXT, spec->y2_label);
 
 	/* title, subtitle, legend */
-	if (th_title)
-		chart_text(&c, L.x0, pad, CHART_FONT_BOLD, L.fs_title, COLOR_TEXT,
-				   CHART_ALIGN_LEFT, spec->title);
-	if (th_sub && h >= 200)
-		chart_text(&c, L.x0, pad + th_title + (th_title ? (int) (4 * L.s) : 0),
-				   CHART_FONT_REGULAR, L.fs_sub, COLOR_SUBTLE, CHART_ALIGN_LEFT,
-				   spec->subtitle);
+	{
+		int			tx = L.x0;
+		int			avail = w - pad - L.x0;
+		char		buf[256];
+
+		if (avail < w / 2)
+		{
+			tx = pad;
+			avail = w - 2 * pad;
+		}
+		if (th_title)
+			chart_text(&c, tx, pad, CHART_FONT_BOLD, L.fs_title, COLOR_TEXT,
+					   CHART_ALIGN_LEFT,
+					   fit_text(&c, CHART_FONT_BOLD, L.fs_title, spec->title,
+								legend_own_row ? avail :
+								avail - legend_width(&c, &L, legend, nlegend) - (int) (20 * L.s),
+								buf, sizeof(buf)));
+		if (th_sub && h >= 200)
+			chart_text(&c, tx, pad + th_title + (th_title ? (int) (4 * L.s) : 0),
+					   CHART_FONT_REGULAR, L.fs_sub, COLOR_SUBTLE, CHART_ALIGN_LEFT,
+					   fit_text(&c, CHART_FONT_REGULAR, L.fs_sub, spec->subtitle,
+								avail, buf, sizeof(buf)));
+	}
 	if (nlegend)
 		draw_legend(&c, &L, legend, nlegend,
 					L.x1 - legend_width(&c, &L, legend, nlegend), legend_y);

@@ -135,6 +135,25 @@ render_to_bytea(const ChartLineSpec *spec)
 	return result;
 }
 
+/* Formats n with thousands separators ("1,440"). */
+static const char *
+group_digits(int n, char *buf, size_t len)
+{
+	char		digits[16];
+	int			nd = snprintf(digits, sizeof(digits), "%d", n);
+	int			i,
+				o = 0;
+
+	for (i = 0; i < nd && o < (int) len - 2; i++)
+	{
+		if (i > 0 && digits[i - 1] != '-' && (nd - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = digits[i];
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 /* Formats local time t for a subtitle. */
 static void
 format_local(double t, const char *fmt, char *buf, size_t len)
@@ -175,6 +194,8 @@ metric_anomaly_render_metric_chart(PG_FUNCTION_ARGS)
 	ChartLineSpec spec;
 	char		from[32],
 				to[32],
+				n1[32],
+				n2[32],
 				subtitle[256];
 	bytea	   *result;
 
@@ -262,10 +283,10 @@ metric_anomaly_render_metric_chart(PG_FUNCTION_ARGS)
 
 	format_local(timestamp_to_unix(since), "%Y-%m-%d %H:%M", from, sizeof(from));
 	format_local(timestamp_to_unix(until), "%Y-%m-%d %H:%M", to, sizeof(to));
-	snprintf(subtitle, sizeof(subtitle), "%s to %s %s, %d point%s, %d anomal%s",
+	snprintf(subtitle, sizeof(subtitle), "%s to %s %s, %s point%s, %s anomal%s",
 			 from, to, session_zone_abbrev(timestamp_to_unix(until)),
-			 npoints, npoints == 1 ? "" : "s",
-			 nanomaly, nanomaly == 1 ? "y" : "ies");
+			 group_digits(npoints, n1, sizeof(n1)), npoints == 1 ? "" : "s",
+			 group_digits(nanomaly, n2, sizeof(n2)), nanomaly == 1 ? "y" : "ies");
 
 	memset(&spec, 0, sizeof(spec));
 	spec.width = width;
