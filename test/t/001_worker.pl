@@ -1,0 +1,82 @@
+# The worker folds events by itself, on schedule, and follows a reload.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use MaTest;
+
+my $node = ma_node('worker', interval => 1);
+$node->safe_psql('postgres', 'CREATE EXTENSION metric_anomaly');
+
+# Events of the past minutes are folded by the worker alone.
+$node->safe_psql('postgres', q{
+	INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
+	SELECT 'signup', date_trunc('minute', now()) - interval '2 minutes' + i * interval '1 second'
+	  FROM generate_series(0, 119) AS i});
+my $start = time;
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM metric_anomaly.business_events WHERE NOT is_processed}),
+	'the worker folds pending events by itself');
+my $took = time - $start;
+# Two intervals, plus slack for a loaded machine.
+cmp_ok($took, '<', 2 + 3, "within two intervals (took ${took}s)");
+
+is($node->safe_psql('postgres', q{
+	SELECT sum(sample_count) FROM metric_anomaly.aggregated_metrics
+	 WHERE metric_name = 'signup'
+	   AND metric_timestamp >= date_trunc('minute', now()) - interval '2 minutes'
+	   AND metric_timestamp < date_trunc('minute', now())}),
+	'120', 'every event counted once');
+
+my $pid = worker_pid($node, 'postgres');
+like($pid, qr/^\d+$/, 'the worker shows in pg_stat_activity');
+is($node->safe_psql('postgres', q{
+	SELECT running, pid = } . $pid . q{, total_events, pending_events, last_error IS NULL
+	  FROM metric_anomaly.worker_status}),
+	"t|t|120|0|t", 'worker_status shows the worker and its work');
+
+# start_worker() does not start a second worker next to a running one.
+my ($ret, $out, $err) = $node->psql('postgres', 'SELECT metric_anomaly.start_worker()');
+is($out, $pid, 'start_worker() returns the running worker');
+like($err, qr/already running/, 'and says so');
+
+# SIGHUP: a long interval stops the passes.  Passes align to multiples of
+# the interval, so stay clear of an hour boundary.
+my $sec_of_hour = $node->safe_psql('postgres',
+	q{SELECT floor(extract(epoch FROM now()))::bigint % 3600});
+sleep(3600 - $sec_of_hour + 1) if $sec_of_hour > 3590;
+$node->safe_psql('postgres', 'ALTER SYSTEM SET metric_anomaly.interval = 3600');
+$node->reload;
+sleep(2);
+my $passes = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_state');
+$node->safe_psql('postgres', q{
+	INSERT INTO metric_anomaly.business_events (event_type) VALUES ('late_reload')});
+sleep(3);
+is($node->safe_psql('postgres', q{
+	SELECT passes = } . $passes . q{, pending_events FROM metric_anomaly.worker_status}),
+	't|1', 'after the reload to 3600 s no pass runs');
+
+$node->safe_psql('postgres', 'ALTER SYSTEM SET metric_anomaly.interval = 1');
+$node->reload;
+ok($node->poll_query_until('postgres', q{
+	SELECT pending_events = 0 FROM metric_anomaly.worker_status}),
+	'after the reload to 1 s the event is folded');
+is(worker_pid($node, 'postgres'), $pid, 'by the same worker, without a restart');
+
+# Passes keep to the wall clock: several passes later, every pass started
+# within a second of the previous one.
+my $p1 = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_state');
+sleep(3.5);
+my $p2 = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_state');
+cmp_ok($p2 - $p1, '>=', 2, 'passes run every interval');
+
+# A fast shutdown is prompt even while the worker sleeps.
+$node->stop('fast');
+$node->start;
+ok($node->poll_query_until('postgres', q{SELECT running FROM metric_anomaly.worker_status}),
+	'the worker comes back after a restart');
+
+done_testing();
