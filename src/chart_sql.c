@@ -379,8 +379,13 @@ metric_anomaly_line_chart_accum(PG_FUNCTION_ARGS)
 
 	if (series_arg >= 0)
 	{
-		char	   *name = PG_ARGISNULL(series_arg) ? "" :
+		char	   *name;
+
+		/* the row's name is read in the caller's context, not kept */
+		MemoryContextSwitchTo(old);
+		name = PG_ARGISNULL(series_arg) ? "" :
 			text_to_cstring(PG_GETARG_TEXT_PP(series_arg));
+		MemoryContextSwitchTo(aggcxt);
 
 		for (si = 0; si < st->nseries; si++)
 			if (strcmp(st->names[si], name) == 0)
