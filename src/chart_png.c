@@ -2,14 +2,16 @@
  * chart_png.c
  *		A small, fast PNG encoder for chart canvases.
  *
- * libgd's encoder spends about 10 ms on a 1200x600 truecolor image whatever
- * the compression level (libpng's adaptive row filters dominate), ten times
- * the cost of drawing the chart.  Charts are mostly long runs of one colour
- * and rows that repeat the row above, so this encoder writes 8-bit RGB rows
- * with filter type 0 and compresses them with a single fixed-Huffman deflate
- * block whose only matches are "same pixel as the one before" (distance 3)
- * and "same bytes as the row above" (distance = row length).  That costs
- * well under a millisecond and gives files comparable to matplotlib's.
+ * libgd's encoder (gdImagePngPtrEx) spends 10 to 13 ms on a 1200x600
+ * truecolor image whatever the compression level, because libpng tries
+ * every row filter; zlib at level 1 alone takes about 4.5 ms on the same
+ * rows.  Charts are long runs of one colour and rows that repeat the row
+ * above, so this encoder writes 8-bit RGB rows with filter type 0 and one
+ * fixed-Huffman deflate block whose only matches are "same pixel as the one
+ * before" (distance 3) and "same bytes as the row above" (distance = row
+ * length).  The Adler-32 of a row is derived from the row above's plus the
+ * changed pixels.  On the 1,440-point reference chart that is about 1 ms,
+ * for a file about three times the size zlib would make.
  * Pure C: see chart.h.
  */
 #include <stdlib.h>
