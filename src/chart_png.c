@@ -376,7 +376,7 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 	}
 	d_pixel = dist_code(3);
 	d_row = dist_code(stride);
-	o.cap = (size_t) w * h / 4 + 65536;
+	o.cap = (size_t) w * h / 2 + 65536;	/* dense charts need ~0.35 byte/pixel */
 	o.buf = malloc(o.cap);
 	if (o.buf == NULL)
 		return NULL;
