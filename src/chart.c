@@ -365,10 +365,13 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 				r2,
 				inner2,
 				inv_len2,
+				inv_len,
 				cov_scale,
 				slope,
 				half;
-	bool		steep;
+	bool		steep,
+				has_len,
+				dashed;
 	int			bx0,
 				by0,
 				bx1,
@@ -418,6 +421,9 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	}
 	cov_scale = COV_TABLE_SIZE / r2;
 	inv_len2 = len2 > 0 ? 1.0 / len2 : 0.0;
+	inv_len = len > 0 ? 1.0 / len : 0.0;
+	has_len = len > 0;
+	dashed = period > 0;
 	steep = fabs(dy) > 0.5;
 	slope = steep ? dx / dy : 0.0;
 	half = steep ? r * len / fabs(dy) : 0.0;
@@ -456,8 +462,8 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 		 */
 		t = ((rx0 + 0.5 - x0) * dx + (cy - y0) * dy) * inv_len2;
 		tstep = dx * inv_len2;
-		dp = len > 0 ? ((rx0 + 0.5 - x0) * dy - (cy - y0) * dx) / len : 0.0;
-		dpstep = len > 0 ? dy / len : 0.0;
+		dp = ((rx0 + 0.5 - x0) * dy - (cy - y0) * dx) * inv_len;
+		dpstep = dy * inv_len;
 		ey0 = cy - y0;
 		ey1 = cy - y1;
 		for (px = rx0; px <= rx1; px++, t += tstep, dp += dpstep)
@@ -465,7 +471,7 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			double		d2;
 			int			a;
 
-			if (t >= 0 && t <= 1 && len > 0)
+			if (t >= 0 && t <= 1 && has_len)
 				d2 = dp * dp;
 			else if (t < 0.5)
 			{
@@ -481,7 +487,7 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			}
 			if (d2 >= r2)
 				continue;
-			if (period > 0 &&
+			if (dashed &&
 				fmod(phase + (t < 0 ? 0 : t > 1 ? 1 : t) * len, period) >= dash->on)
 				continue;
 			a = d2 <= inner2 ? 255 : cov_table[(int) (d2 * cov_scale)];
