@@ -252,9 +252,9 @@ put_pixel_literal(PngOut *o, int p)
 				g = (p >> 8) & 0xff,
 				bl = p & 0xff;
 
-	put_bits(o, lit_code[r] | (uint32_t) lit_code[g] << lit_len[r],
-			 lit_len[r] + lit_len[g]);
-	put_bits(o, lit_code[bl], lit_len[bl]);
+	put_bits(o, lit_code[r] | (uint32_t) lit_code[g] << lit_len[r] |
+			 (uint32_t) lit_code[bl] << (lit_len[r] + lit_len[g]),
+			 lit_len[r] + lit_len[g] + lit_len[bl]);
 }
 
 /* Emits a copy of npix pixels (3 bytes each) from dc's distance back. */
