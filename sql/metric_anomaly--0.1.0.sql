@@ -58,7 +58,10 @@ CREATE TABLE metric_anomaly.aggregated_metrics (
     is_anomaly       boolean NOT NULL DEFAULT false,
     anomaly_context  jsonb,
     needs_eval       boolean NOT NULL DEFAULT true,
+    -- metric_value is included so that detection reads history from the
+    -- index alone.
     CONSTRAINT aggregated_metrics_pkey PRIMARY KEY (metric_name, metric_timestamp)
+        INCLUDE (metric_value)
 );
 
 -- Rows that detection still has to (re-)evaluate.

@@ -12,6 +12,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -21,14 +22,33 @@
 #include "fold.h"
 #include "spi_util.h"
 
+/*
+ * Claims the pending events among ids [$1, $1 + $2): one range scan of the
+ * partial index of pending events, updating as it goes.
+ */
 static MaStatement claim_stmt = {
 	"UPDATE metric_anomaly.business_events e"
 	"   SET is_processed = true"
-	" WHERE e.ctid = ANY (ARRAY(SELECT c.ctid FROM metric_anomaly.business_events c"
-	"                           WHERE NOT c.is_processed ORDER BY c.id LIMIT $1))"
-	"   AND NOT e.is_processed"
+	" WHERE NOT e.is_processed AND e.id >= $1 AND e.id < $1 + $2"
 	" RETURNING e.event_type, e.event_timestamp",
-	1, {INT4OID}
+	2, {INT8OID, INT8OID}
+};
+
+/*
+ * The lowest pending id from $1 on.  Seeking from where the previous batch
+ * ended skips the index entries of rows claimed earlier in the same
+ * transaction, which no scan can mark dead yet.
+ */
+static MaStatement first_pending_stmt = {
+	"SELECT e.id FROM metric_anomaly.business_events e"
+	" WHERE NOT e.is_processed AND e.id >= $1 ORDER BY e.id LIMIT 1",
+	1, {INT8OID}
+};
+
+/* The highest id so far: a pass claims no further, so it ends. */
+static MaStatement last_id_stmt = {
+	"SELECT max(e.id) FROM metric_anomaly.business_events e",
+	0, {InvalidOid}
 };
 
 static MaStatement upsert_stmt = {
@@ -78,15 +98,127 @@ static MaStatement purge_stmt = {
 	2, {TIMESTAMPTZOID, INT4OID}
 };
 
+static inline void
+fold_event(MaFold *fold, Datum name, Datum ts)
+{
+	text	   *t = DatumGetTextPP(name);
+
+	ma_fold_add(fold, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+				DatumGetTimestampTz(ts));
+	if ((Pointer) t != DatumGetPointer(name))
+		pfree(t);
+}
+
+#if PG_VERSION_NUM >= 140000
+/* Folds claimed events as the UPDATE returns them, without a tuple table. */
+typedef struct FoldReceiver
+{
+	DestReceiver pub;
+	MaFold	   *fold;
+} FoldReceiver;
+
+static bool
+fold_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	FoldReceiver *r = (FoldReceiver *) self;
+	bool		isnull;
+	Datum		name = slot_getattr(slot, 1, &isnull);
+	Datum		ts = slot_getattr(slot, 2, &isnull);
+
+	fold_event(r->fold, name, ts);
+	return true;
+}
+
+static void
+fold_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+fold_shutdown(DestReceiver *self)
+{
+}
+
+static void
+fold_destroy(DestReceiver *self)
+{
+}
+#endif
+
 /*
- * Claims, folds and marks at most batch_size events; returns how many.
+ * Claims the events of [first, first + batch_size) and folds them.
+ */
+static uint64
+claim_and_fold(int64 first, int batch_size, MaFold *fold)
+{
+	Datum		args[2];
+
+	args[0] = Int64GetDatum(first);
+	args[1] = Int64GetDatum(batch_size);
+#if PG_VERSION_NUM >= 140000
+	{
+		FoldReceiver receiver;
+
+		memset(&receiver, 0, sizeof(receiver));
+		receiver.pub.receiveSlot = fold_receive;
+		receiver.pub.rStartup = fold_startup;
+		receiver.pub.rShutdown = fold_shutdown;
+		receiver.pub.rDestroy = fold_destroy;
+		receiver.pub.mydest = DestNone;
+		receiver.fold = fold;
+		return ma_execute_into(&claim_stmt, args, &receiver.pub,
+							   SPI_OK_UPDATE_RETURNING);
+	}
+#else
+	{
+		uint64		n;
+		SPITupleTable *tt;
+
+		n = ma_execute(&claim_stmt, args, NULL, SPI_OK_UPDATE_RETURNING, 0);
+		tt = SPI_tuptable;
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			fold_event(fold,
+					   SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull),
+					   SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+		}
+		SPI_freetuptable(tt);
+		return n;
+	}
+#endif
+}
+
+/*
+ * Returns the highest event id so far (0 when there is none): the end of
+ * what a pass claims.
  */
 int64
-ma_aggregate_batch(int batch_size)
+ma_last_event_id(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	ma_execute(&last_id_stmt, NULL, NULL, SPI_OK_SELECT, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * Claims, folds and marks the pending events among the batch_size ids that
+ * start at the lowest pending id at or after *next_id, if that is at most
+ * last_id, and moves *next_id past them.  Returns how many events it
+ * folded, or -1 when no pending event is left in [*next_id, last_id].
+ */
+int64
+ma_aggregate_batch(int batch_size, int64 *next_id, int64 last_id)
 {
 	MemoryContext cxt;
 	MemoryContext old;
 	Datum		arg;
+	bool		isnull;
+	int64		first;
 	uint64		nclaimed;
 	MaFold	   *fold;
 	MaFoldEntry **entries;
@@ -95,34 +227,27 @@ ma_aggregate_batch(int batch_size)
 	Datum	   *minutes;
 	Datum	   *counts;
 	Datum		values[3];
-	SPITupleTable *tuptable;
 
-	arg = Int32GetDatum(batch_size);
-	nclaimed = ma_execute(&claim_stmt, &arg, NULL, SPI_OK_UPDATE_RETURNING, 0);
-	if (nclaimed == 0)
-		return 0;
+	arg = Int64GetDatum(*next_id);
+	if (ma_execute(&first_pending_stmt, &arg, NULL, SPI_OK_SELECT, 1) == 0)
+		return -1;
+	first = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+	if (first > last_id)
+		return -1;
+	*next_id = first + batch_size;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "metric_anomaly fold",
 								ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-
 	fold = ma_fold_create(cxt, 256);
-	tuptable = SPI_tuptable;
-	for (uint64 i = 0; i < nclaimed; i++)
+	nclaimed = claim_and_fold(first, batch_size, fold);
+	if (nclaimed == 0)
 	{
-		HeapTuple	tuple = tuptable->vals[i];
-		bool		isnull;
-		Datum		name = SPI_getbinval(tuple, tuptable->tupdesc, 1, &isnull);
-		Datum		ts = SPI_getbinval(tuple, tuptable->tupdesc, 2, &isnull);
-		text	   *t = DatumGetTextPP(name);
-
-		ma_fold_add(fold, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
-					DatumGetTimestampTz(ts));
-		if ((Pointer) t != DatumGetPointer(name))
-			pfree(t);
+		MemoryContextDelete(cxt);
+		return 0;
 	}
-	SPI_freetuptable(tuptable);
 
+	old = MemoryContextSwitchTo(cxt);
 	ngroups = ma_fold_count(fold);
 	entries = ma_fold_entries(fold);
 	names = palloc(sizeof(Datum) * ngroups);

@@ -5,7 +5,7 @@
  * Rows of aggregated_metrics with needs_eval set (new minutes, zero-filled
  * minutes, and minutes a late event changed) are evaluated once their minute
  * is closed.  One cursor reads, per series, the dirty rows together with the
- * window of history before them, in time order; each dirty point is judged
+ * window of history before them, as arrays in time order; each dirty point is judged
  * against the previous window_size points by detect.c, and the verdicts are
  * written back in batches, in the caller's transaction.  Cost per point is
  * O(window).
@@ -26,18 +26,25 @@
 #include "metric_anomaly.h"
 #include "spi_util.h"
 
-#define FETCH_ROWS		10000
+#define FETCH_SERIES	1000
 #define FLUSH_POINTS	10000
 
+/*
+ * Per series with rows to evaluate: its settings, the minutes to evaluate,
+ * and its rows from window minutes before the first of them to the last, as
+ * arrays in time order.  The history comes from the primary key index
+ * alone (it includes metric_value).
+ */
 static MaStatement pending_stmt = {
 	"WITH d AS ("
-	"    SELECT n.metric_name, min(n.metric_timestamp) AS lo,"
-	"           max(n.metric_timestamp) AS hi"
+	"    SELECT n.metric_name,"
+	"           array_agg(n.metric_timestamp ORDER BY n.metric_timestamp) AS dirty"
 	"      FROM metric_anomaly.aggregated_metrics n"
 	"     WHERE n.needs_eval AND n.metric_timestamp <= $1"
 	"     GROUP BY n.metric_name),"
 	" s AS ("
-	"    SELECT d.metric_name, d.lo, d.hi,"
+	"    SELECT d.metric_name, d.dirty,"
+	"           d.dirty[1] AS lo, d.dirty[array_upper(d.dirty, 1)] AS hi,"
 	"           coalesce(c.sigma, $2) AS sigma,"
 	"           coalesce(c.window_size, $3) AS win,"
 	"           coalesce(c.min_points, $4) AS minp,"
@@ -46,15 +53,17 @@ static MaStatement pending_stmt = {
 	"      FROM d LEFT JOIN metric_anomaly.metrics c"
 	"        ON c.metric_name = d.metric_name)"
 	"SELECT s.metric_name, s.sigma, s.win, s.minp, s.dir, s.enabled,"
-	"       a.metric_timestamp, a.metric_value,"
-	"       a.needs_eval AND a.metric_timestamp <= $1"
+	"       s.dirty, h.ts, h.vals"
 	"  FROM s CROSS JOIN LATERAL ("
-	"        SELECT h.metric_timestamp, h.metric_value, h.needs_eval"
-	"          FROM metric_anomaly.aggregated_metrics h"
-	"         WHERE h.metric_name = s.metric_name"
-	"           AND h.metric_timestamp >= s.lo - s.win * interval '1 minute'"
-	"           AND h.metric_timestamp <= s.hi) a"
-	" ORDER BY s.metric_name, a.metric_timestamp",
+	"        SELECT array_agg(o.metric_timestamp) AS ts,"
+	"               array_agg(o.metric_value) AS vals"
+	"          FROM (SELECT a.metric_timestamp, a.metric_value"
+	"                  FROM metric_anomaly.aggregated_metrics a"
+	"                 WHERE a.metric_name = s.metric_name"
+	"                   AND a.metric_timestamp >= s.lo - s.win * interval '1 minute'"
+	"                   AND a.metric_timestamp <= s.hi"
+	"                 ORDER BY a.metric_timestamp) o) h"
+	" ORDER BY s.metric_name",
 	4, {TIMESTAMPTZOID, FLOAT8OID, INT4OID, INT4OID}
 };
 
@@ -78,7 +87,6 @@ typedef struct Series
 	MaDirection direction;
 	bool		enabled;
 	int			n;
-	int			cap;
 	TimestampTz *ts;
 	double	   *values;
 	bool	   *target;
@@ -202,23 +210,57 @@ series_evaluate(Series *s, Verdicts *v)
 	return evaluated;
 }
 
-static void
-series_append(Series *s, TimestampTz ts, double value, bool target)
+/*
+ * Points *out at the elements of a one-dimensional array of a fixed-size,
+ * 8-byte type without NULLs; returns their number.
+ */
+static int
+array_elements(Datum d, Oid elemtype, void **out)
 {
-	if (s->n == s->cap)
+	ArrayType  *a = DatumGetArrayTypeP(d);
+
+	if (ARR_HASNULL(a) || ARR_ELEMTYPE(a) != elemtype || ARR_NDIM(a) != 1)
+		elog(ERROR, "metric_anomaly: unexpected array in the detection query");
+	*out = ARR_DATA_PTR(a);
+	return ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+}
+
+/* Fills s from one row of the pending query. */
+static void
+series_read(Series *s, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	char	   *dir;
+	void	   *p;
+	TimestampTz *dirty;
+	int			ndirty;
+
+	s->name = SPI_getvalue(tup, desc, 1);
+	s->sigma = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+	s->window = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	s->min_points = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+	dir = SPI_getvalue(tup, desc, 5);
+	if (!ma_direction_parse(dir, &s->direction))
+		s->direction = MA_DIRECTION_BOTH;
+	s->enabled = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+
+	ndirty = array_elements(SPI_getbinval(tup, desc, 7, &isnull), TIMESTAMPTZOID, &p);
+	dirty = p;
+	s->n = array_elements(SPI_getbinval(tup, desc, 8, &isnull), TIMESTAMPTZOID, &p);
+	s->ts = p;
+	if (array_elements(SPI_getbinval(tup, desc, 9, &isnull), FLOAT8OID, &p) != s->n)
+		elog(ERROR, "metric_anomaly: arrays of unequal length in the detection query");
+	s->values = p;
+
+	/* both lists are in time order: mark the dirty minutes in one walk */
+	s->target = palloc0(sizeof(bool) * Max(s->n, 1));
+	for (int i = 0, j = 0; i < s->n && j < ndirty; i++)
 	{
-		s->cap = s->cap ? s->cap * 2 : 512;
-		s->ts = s->ts ? repalloc(s->ts, sizeof(TimestampTz) * s->cap) :
-			palloc(sizeof(TimestampTz) * s->cap);
-		s->values = s->values ? repalloc(s->values, sizeof(double) * s->cap) :
-			palloc(sizeof(double) * s->cap);
-		s->target = s->target ? repalloc(s->target, sizeof(bool) * s->cap) :
-			palloc(sizeof(bool) * s->cap);
+		while (j < ndirty && dirty[j] < s->ts[i])
+			j++;
+		if (j < ndirty && dirty[j] == s->ts[i])
+			s->target[i] = true;
 	}
-	s->ts[s->n] = ts;
-	s->values[s->n] = value;
-	s->target[s->n] = target;
-	s->n++;
 }
 
 /*
@@ -234,7 +276,6 @@ ma_evaluate_pending(TimestampTz last_closed)
 	MemoryContext old;
 	Datum		args[4];
 	Portal		portal;
-	Series		s = {0};
 	Verdicts	v = {0};
 	int64		evaluated = 0;
 
@@ -256,67 +297,33 @@ ma_evaluate_pending(TimestampTz last_closed)
 		SPITupleTable *tt;
 		uint64		nrows;
 
-		SPI_cursor_fetch(portal, true, FETCH_ROWS);
-		/* flushing verdicts runs statements, which reset these globals */
+		SPI_cursor_fetch(portal, true, FETCH_SERIES);
+		/* writing verdicts runs statements, which reset these globals */
 		nrows = SPI_processed;
 		tt = SPI_tuptable;
 		if (nrows == 0)
 			break;
 		for (uint64 row = 0; row < nrows; row++)
 		{
-			HeapTuple	tup = tt->vals[row];
-			TupleDesc	desc = tt->tupdesc;
-			bool		isnull;
-			char	   *name = SPI_getvalue(tup, desc, 1);
+			Series		s;
 
-			if (s.name == NULL || strcmp(s.name, name) != 0)
-			{
-				char	   *dir;
-
-				if (s.name != NULL)
-				{
-					old = MemoryContextSwitchTo(cxt);
-					evaluated += series_evaluate(&s, &v);
-					MemoryContextSwitchTo(old);
-					if (v.n >= FLUSH_POINTS)
-					{
-						verdicts_flush(&v);
-						MemoryContextReset(v.cxt);
-						v.points = NULL;
-						v.cap = 0;
-					}
-				}
-				MemoryContextReset(series_cxt);
-				memset(&s, 0, sizeof(s));
-				old = MemoryContextSwitchTo(series_cxt);
-				s.name = pstrdup(name);
-				s.sigma = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
-				s.window = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-				s.min_points = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-				dir = SPI_getvalue(tup, desc, 5);
-				if (!ma_direction_parse(dir, &s.direction))
-					s.direction = MA_DIRECTION_BOTH;
-				s.enabled = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-				MemoryContextSwitchTo(old);
-			}
 			old = MemoryContextSwitchTo(series_cxt);
-			series_append(&s,
-						  DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull)),
-						  DatumGetFloat8(SPI_getbinval(tup, desc, 8, &isnull)),
-						  DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull)));
+			series_read(&s, tt->vals[row], tt->tupdesc);
+			evaluated += series_evaluate(&s, &v);
 			MemoryContextSwitchTo(old);
-			pfree(name);
+			MemoryContextReset(series_cxt);
+
+			if (v.n >= FLUSH_POINTS)
+			{
+				verdicts_flush(&v);
+				MemoryContextReset(v.cxt);
+				v.points = NULL;
+				v.cap = 0;
+			}
 		}
 		SPI_freetuptable(tt);
 	}
 	SPI_cursor_close(portal);
-
-	if (s.name != NULL)
-	{
-		old = MemoryContextSwitchTo(cxt);
-		evaluated += series_evaluate(&s, &v);
-		MemoryContextSwitchTo(old);
-	}
 	verdicts_flush(&v);
 
 	MemoryContextDelete(cxt);

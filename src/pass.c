@@ -58,6 +58,8 @@ typedef struct PassState
 	TimestampTz last_closed;
 	TimestampTz purge_before;	/* 0: keep events */
 	int			batch_size;
+	int64		next_id;		/* claim from this id on */
+	int64		last_id;		/* claim no event beyond this id */
 	int64		events;
 } PassState;
 
@@ -93,11 +95,21 @@ run_step(StepFn fn, PassState *state, bool own_transaction)
 	return result;
 }
 
-/* Claims, folds and marks one batch, and counts it in worker_state. */
+static int64
+step_last_id(PassState *state)
+{
+	return ma_last_event_id();
+}
+
+/*
+ * Claims, folds and marks one batch, and counts it in worker_state; -1 when
+ * nothing is left.
+ */
 static int64
 step_aggregate(PassState *state)
 {
-	int64		n = ma_aggregate_batch(state->batch_size);
+	int64		n = ma_aggregate_batch(state->batch_size, &state->next_id,
+								 state->last_id);
 
 	if (n > 0)
 	{
@@ -148,19 +160,23 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 	state.purge_before = ma_event_retention_s > 0 ?
 		as_of - (TimestampTz) ma_event_retention_s * USECS_PER_SEC : 0;
 
-	do
+	state.next_id = 0;
+	state.last_id = run_step(step_last_id, &state, own_transactions);
+	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
 		n = run_step(step_aggregate, &state, own_transactions);
+		if (n < 0)
+			break;
 		state.events += n;
-		if (n == state.batch_size && time_budget_ms > 0 &&
+		if (time_budget_ms > 0 &&
 			TimestampDifferenceExceeds(state.start, GetCurrentTimestamp(),
 									   time_budget_ms))
 		{
 			result.more = true;
 			break;
 		}
-	} while (n == state.batch_size);
+	}
 
 	CHECK_FOR_INTERRUPTS();
 	run_step(step_finish, &state, own_transactions);

@@ -46,6 +46,37 @@ ma_execute(MaStatement *stmt, Datum *values, const char *nulls,
 	return SPI_processed;
 }
 
+#if PG_VERSION_NUM >= 140000
+/*
+ * Runs a statement that returns rows into dest instead of a tuple table, so
+ * large results are consumed as they are produced; returns the row count.
+ */
+uint64
+ma_execute_into(MaStatement *stmt, Datum *values, DestReceiver *dest,
+				int expected_rc)
+{
+	SPIExecuteOptions options;
+	ParamListInfo params = makeParamList(stmt->nargs);
+	int			rc;
+
+	for (int i = 0; i < stmt->nargs; i++)
+	{
+		params->params[i].value = values[i];
+		params->params[i].isnull = false;
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = stmt->argtypes[i];
+	}
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.dest = dest;
+	rc = SPI_execute_plan_extended(statement_plan(stmt), &options);
+	if (rc != expected_rc)
+		elog(ERROR, "metric_anomaly: unexpected SPI result %s for: %s",
+			 SPI_result_code_string(rc), stmt->sql);
+	return SPI_processed;
+}
+#endif
+
 /* Opens a read-only cursor over a statement. */
 Portal
 ma_open_cursor(MaStatement *stmt, Datum *values, const char *nulls)

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "tcop/dest.h"
 
 /* A statement prepared once per backend and kept across transactions. */
 typedef struct MaStatement
@@ -20,6 +21,10 @@ typedef struct MaStatement
 
 extern uint64 ma_execute(MaStatement *stmt, Datum *values, const char *nulls,
 						 int expected_rc, long count);
+#if PG_VERSION_NUM >= 140000
+extern uint64 ma_execute_into(MaStatement *stmt, Datum *values,
+							  DestReceiver *dest, int expected_rc);
+#endif
 extern Portal ma_open_cursor(MaStatement *stmt, Datum *values, const char *nulls);
 extern void ma_spi_connect(void);
 extern void ma_spi_finish(void);

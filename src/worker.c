@@ -225,7 +225,7 @@ ma_launcher_main(Datum main_arg)
 								ma_database)));
 			reported_missing = false;
 			current_db = dboid;
-			for (int i = 0; i < lengthof(workers); i++)
+			for (int i = 0; i < (int) lengthof(workers); i++)
 			{
 				long		retry = ensure_worker(&workers[i], dboid);
 

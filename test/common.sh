@@ -33,3 +33,31 @@ copy_for_run_user() {
 	chmod 755 "$dest"
 	echo "$dest"
 }
+
+# Starts a throwaway cluster in a new directory, as the server user, on
+# port $1 with extra postgresql.conf lines $2; sets PGDATA_DIR and PGPORT
+# and stops it when the script exits.
+start_cluster() {
+	local port="$1" conf="$2"
+	PGDATA_DIR="$(mktemp -d /tmp/metric_anomaly_pg.XXXXXX)"
+	if [ "$(id -u)" -eq 0 ]; then chown "$RUN_USER" "$PGDATA_DIR"; fi
+	"${RUN_AS[@]}" initdb -D "$PGDATA_DIR/data" -A trust -U postgres >/dev/null
+	printf '%s\n' "listen_addresses = ''" "unix_socket_directories = '$PGDATA_DIR'" \
+		"port = $port" "$conf" >>"$PGDATA_DIR/data/postgresql.conf"
+	"${RUN_AS[@]}" pg_ctl -D "$PGDATA_DIR/data" -l "$PGDATA_DIR/server.log" -w start >/dev/null
+	export PGHOST="$PGDATA_DIR" PGPORT="$port" PGUSER=postgres
+	trap stop_cluster EXIT
+}
+
+stop_cluster() {
+	if [ -n "${PGDATA_DIR:-}" ] && [ -d "$PGDATA_DIR/data" ]; then
+		"${RUN_AS[@]}" pg_ctl -D "$PGDATA_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+		rm -rf "$PGDATA_DIR"
+	fi
+}
+
+# psql against the throwaway cluster, quiet and strict.
+q() {
+	"${RUN_AS[@]}" env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER=postgres \
+		psql -X -q -v ON_ERROR_STOP=1 "$@"
+}

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on Debian 12, when it is
 # missing.  Works as root or as a user with sudo; prints what it installs.
+#
+#   test/setup.sh [EXTRA_PACKAGE ...]    (the benchmarks add their peers)
 set -euo pipefail
 
 PACKAGES=(build-essential pkg-config rsync
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
 	libgd-dev libcurl4-openssl-dev libipc-run-perl fonts-dejavu-core
-	python3-matplotlib)
+	"$@")
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 

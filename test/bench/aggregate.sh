@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): process_pending() against the single-statement SQL
+# baseline in ../shared/reference/aggregation_baseline.sql, on identical
+# copies of the same N events, in the same run.
+#
+#   test/bench/aggregate.sh [N]        (default 1,000,000)
+#
+# Builds and installs the extension (sudo when not root), then runs
+# a throwaway cluster as an unprivileged user.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$here/test/common.sh"
+N="${1:-1000000}"
+build_and_install "$here" >/dev/null
+baseline="$here/../shared/reference/aggregation_baseline.sql"
+[ -f "$baseline" ] || { echo "missing $baseline" >&2; exit 1; }
+
+# The worker serves no database here: both sides run in this script only.
+start_cluster 55433 "shared_preload_libraries = 'metric_anomaly'
+metric_anomaly.database = 'no_such_database'
+shared_buffers = '512MB'
+max_wal_size = '8GB'
+checkpoint_timeout = '30min'"
+
+load() {
+	q -d postgres -c "CREATE DATABASE $1"
+	q -d "$1" -c "CREATE EXTENSION metric_anomaly" -c "
+		INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+		SELECT (ARRAY['user_registration','order_created','payment_succeeded','login',
+		              'search','add_to_cart','checkout_started','api_error'])[1 + i % 8],
+		       timestamptz '2026-11-20 00:00:00+00' + (i * 86400.0 / $N) * interval '1 second',
+		       jsonb_build_object('user_id', i % 100000, 'amount', (i % 500) / 10.0)
+		  FROM generate_series(1, $N) AS i" -c "VACUUM ANALYZE metric_anomaly.business_events"
+}
+
+echo "loading $N events into two identical databases ..."
+
+load bench_ext
+load bench_sql
+# The baseline statement writes metric_value only.
+q -d bench_sql -c "ALTER TABLE metric_anomaly.aggregated_metrics ALTER sample_count SET DEFAULT 0"
+q -d postgres -c CHECKPOINT
+
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+t0=$(ms)
+q -d bench_sql -v schema=metric_anomaly -f "$baseline" >/dev/null
+t1=$(ms)
+q -d postgres -c CHECKPOINT
+t2=$(ms)
+folded=$(q -d bench_ext -At -c "SELECT metric_anomaly.process_pending('2026-11-21 00:00:00+00')")
+t3=$(ms)
+
+# Both sides must agree on every count.
+check=$(q -d bench_ext -At -c "SELECT sum(sample_count), count(*) FILTER (WHERE sample_count > 0) FROM metric_anomaly.aggregated_metrics")
+check_sql=$(q -d bench_sql -At -c "SELECT sum(metric_value), count(*) FROM metric_anomaly.aggregated_metrics")
+base_ms=$((t1 - t0))
+ours_ms=$((t3 - t2))
+awk -v n="$N" -v b="$base_ms" -v o="$ours_ms" -v f="$folded" -v c="$check" -v cs="$check_sql" 'BEGIN {
+	printf "events:                 %d (folded by process_pending: %d)\n", n, f
+	printf "counts (sum|minutes):   process_pending %s, baseline %s\n", c, cs
+	printf "baseline SQL statement: %8.0f ms  %10.0f events/s\n", b, n / (b / 1000)
+	printf "process_pending():      %8.0f ms  %10.0f events/s\n", o, n / (o / 1000)
+	printf "ratio (ours / baseline, events/s): %.2f\n", b / o
+}'

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# make demo: installs what is missing, builds, installs, starts a throwaway
+# cluster with the worker, loads a realistic day of business events with one
+# collapse, lets the worker fold and judge them, and shows the results.
+#
+#   KEEP=1 make demo    leaves the cluster running and says how to reach it
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+
+bash "$here/test/setup.sh"
+. "$here/test/common.sh"
+build_and_install "$here"
+
+out="$here/demo_output"
+mkdir -p "$out"
+
+start_cluster "${DEMO_PORT:-55440}" "shared_preload_libraries = 'metric_anomaly'
+metric_anomaly.database = 'demo'
+metric_anomaly.interval = 5
+timezone = 'UTC'"
+if [ -n "${KEEP:-}" ]; then trap - EXIT; fi
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "CREATE EXTENSION metric_anomaly in database demo"
+q -d postgres -c "CREATE DATABASE demo"
+q -d demo -c "CREATE EXTENSION metric_anomaly"
+
+say "Loading the last 24 hours of events: 4 event types, a daily cycle, noise, and a collapse of sign-ups 2 hours ago"
+q -d demo <<'SQL'
+SELECT setseed(0.42);
+CREATE TEMP TABLE plan AS
+SELECT t.event_type, m AS minute,
+       greatest(0, round(t.base
+             * (1 + 0.5 * sin(2 * pi() * (extract(epoch FROM m) / 86400.0 - 0.3)))
+             * (1 + 0.08 * (random() + random() + random() - 1.5))
+             * CASE WHEN t.event_type = 'user_registration'
+                     AND m >= date_trunc('minute', now()) - interval '120 minutes'
+                     AND m <  date_trunc('minute', now()) - interval '110 minutes'
+                    THEN 0.3 ELSE 1 END))::int AS n
+  FROM (VALUES ('user_registration', 100), ('order_created', 60),
+               ('payment_succeeded', 55), ('login', 240)) AS t(event_type, base),
+       generate_series(date_trunc('minute', now()) - interval '24 hours',
+                       date_trunc('minute', now()) - interval '1 minute',
+                       interval '1 minute') AS m;
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+SELECT p.event_type, p.minute + random() * interval '59 seconds',
+       jsonb_build_object('user_id', (random() * 100000)::int, 'source', 'demo')
+  FROM plan p, generate_series(1, p.n);
+SELECT event_type, count(*) AS events FROM metric_anomaly.business_events GROUP BY 1 ORDER BY 1;
+SQL
+
+say "Waiting for the worker (every 5 s) to fold, zero-fill and judge them"
+for _ in $(seq 1 120); do
+	left=$(q -d demo -At -c "SELECT pending_events FROM metric_anomaly.worker_status")
+	done_=$(q -d demo -At -c "SELECT count(*) FROM metric_anomaly.aggregated_metrics WHERE needs_eval AND metric_timestamp < date_trunc('minute', now()) - interval '1 minute'")
+	[ "$left" = "0" ] && [ "$done_" = "0" ] && break
+	sleep 1
+done
+q -d demo -c "SELECT database, pid, running, last_pass_end, total_events, pending_events, last_error FROM metric_anomaly.worker_status"
+
+say "Every event counted exactly once"
+q -d demo -c "SELECT (SELECT count(*) FROM metric_anomaly.business_events) AS events,
+                     (SELECT sum(sample_count) FROM metric_anomaly.aggregated_metrics) AS counted,
+                     (SELECT count(*) FROM metric_anomaly.aggregated_metrics) AS metric_rows"
+
+say "user_registration per minute around the collapse (value, 3-sigma band, verdict)"
+q -d demo -c "SELECT to_char(metric_timestamp, 'HH24:MI') AS minute, metric_value AS value,
+                     round((anomaly_context->>'lower_boundary')::numeric, 1) AS lower,
+                     round((anomaly_context->>'upper_boundary')::numeric, 1) AS upper,
+                     round((anomaly_context->>'z_score')::numeric, 2) AS z,
+                     is_anomaly
+                FROM metric_anomaly.aggregated_metrics
+               WHERE metric_name = 'user_registration'
+                 AND metric_timestamp BETWEEN date_trunc('minute', now()) - interval '125 minutes'
+                                          AND date_trunc('minute', now()) - interval '105 minutes'
+               ORDER BY metric_timestamp"
+
+say "Detected anomalies (metric_anomaly.anomalies, newest first)"
+q -d demo -c "SELECT metric_name, to_char(metric_timestamp, 'HH24:MI') AS minute, metric_value AS value,
+                     round(mean::numeric, 1) AS mean, round(std_dev::numeric, 1) AS std_dev,
+                     round(z_score::numeric, 2) AS z
+                FROM metric_anomaly.anomalies LIMIT 15"
+
+if [ -n "$(q -d demo -At -c "SELECT to_regprocedure('metric_anomaly.render_metric_chart(text,timestamptz,timestamptz,integer,integer)')")" ]; then
+	say "Chart of the collapse, drawn by the database"
+	png="$out/user_registration.png"
+	q -d demo -At -c "SELECT encode(metric_anomaly.render_metric_chart('user_registration',
+	                      now() - interval '4 hours', now()), 'hex')" |
+		perl -ne 'chomp; print pack("H*", $_)' >"$png"
+	echo "wrote $png ($(wc -c <"$png") bytes)"
+fi
+
+if [ -n "${KEEP:-}" ]; then
+	say "The cluster keeps running: psql -h $PGHOST -p $PGPORT -U postgres demo"
+	echo "stop it with: ${RUN_AS[*]} pg_ctl -D $PGDATA_DIR/data stop"
+fi
