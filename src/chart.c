@@ -368,7 +368,14 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 				inv_len,
 				cov_scale,
 				slope,
-				half;
+				half,
+				tstep,
+				dpstep,
+				tbase,
+				dpbase,
+				xc,
+				ey0,
+				ey1;
 	bool		steep,
 				has_len,
 				dashed;
@@ -427,18 +434,32 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	steep = fabs(dy) > 0.5;
 	slope = steep ? dx / dy : 0.0;
 	half = steep ? r * len / fabs(dy) : 0.0;
-	for (py = by0; py <= by1; py++)
+	/*
+	 * Along a row, t (position along the segment) and the signed distance
+	 * to the segment's line are linear in x; from row to row they, and the
+	 * line's crossing xc, move by constant steps.  Past either end of the
+	 * segment the distance is to that end point.
+	 */
+	tstep = dx * inv_len2;
+	dpstep = dy * inv_len;
+	{
+		double		cy0 = by0 + 0.5;
+
+		tbase = ((0.5 - x0) * dx + (cy0 - y0) * dy) * inv_len2;
+		dpbase = ((0.5 - x0) * dy - (cy0 - y0) * dx) * inv_len;
+		xc = x0 + (cy0 - y0) * slope;
+		ey0 = cy0 - y0;
+		ey1 = cy0 - y1;
+	}
+	for (py = by0; py <= by1;
+		 py++, tbase += dy * inv_len2, dpbase -= dx * inv_len, xc += slope,
+		 ey0 += 1.0, ey1 += 1.0)
 	{
 		unsigned char *mrow = c->mask + (size_t) py * c->width;
-		double		cy = py + 0.5;
 		int			rx0 = bx0,
 					rx1 = bx1;
 		double		t,
-					tstep,
-					dp,
-					dpstep,
-					ey0,
-					ey1;
+					dp;
 
 		if (steep)
 		{
@@ -446,7 +467,6 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			 * Pixel centres within r of the segment lie within r of the
 			 * infinite line, i.e. within this interval of the row.
 			 */
-			double		xc = x0 + (cy - y0) * slope;
 			int			lo = iceil(xc - half - 0.5),
 						hi = ifloor(xc + half - 0.5);
 
@@ -455,17 +475,8 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			if (hi < rx1)
 				rx1 = hi;
 		}
-		/*
-		 * Along the row, t (position along the segment) and the signed
-		 * distance to the segment's line are linear; past either end the
-		 * distance is to that end point.
-		 */
-		t = ((rx0 + 0.5 - x0) * dx + (cy - y0) * dy) * inv_len2;
-		tstep = dx * inv_len2;
-		dp = ((rx0 + 0.5 - x0) * dy - (cy - y0) * dx) * inv_len;
-		dpstep = dy * inv_len;
-		ey0 = cy - y0;
-		ey1 = cy - y1;
+		t = tbase + rx0 * tstep;
+		dp = dpbase + rx0 * dpstep;
 		for (px = rx0; px <= rx1; px++, t += tstep, dp += dpstep)
 		{
 			double		d2;
