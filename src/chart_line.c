@@ -339,53 +339,128 @@ draw_band(ChartCanvas *c, const ChartLineSpec *spec, const Layout *L,
 	return true;
 }
 
-/* Draws a series' line, breaking it at NaN values and gaps. */
-static void
+/*
+ * Draws a series' line, breaking it at NaN values and gaps.  A dense series
+ * (more than four points per pixel column) is first reduced, per column and
+ * unbroken run, to its first, lowest, highest and last points (M4), which
+ * draws the same line with a fraction of the segments.  False when out of
+ * memory.
+ */
+static bool
 draw_line(ChartCanvas *c, const ChartLineSpec *spec, const Layout *L,
 		  const ChartSeries *se, const Axis *a)
 {
 	ChartDash	dash = {se->dashed ? 7 * L->s : 0, 4 * L->s, 0};
 	double		lw = 2.0 * L->s;
-	int			j,
-				prev = -1;
-	bool		prev_connected = false;
+	int			cap = 2 * se->n + 2;
+	double	   *xs = malloc(sizeof(double) * 2 * cap);
+	double	   *ys;
+	int			m = 0,
+				j,
+				run_start = -1;
 
+	if (xs == NULL)
+		return false;
+	ys = xs + cap;
+
+	/* pixel positions; a NaN x marks a break */
 	for (j = 0; j < se->n; j++)
 	{
-		double		x,
-					y;
-
 		if (!isfinite(se->v[j]))
 		{
-			if (prev >= 0 && !prev_connected && !se->markers)
-				chart_disc(c, map_x(L, se->t[prev]), map_y(L, a, se->v[prev]),
-						   lw, se->color);
-			prev = -1;
+			xs[m] = NAN;
+			ys[m++] = NAN;
 			continue;
 		}
-		x = map_x(L, se->t[j]);
-		y = map_y(L, a, se->v[j]);
-		if (prev >= 0 && !is_gap(spec, se, j))
+		if (j > 0 && is_gap(spec, se, j))
 		{
-			chart_stroke_segment(c, map_x(L, se->t[prev]),
-								 map_y(L, a, se->v[prev]), x, y, lw, &dash);
-			prev_connected = true;
+			xs[m] = NAN;
+			ys[m++] = NAN;
 		}
-		else
+		xs[m] = map_x(L, se->t[j]);
+		ys[m++] = map_y(L, a, se->v[j]);
+	}
+
+	if (m > 4 * (L->x1 - L->x0))
+	{
+		/* M4: keep first, min, max, last of each column's stretch */
+		int			out = 0,
+					i = 0;
+
+		while (i < m)
+		{
+			int			col,
+						k,
+						first = i,
+						lo = i,
+						hi = i,
+						last = i,
+						keep[4],
+						nkeep = 0,
+						q;
+
+			if (isnan(xs[i]))
+			{
+				xs[out] = ys[out] = NAN;
+				out++;
+				i++;
+				continue;
+			}
+			col = (int) floor(xs[i]);
+			for (k = i + 1; k < m && !isnan(xs[k]) && (int) floor(xs[k]) == col; k++)
+			{
+				if (ys[k] < ys[lo])
+					lo = k;
+				if (ys[k] > ys[hi])
+					hi = k;
+				last = k;
+			}
+			keep[nkeep++] = first;
+			if (lo < hi)
+			{
+				keep[nkeep++] = lo;
+				keep[nkeep++] = hi;
+			}
+			else
+			{
+				keep[nkeep++] = hi;
+				keep[nkeep++] = lo;
+			}
+			keep[nkeep++] = last;
+			for (q = 0; q < nkeep; q++)
+			{
+				if (q > 0 && keep[q] == keep[q - 1])
+					continue;
+				if (q > 1 && keep[q] == keep[q - 2])
+					continue;
+				xs[out] = xs[keep[q]];
+				ys[out] = ys[keep[q]];
+				out++;
+			}
+			i = k;
+		}
+		m = out;
+	}
+
+	for (j = 0; j <= m; j++)
+	{
+		if (j == m || isnan(xs[j]))
 		{
 			/* an isolated point gets a dot so that it stays visible */
-			if (prev >= 0 && !prev_connected && !se->markers)
-				chart_disc(c, map_x(L, se->t[prev]), map_y(L, a, se->v[prev]),
-						   lw, se->color);
-			prev_connected = false;
+			if (run_start >= 0 && j - run_start == 1 && !se->markers)
+				chart_disc(c, xs[run_start], ys[run_start], lw, se->color);
+			run_start = -1;
 			dash.phase = 0;
+			continue;
 		}
-		prev = j;
+		if (run_start < 0)
+			run_start = j;
+		else
+			chart_stroke_segment(c, xs[j - 1], ys[j - 1], xs[j], ys[j], lw, &dash);
 	}
 	chart_stroke_finish(c, se->color);
-	if (prev >= 0 && !prev_connected && !se->markers)
-		chart_disc(c, map_x(L, se->t[prev]), map_y(L, a, se->v[prev]), lw,
-				   se->color);
+	free(xs);
+	return true;
 }
 
 static void
@@ -681,7 +756,11 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 			const ChartSeries *se = &spec->series[i];
 			const Axis *a = (se->right_axis && L.right.used) ? &L.right : &L.left;
 
-			draw_line(&c, spec, &L, se, a);
+			if (!draw_line(&c, spec, &L, se, a))
+			{
+				snprintf(errbuf, errlen, "out of memory for a chart line");
+				goto done;
+			}
 			if (se->markers)
 				draw_points(&c, &L, se, a, false);
 		}
