@@ -542,7 +542,6 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 				legend_y;
 	bool		any_left = false,
 				any_right = false,
-				any_band = false,
 				any_anomaly = false,
 				has_data,
 				legend_own_row = true;
@@ -647,7 +646,6 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 	}
 	if (band_series && spec->band_label)
 	{
-		any_band = true;
 		legend[nlegend].kind = 1;
 		legend[nlegend].series = band_series;
 		legend[nlegend].text = spec->band_label;
@@ -662,7 +660,6 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 	}
 	if (!has_data || h < 200)
 		nlegend = 0;
-	(void) any_band;
 
 	/* vertical layout */
 	top = pad;
