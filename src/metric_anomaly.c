@@ -27,20 +27,26 @@ int			ma_min_points = 90;
 void		_PG_init(void);
 
 /*
- * Defines the settings and registers the launcher.  Settings that only the
- * worker reads can change on reload; the database is fixed at start.
+ * Defines the settings and, when preloaded, registers the launcher.
+ * Settings that only the worker reads can change on reload; the database is
+ * fixed at server start.
  */
 void
 _PG_init(void)
 {
-	DefineCustomStringVariable("metric_anomaly.database",
-							   "Database in which the aggregation worker runs.",
-							   "The extension must be created in that database.",
-							   &ma_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
+	/*
+	 * Only the launcher reads the database, and it runs only when the
+	 * library is preloaded; a server-start setting cannot be defined later.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("metric_anomaly.database",
+								   "Database in which the aggregation worker runs.",
+								   "The extension must be created in that database.",
+								   &ma_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("metric_anomaly.interval",
 							"Time between two aggregation passes.",

@@ -67,6 +67,15 @@ typedef struct ManagedWorker
 	TimestampTz last_start;
 } ManagedWorker;
 
+/* Milliseconds from start to stop, rounded up, 0 when stop is not later. */
+static long
+ms_between(TimestampTz start, TimestampTz stop)
+{
+	if (stop <= start)
+		return 0;
+	return (long) ((stop - start + 999) / 1000);
+}
+
 /* Fills in a dynamic worker that runs function in database dboid. */
 static void
 worker_definition(BackgroundWorker *w, const char *function, const char *type,
@@ -119,7 +128,7 @@ ensure_worker(ManagedWorker *mw, Oid dboid)
 		return 0;
 
 	wait_ms = RELAUNCH_DELAY_MS -
-		TimestampDifferenceMilliseconds(mw->last_start, now);
+		ms_between(mw->last_start, now);
 	if (mw->last_start != 0 && wait_ms > 0)
 		return wait_ms;
 
@@ -380,7 +389,7 @@ ma_worker_main(Datum main_arg)
 		if (next > now)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 TimestampDifferenceMilliseconds(now, next),
+							 ms_between(now, next),
 							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 		}
