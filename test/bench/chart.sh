@@ -7,12 +7,14 @@
 #       N renders per round on our side (default 500), N/25 (at least 10)
 #       for matplotlib; ROUNDS alternating rounds (default 3), best counts
 #
-# Needs the extension built and installed (make && sudo make install) and
-# Debian's python3-matplotlib; runs a throwaway cluster as an unprivileged
-# user.  Writes both PNGs to test/tmp/bench_chart_{ours,matplotlib}.png.
+# Installs Debian's python3-matplotlib when missing, builds and installs the
+# extension, and runs a throwaway cluster as an unprivileged user.  Writes
+# both PNGs to test/tmp/bench_chart_{ours,matplotlib}.png.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
+bash "$here/test/setup.sh" python3-matplotlib bc xxd >/dev/null
 . "$here/test/common.sh"
+build_and_install "$here" >/dev/null
 N="${1:-500}"
 ROUNDS="${2:-3}"
 NPEER=$(( N / 25 < 10 ? 10 : N / 25 ))
@@ -78,8 +80,6 @@ SELECT 'user_registrations', ts AT TIME ZONE 'UTC', v, 1, a = 1,
 VACUUM ANALYZE metric_anomaly.aggregated_metrics;
 SQL
 
-# Ours: N renders by one query in one session, after one warm-up (plan,
-# fonts); the PNGs are produced and measured, not sent to the client.
 # Ours: N renders by one query in one session, after one warm-up (plan,
 # fonts); the PNGs are produced and measured, not sent to the client.
 ours_round() {
