@@ -221,6 +221,75 @@ SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.series', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metrics', '');
 
 ------------------------------------------------------------------------------
+-- Charts
+------------------------------------------------------------------------------
+CREATE FUNCTION metric_anomaly.render_metric_chart(
+    metric_name text,
+    since timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) interval '3 hours',
+    until timestamptz DEFAULT pg_catalog.now(),
+    width integer DEFAULT 1200,
+    height integer DEFAULT 600)
+RETURNS bytea
+LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_render_metric_chart';
+
+COMMENT ON FUNCTION metric_anomaly.render_metric_chart(text, timestamptz, timestamptz, integer, integer) IS
+    'PNG chart of a metric''s minutes from since to until: the values (a missing minute is a gap), the expected band from each minute''s evidence, anomalies as red dots, times in the session time zone; width and height 100 to 4000 pixels, at most 100000 points.';
+
+CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_accum';
+CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_accum';
+CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, text, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_accum';
+CREATE FUNCTION metric_anomaly.line_chart_final(internal)
+RETURNS bytea
+LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_final';
+
+COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision) IS
+    'Transition function of line_chart.';
+COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, jsonb) IS
+    'Transition function of line_chart.';
+COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, text, jsonb) IS
+    'Transition function of line_chart.';
+COMMENT ON FUNCTION metric_anomaly.line_chart_final(internal) IS
+    'Final function of line_chart: draws the collected points as a PNG.';
+
+CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precision) (
+    SFUNC = metric_anomaly.line_chart_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.line_chart_final,
+    PARALLEL = SAFE
+);
+CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precision, options jsonb) (
+    SFUNC = metric_anomaly.line_chart_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.line_chart_final,
+    PARALLEL = SAFE
+);
+CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precision, series text, options jsonb) (
+    SFUNC = metric_anomaly.line_chart_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.line_chart_final,
+    PARALLEL = SAFE
+);
+
+COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision) IS
+    'PNG line chart of (ts, value) rows; a NULL value breaks the line, NaN and infinities are skipped; no rows give NULL.';
+COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision, jsonb) IS
+    'PNG line chart of (ts, value) rows with options: title, subtitle, label, y_label, width, height (100 to 4000), gap (seconds), dashed, markers (true).';
+COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision, text, jsonb) IS
+    'PNG line chart with one line per distinct series value (at most 16) and options: title, subtitle, y_label, y2_label, width, height, gap, right_axis, dashed and markers (arrays of series names).';
+
+------------------------------------------------------------------------------
 -- Alerting
 --
 -- Detection (and the threshold rules below) write alerts into an outbox in

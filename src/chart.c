@@ -1,0 +1,908 @@
+/*
+ * chart.c
+ *		Canvas, antialiased primitives and text for metric_anomaly's charts.
+ *
+ * libgd holds the pixels and rasterises TrueType glyphs; everything else is
+ * drawn here straight into the truecolor rows, because libgd's per-pixel
+ * primitives are slow (a full-canvas rectangle takes milliseconds) and its
+ * antialiased lines have integer end points.  Strokes are accumulated in a
+ * coverage mask and composited once, so polyline joints are not blended
+ * twice.  Glyphs are rendered once per face and size through libgd
+ * (DejaVu Sans via fontconfig) and cached; libgd's built-in bitmap fonts are
+ * the fallback when no TrueType font works.  Pure C: see chart.h.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gdfontmb.h>
+#include <gdfonts.h>
+
+#include "chart.h"
+
+#define CHART_FONT_NAME_REGULAR		"DejaVu Sans"
+#define CHART_FONT_NAME_BOLD		"DejaVu Sans:bold"
+
+#define CHART_GLYPH_FIRST	32
+#define CHART_GLYPH_LAST	126
+#define CHART_GLYPH_COUNT	(CHART_GLYPH_LAST - CHART_GLYPH_FIRST + 1)
+#define CHART_MAX_FACES		24
+
+typedef struct ChartGlyph
+{
+	bool		loaded;
+	short		left;			/* bitmap offset from the pen position */
+	short		top;			/* bitmap offset from the baseline (< 0 up) */
+	short		w;
+	short		h;
+	short		advance;
+	unsigned char *cov;			/* w * h coverage, 0..255 */
+} ChartGlyph;
+
+typedef struct ChartFace
+{
+	ChartFont	font;
+	int			size_q;			/* size in quarter points */
+	int			ascent;
+	int			descent;
+	int			hh_right;		/* right ink edge of "HH" */
+	ChartGlyph	glyph[CHART_GLYPH_COUNT];
+} ChartFace;
+
+static ChartFace *faces[CHART_MAX_FACES];
+static int	nfaces = 0;
+static int	ttf_state = 0;		/* 0 unknown, 1 works, -1 does not */
+
+#define RGB_R(c) (((c) >> 16) & 0xff)
+#define RGB_G(c) (((c) >> 8) & 0xff)
+#define RGB_B(c) ((c) & 0xff)
+
+/* x / 255 rounded, for 0 <= x <= 255 * 255 */
+#define DIV255(x) (((x) + 128 + (((x) + 128) >> 8)) >> 8)
+
+/* Blends color over the pixel at px with alpha 0..255. */
+static inline void
+blend_pixel(int *px, ChartColor color, int a)
+{
+	int			p = *px;
+	int			na = 255 - a;
+	int			r,
+				g,
+				b;
+
+	if (a >= 255)
+	{
+		*px = (int) (color & 0xffffff);
+		return;
+	}
+	r = DIV255(((p >> 16) & 0xff) * na + (int) RGB_R(color) * a);
+	g = DIV255(((p >> 8) & 0xff) * na + (int) RGB_G(color) * a);
+	b = DIV255((p & 0xff) * na + (int) RGB_B(color) * a);
+	*px = (r << 16) | (g << 8) | b;
+}
+
+static const char *
+font_name(ChartFont font)
+{
+	return font == CHART_FONT_BOLD ? CHART_FONT_NAME_BOLD : CHART_FONT_NAME_REGULAR;
+}
+
+/*
+ * Tells whether TrueType text works in this process, trying it once.
+ */
+static bool
+ttf_available(void)
+{
+	if (ttf_state == 0)
+	{
+		int			brect[8];
+		char	   *err;
+
+		gdFTUseFontConfig(1);
+		err = gdImageStringFT(NULL, brect, 0, CHART_FONT_NAME_REGULAR, 10.0,
+							  0.0, 0, 0, "Hg");
+		ttf_state = (err == NULL) ? 1 : -1;
+	}
+	return ttf_state > 0;
+}
+
+/*
+ * Creates a white-filled (or background-filled) canvas; false when out of
+ * memory.
+ */
+bool
+chart_canvas_init(ChartCanvas *c, int width, int height, ChartColor background)
+{
+	memset(c, 0, sizeof(*c));
+	c->im = gdImageCreateTrueColor(width, height);
+	if (c->im == NULL)
+		return false;
+	c->mask = calloc((size_t) width * height, 1);
+	if (c->mask == NULL)
+	{
+		gdImageDestroy(c->im);
+		c->im = NULL;
+		return false;
+	}
+	c->width = width;
+	c->height = height;
+	c->mask_x0 = width;
+	c->mask_y0 = height;
+	c->mask_x1 = -1;
+	c->mask_y1 = -1;
+	gdImageAlphaBlending(c->im, 1);
+	gdImageSaveAlpha(c->im, 0);
+	c->ttf = ttf_available();
+	chart_fill_rect(c, 0, 0, width - 1, height - 1, background, 255);
+	return true;
+}
+
+/* Frees what chart_canvas_init allocated; safe to call twice. */
+void
+chart_canvas_release(ChartCanvas *c)
+{
+	if (c->im)
+		gdImageDestroy(c->im);
+	c->im = NULL;
+	free(c->mask);
+	c->mask = NULL;
+}
+
+/* Fills the inclusive rectangle, clipped, with color at alpha 0..255. */
+void
+chart_fill_rect(ChartCanvas *c, int x0, int y0, int x1, int y1,
+				ChartColor color, int alpha)
+{
+	int			x,
+				y;
+
+	if (x0 > x1)
+	{
+		x = x0;
+		x0 = x1;
+		x1 = x;
+	}
+	if (y0 > y1)
+	{
+		y = y0;
+		y0 = y1;
+		y1 = y;
+	}
+	if (x0 < 0)
+		x0 = 0;
+	if (y0 < 0)
+		y0 = 0;
+	if (x1 >= c->width)
+		x1 = c->width - 1;
+	if (y1 >= c->height)
+		y1 = c->height - 1;
+	for (y = y0; y <= y1; y++)
+	{
+		int		   *row = c->im->tpixels[y];
+
+		if (alpha >= 255 && y > y0)
+			memcpy(row + x0, c->im->tpixels[y0] + x0, sizeof(int) * (x1 - x0 + 1));
+		else if (alpha >= 255)
+			for (x = x0; x <= x1; x++)
+				row[x] = (int) (color & 0xffffff);
+		else
+			for (x = x0; x <= x1; x++)
+				blend_pixel(&row[x], color, alpha);
+	}
+}
+
+/* Draws a crisp one-pixel horizontal line, dashed when dash_on > 0. */
+void
+chart_hline(ChartCanvas *c, int x0, int x1, int y, ChartColor color,
+			int dash_on, int dash_off)
+{
+	int			x;
+
+	if (y < 0 || y >= c->height)
+		return;
+	if (x0 < 0)
+		x0 = 0;
+	if (x1 >= c->width)
+		x1 = c->width - 1;
+	for (x = x0; x <= x1; x++)
+		if (dash_on <= 0 || (x - x0) % (dash_on + dash_off) < dash_on)
+			c->im->tpixels[y][x] = (int) (color & 0xffffff);
+}
+
+/* Draws a crisp one-pixel vertical line, dashed when dash_on > 0. */
+void
+chart_vline(ChartCanvas *c, int x, int y0, int y1, ChartColor color,
+			int dash_on, int dash_off)
+{
+	int			y;
+
+	if (x < 0 || x >= c->width)
+		return;
+	if (y0 < 0)
+		y0 = 0;
+	if (y1 >= c->height)
+		y1 = c->height - 1;
+	for (y = y0; y <= y1; y++)
+		if (dash_on <= 0 || (y - y0) % (dash_on + dash_off) < dash_on)
+			c->im->tpixels[y][x] = (int) (color & 0xffffff);
+}
+
+/*
+ * Shades the area between two piecewise-linear curves given at increasing x
+ * (y downwards, pixel space), clipped to clip_y0..clip_y1.  Each pixel
+ * column is filled exactly once, so a translucent color blends evenly; the
+ * top and bottom pixel of a span get fractional coverage.
+ */
+void
+chart_fill_between(ChartCanvas *c, const double *x, const double *ylo,
+				   const double *yhi, int n, int clip_y0, int clip_y1,
+				   ChartColor color, int alpha)
+{
+	int			i;
+	int			next_col = INT32_MIN;
+	int			memo_src = -1,
+				memo_dst = 0;
+
+	if (clip_y0 < 0)
+		clip_y0 = 0;
+	if (clip_y1 >= c->height)
+		clip_y1 = c->height - 1;
+
+	for (i = 0; i + 1 < n; i++)
+	{
+		double		xa = x[i],
+					xb = x[i + 1];
+		int			col,
+					col_end;
+
+		if (!(xb > xa) || isnan(ylo[i]) || isnan(ylo[i + 1]) ||
+			isnan(yhi[i]) || isnan(yhi[i + 1]))
+			continue;
+		col = (int) ceil(xa - 0.5);
+		col_end = (int) ceil(xb - 0.5);
+		if (col < next_col)
+			col = next_col;
+		for (; col < col_end; col++)
+		{
+			double		f,
+						top,
+						bot;
+			int			y,
+						yt,
+						yb;
+
+			if (col < 0 || col >= c->width)
+				continue;
+			f = (col + 0.5 - xa) / (xb - xa);
+			if (f < 0)
+				f = 0;
+			if (f > 1)
+				f = 1;
+			top = yhi[i] + (yhi[i + 1] - yhi[i]) * f;
+			bot = ylo[i] + (ylo[i + 1] - ylo[i]) * f;
+			if (top > bot)
+			{
+				double		t = top;
+
+				top = bot;
+				bot = t;
+			}
+			if (top < clip_y0)
+				top = clip_y0;
+			if (bot > clip_y1 + 1)
+				bot = clip_y1 + 1;
+			if (bot <= top)
+				continue;
+			yt = (int) floor(top);
+			yb = (int) ceil(bot) - 1;
+			if (yt == yb)
+			{
+				blend_pixel(&c->im->tpixels[yt][col], color,
+							(int) (alpha * (bot - top) + 0.5));
+				continue;
+			}
+			blend_pixel(&c->im->tpixels[yt][col], color,
+						(int) (alpha * ((yt + 1) - top) + 0.5));
+			blend_pixel(&c->im->tpixels[yb][col], color,
+						(int) (alpha * (bot - yb) + 0.5));
+			for (y = yt + 1; y < yb; y++)
+			{
+				int		   *px = &c->im->tpixels[y][col];
+
+				/* most pixels repeat the last one: reuse its blend */
+				if (*px != memo_src)
+				{
+					memo_src = *px;
+					blend_pixel(px, color, alpha);
+					memo_dst = *px;
+				}
+				else
+					*px = memo_dst;
+			}
+		}
+		next_col = col_end;
+	}
+}
+
+/* floor and ceil of values well inside the int range, without libm */
+static inline int
+ifloor(double v)
+{
+	int			i = (int) v;
+
+	return (v < i) ? i - 1 : i;
+}
+
+static inline int
+iceil(double v)
+{
+	int			i = (int) v;
+
+	return (v > i) ? i + 1 : i;
+}
+
+#define COV_TABLE_SIZE 1024
+static unsigned char cov_table[COV_TABLE_SIZE + 1];
+static double cov_table_r = -1;
+
+/*
+ * Adds an antialiased segment of the given width (pixels) to the stroke
+ * mask, as a capsule; dash, when not NULL and on > 0, cuts it into dashes
+ * and carries the phase to the next segment.
+ */
+void
+chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
+					 double y1, double width, ChartDash *dash)
+{
+	double		hw = width / 2.0;
+	double		dx = x1 - x0,
+				dy = y1 - y0;
+	double		len2 = dx * dx + dy * dy;
+	double		len = sqrt(len2);
+	double		period = 0.0,
+				phase = 0.0,
+				r,
+				r2,
+				inner2,
+				inv_len2,
+				inv_len,
+				cov_scale,
+				slope,
+				half,
+				tstep,
+				dpstep,
+				tbase,
+				dpbase,
+				xc,
+				ey0,
+				ey1;
+	bool		steep,
+				has_len,
+				dashed;
+	int			bx0,
+				by0,
+				bx1,
+				by1,
+				px,
+				py;
+
+	if (!isfinite(x0) || !isfinite(y0) || !isfinite(x1) || !isfinite(y1))
+		return;
+	if (dash && dash->on > 0)
+	{
+		period = dash->on + dash->off;
+		phase = dash->phase;
+		dash->phase = fmod(dash->phase + len, period);
+	}
+
+	bx0 = (int) floor(fmin(x0, x1) - hw - 1);
+	bx1 = (int) ceil(fmax(x0, x1) + hw + 1);
+	by0 = (int) floor(fmin(y0, y1) - hw - 1);
+	by1 = (int) ceil(fmax(y0, y1) + hw + 1);
+	if (bx0 < 0)
+		bx0 = 0;
+	if (by0 < 0)
+		by0 = 0;
+	if (bx1 >= c->width)
+		bx1 = c->width - 1;
+	if (by1 >= c->height)
+		by1 = c->height - 1;
+	if (bx0 > bx1 || by0 > by1)
+		return;
+
+	r = hw + 0.5;
+	r2 = r * r;
+	inner2 = (r > 1.0) ? (r - 1.0) * (r - 1.0) : 0.0;
+	if (r != cov_table_r)
+	{
+		/* coverage as a function of the squared distance, sampled */
+		int			i;
+
+		for (i = 0; i <= COV_TABLE_SIZE; i++)
+		{
+			double		cov = r - sqrt(r2 * i / COV_TABLE_SIZE);
+
+			cov_table[i] = (unsigned char) (cov >= 1.0 ? 255 : cov <= 0 ? 0 : (int) (cov * 255 + 0.5));
+		}
+		cov_table_r = r;
+	}
+	cov_scale = COV_TABLE_SIZE / r2;
+	inv_len2 = len2 > 0 ? 1.0 / len2 : 0.0;
+	inv_len = len > 0 ? 1.0 / len : 0.0;
+	has_len = len > 0;
+	dashed = period > 0;
+	steep = fabs(dy) > 0.5;
+	slope = steep ? dx / dy : 0.0;
+	half = steep ? r * len / fabs(dy) : 0.0;
+	/*
+	 * Along a row, t (position along the segment) and the signed distance
+	 * to the segment's line are linear in x; from row to row they, and the
+	 * line's crossing xc, move by constant steps.  Past either end of the
+	 * segment the distance is to that end point.
+	 */
+	tstep = dx * inv_len2;
+	dpstep = dy * inv_len;
+	{
+		double		cy0 = by0 + 0.5;
+
+		tbase = ((0.5 - x0) * dx + (cy0 - y0) * dy) * inv_len2;
+		dpbase = ((0.5 - x0) * dy - (cy0 - y0) * dx) * inv_len;
+		xc = x0 + (cy0 - y0) * slope;
+		ey0 = cy0 - y0;
+		ey1 = cy0 - y1;
+	}
+	for (py = by0; py <= by1;
+		 py++, tbase += dy * inv_len2, dpbase -= dx * inv_len, xc += slope,
+		 ey0 += 1.0, ey1 += 1.0)
+	{
+		unsigned char *mrow = c->mask + (size_t) py * c->width;
+		int			rx0 = bx0,
+					rx1 = bx1;
+		double		t,
+					dp;
+
+		if (steep)
+		{
+			/*
+			 * Pixel centres within r of the segment lie within r of the
+			 * infinite line, i.e. within this interval of the row.
+			 */
+			int			lo = iceil(xc - half - 0.5),
+						hi = ifloor(xc + half - 0.5);
+
+			if (lo > rx0)
+				rx0 = lo;
+			if (hi < rx1)
+				rx1 = hi;
+		}
+		t = tbase + rx0 * tstep;
+		dp = dpbase + rx0 * dpstep;
+		for (px = rx0; px <= rx1; px++, t += tstep, dp += dpstep)
+		{
+			double		d2;
+			int			a;
+
+			if (t >= 0 && t <= 1 && has_len)
+				d2 = dp * dp;
+			else if (t < 0.5)
+			{
+				double		ex = px + 0.5 - x0;
+
+				d2 = ex * ex + ey0 * ey0;
+			}
+			else
+			{
+				double		ex = px + 0.5 - x1;
+
+				d2 = ex * ex + ey1 * ey1;
+			}
+			if (d2 >= r2)
+				continue;
+			if (dashed &&
+				fmod(phase + (t < 0 ? 0 : t > 1 ? 1 : t) * len, period) >= dash->on)
+				continue;
+			a = d2 <= inner2 ? 255 : cov_table[(int) (d2 * cov_scale)];
+			if (a > mrow[px])
+				mrow[px] = (unsigned char) a;
+		}
+	}
+	if (bx0 < c->mask_x0)
+		c->mask_x0 = bx0;
+	if (by0 < c->mask_y0)
+		c->mask_y0 = by0;
+	if (bx1 > c->mask_x1)
+		c->mask_x1 = bx1;
+	if (by1 > c->mask_y1)
+		c->mask_y1 = by1;
+}
+
+/* Composites the accumulated stroke mask in color and clears it. */
+void
+chart_stroke_finish(ChartCanvas *c, ChartColor color)
+{
+	int			x,
+				y;
+
+	for (y = c->mask_y0; y <= c->mask_y1; y++)
+	{
+		unsigned char *mrow = c->mask + (size_t) y * c->width;
+		int		   *row = c->im->tpixels[y];
+
+		x = c->mask_x0;
+		while (x <= c->mask_x1)
+		{
+			uint64_t	word;
+
+			/* skip eight empty mask bytes at a time */
+			if (x + 8 <= c->mask_x1 + 1)
+			{
+				memcpy(&word, mrow + x, 8);
+				if (word == 0)
+				{
+					x += 8;
+					continue;
+				}
+			}
+			if (mrow[x])
+			{
+				blend_pixel(&row[x], color, mrow[x]);
+				mrow[x] = 0;
+			}
+			x++;
+		}
+	}
+	c->mask_x0 = c->width;
+	c->mask_y0 = c->height;
+	c->mask_x1 = -1;
+	c->mask_y1 = -1;
+}
+
+/* Draws an antialiased filled disc. */
+void
+chart_disc(ChartCanvas *c, double cx, double cy, double r, ChartColor color)
+{
+	int			x0 = (int) floor(cx - r - 1),
+				x1 = (int) ceil(cx + r + 1),
+				y0 = (int) floor(cy - r - 1),
+				y1 = (int) ceil(cy + r + 1);
+	int			x,
+				y;
+
+	if (!isfinite(cx) || !isfinite(cy))
+		return;
+	if (x0 < 0)
+		x0 = 0;
+	if (y0 < 0)
+		y0 = 0;
+	if (x1 >= c->width)
+		x1 = c->width - 1;
+	if (y1 >= c->height)
+		y1 = c->height - 1;
+	for (y = y0; y <= y1; y++)
+		for (x = x0; x <= x1; x++)
+		{
+			double		ddx = x + 0.5 - cx,
+						ddy = y + 0.5 - cy;
+			double		cov = r + 0.5 - sqrt(ddx * ddx + ddy * ddy);
+
+			if (cov > 0)
+				blend_pixel(&c->im->tpixels[y][x], color,
+							cov >= 1 ? 255 : (int) (cov * 255 + 0.5));
+		}
+}
+
+/* ---------------------------------------------------------------------
+ * Text
+ * ---------------------------------------------------------------------
+ */
+
+static bool
+is_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char) *s < CHART_GLYPH_FIRST ||
+			(unsigned char) *s > CHART_GLYPH_LAST)
+			return false;
+	return true;
+}
+
+/* Right ink edge of s drawn at pen x = 0, or INT32_MIN on failure. */
+static int
+ink_right(ChartFont font, double size, const char *s)
+{
+	int			brect[8];
+
+	if (gdImageStringFT(NULL, brect, 0, (char *) font_name(font), size, 0.0,
+						0, 0, (char *) s) != NULL)
+		return INT32_MIN;
+	return brect[2];
+}
+
+/*
+ * Returns the cached face for font and size, creating it (without glyphs)
+ * on first use; NULL when the cache is full or memory is short.
+ */
+static ChartFace *
+get_face(ChartFont font, double size)
+{
+	int			size_q = (int) (size * 4 + 0.5);
+	int			i;
+	int			brect[8];
+	ChartFace  *f;
+
+	for (i = 0; i < nfaces; i++)
+		if (faces[i]->font == font && faces[i]->size_q == size_q)
+			return faces[i];
+	if (nfaces >= CHART_MAX_FACES)
+		return NULL;
+	if (gdImageStringFT(NULL, brect, 0, (char *) font_name(font),
+						size_q / 4.0, 0.0, 0, 0, "Hgjpqy|") != NULL)
+		return NULL;
+	f = calloc(1, sizeof(ChartFace));
+	if (f == NULL)
+		return NULL;
+	f->font = font;
+	f->size_q = size_q;
+	f->ascent = -brect[7];
+	f->descent = brect[1];
+	f->hh_right = ink_right(font, size_q / 4.0, "HH");
+	faces[nfaces++] = f;
+	return f;
+}
+
+/*
+ * Renders one glyph of a face into the cache, through a scratch image;
+ * false when libgd fails.
+ */
+static bool
+load_glyph(ChartFace *f, int ch)
+{
+	ChartGlyph *g = &f->glyph[ch - CHART_GLYPH_FIRST];
+	double		size = f->size_q / 4.0;
+	int			dim = (int) (size * 4) + 16;
+	int			ox = dim / 4,
+				oy = dim * 3 / 4;
+	gdImagePtr	im;
+	char		str[2] = {(char) ch, 0};
+	char		probe[4] = {'H', (char) ch, 'H', 0};
+	int			brect[8];
+	int			x,
+				y,
+				minx = dim,
+				miny = dim,
+				maxx = -1,
+				maxy = -1;
+	int			right;
+
+	right = ink_right(f->font, size, probe);
+	if (right == INT32_MIN || f->hh_right == INT32_MIN)
+		return false;
+	g->advance = (short) (right - f->hh_right);
+
+	im = gdImageCreateTrueColor(dim, dim);
+	if (im == NULL)
+		return false;
+	gdImageAlphaBlending(im, 1);
+	for (y = 0; y < dim; y++)
+		for (x = 0; x < dim; x++)
+			im->tpixels[y][x] = 0xffffff;
+	if (ch != ' ' &&
+		gdImageStringFT(im, brect, 0x000000, (char *) font_name(f->font),
+						size, 0.0, ox, oy, str) != NULL)
+	{
+		gdImageDestroy(im);
+		return false;
+	}
+	for (y = 0; y < dim; y++)
+		for (x = 0; x < dim; x++)
+			if ((im->tpixels[y][x] & 0xff) != 0xff)
+			{
+				if (x < minx)
+					minx = x;
+				if (x > maxx)
+					maxx = x;
+				if (y < miny)
+					miny = y;
+				if (y > maxy)
+					maxy = y;
+			}
+	if (maxx >= 0)
+	{
+		g->w = (short) (maxx - minx + 1);
+		g->h = (short) (maxy - miny + 1);
+		g->left = (short) (minx - ox);
+		g->top = (short) (miny - oy);
+		g->cov = malloc((size_t) g->w * g->h);
+		if (g->cov == NULL)
+		{
+			gdImageDestroy(im);
+			return false;
+		}
+		for (y = 0; y < g->h; y++)
+			for (x = 0; x < g->w; x++)
+				g->cov[y * g->w + x] =
+					(unsigned char) (255 - (im->tpixels[miny + y][minx + x] & 0xff));
+	}
+	gdImageDestroy(im);
+	g->loaded = true;
+	return true;
+}
+
+/* Returns the face with every glyph of s loaded, or NULL. */
+static ChartFace *
+face_for(ChartCanvas *c, ChartFont font, double size, const char *s)
+{
+	ChartFace  *f;
+
+	if (!c->ttf || !is_ascii(s))
+		return NULL;
+	f = get_face(font, size);
+	if (f == NULL)
+		return NULL;
+	for (; *s; s++)
+	{
+		ChartGlyph *g = &f->glyph[(unsigned char) *s - CHART_GLYPH_FIRST];
+
+		if (!g->loaded && !load_glyph(f, (unsigned char) *s))
+			return NULL;
+	}
+	return f;
+}
+
+static gdFontPtr
+builtin_font(ChartFont font)
+{
+	return font == CHART_FONT_BOLD ? gdFontGetMediumBold() : gdFontGetSmall();
+}
+
+/* Width in pixels of s. */
+int
+chart_text_width(ChartCanvas *c, ChartFont font, double size, const char *s)
+{
+	ChartFace  *f = face_for(c, font, size, s);
+	int			w = 0;
+
+	if (f)
+	{
+		for (; *s; s++)
+			w += f->glyph[(unsigned char) *s - CHART_GLYPH_FIRST].advance;
+		return w;
+	}
+	if (c->ttf)
+	{
+		int			brect[8];
+
+		if (gdImageStringFT(NULL, brect, 0, (char *) font_name(font), size,
+							0.0, 0, 0, (char *) s) == NULL)
+			return brect[2] - brect[0];
+	}
+	return (int) strlen(s) * builtin_font(font)->w;
+}
+
+/* Height in pixels of a line of text (ascent + descent). */
+int
+chart_text_height(ChartCanvas *c, ChartFont font, double size)
+{
+	ChartFace  *f = c->ttf ? get_face(font, size) : NULL;
+
+	if (f)
+		return f->ascent + f->descent;
+	return builtin_font(font)->h;
+}
+
+/* Blits one cached glyph; rotated a quarter turn counter-clockwise if up. */
+static void
+blit_glyph(ChartCanvas *c, const ChartGlyph *g, int penx, int baseline,
+		   ChartColor color, bool up)
+{
+	int			gx,
+				gy;
+
+	for (gy = 0; gy < g->h; gy++)
+		for (gx = 0; gx < g->w; gx++)
+		{
+			int			a = g->cov[gy * g->w + gx];
+			int			x,
+						y;
+
+			if (a == 0)
+				continue;
+			if (up)
+			{
+				/* pen runs upwards along x = baseline column */
+				x = baseline + g->top + gy;
+				y = penx - (g->left + gx);
+			}
+			else
+			{
+				x = penx + g->left + gx;
+				y = baseline + g->top + gy;
+			}
+			if (x >= 0 && y >= 0 && x < c->width && y < c->height)
+				blend_pixel(&c->im->tpixels[y][x], color, a);
+		}
+}
+
+/*
+ * Draws s with its line box's top at y, aligned on x.
+ */
+void
+chart_text(ChartCanvas *c, int x, int y, ChartFont font, double size,
+		   ChartColor color, ChartAlign align, const char *s)
+{
+	int			w = chart_text_width(c, font, size, s);
+	ChartFace  *f = face_for(c, font, size, s);
+
+	if (align == CHART_ALIGN_CENTER)
+		x -= w / 2;
+	else if (align == CHART_ALIGN_RIGHT)
+		x -= w;
+
+	if (f)
+	{
+		int			baseline = y + f->ascent;
+
+		for (; *s; s++)
+		{
+			const ChartGlyph *g = &f->glyph[(unsigned char) *s - CHART_GLYPH_FIRST];
+
+			if (g->cov)
+				blit_glyph(c, g, x, baseline, color, false);
+			x += g->advance;
+		}
+		return;
+	}
+	if (c->ttf)
+	{
+		int			brect[8];
+		int			asc = chart_text_height(c, font, size) -
+			(get_face(font, size) ? get_face(font, size)->descent : 0);
+
+		if (gdImageStringFT(c->im, brect, (int) (color & 0xffffff),
+							(char *) font_name(font), size, 0.0, x, y + asc,
+							(char *) s) == NULL)
+			return;
+	}
+	gdImageString(c->im, builtin_font(font), x, y, (unsigned char *) s,
+				  (int) (color & 0xffffff));
+}
+
+/*
+ * Draws s reading upwards (for a y axis title), centred on y_center, with
+ * the top of its line box at column x.
+ */
+void
+chart_text_up(ChartCanvas *c, int x, int y_center, ChartFont font,
+			  double size, ChartColor color, const char *s)
+{
+	int			w = chart_text_width(c, font, size, s);
+	ChartFace  *f = face_for(c, font, size, s);
+	int			pen = y_center + w / 2;
+
+	if (f)
+	{
+		int			baseline = x + f->ascent;
+
+		for (; *s; s++)
+		{
+			const ChartGlyph *g = &f->glyph[(unsigned char) *s - CHART_GLYPH_FIRST];
+
+			if (g->cov)
+				blit_glyph(c, g, pen, baseline, color, true);
+			pen -= g->advance;
+		}
+		return;
+	}
+	if (c->ttf)
+	{
+		int			brect[8];
+		ChartFace  *ff = get_face(font, size);
+
+		if (ff && gdImageStringFT(c->im, brect, (int) (color & 0xffffff),
+								  (char *) font_name(font), size, M_PI / 2,
+								  x + ff->ascent, pen, (char *) s) == NULL)
+			return;
+	}
+	gdImageStringUp(c->im, builtin_font(font), x, pen, (unsigned char *) s,
+					(int) (color & 0xffffff));
+}

@@ -1,0 +1,39 @@
+/*
+ * chart_scale.h
+ *		Axis ticks for charts: round numbers for values, round local times
+ *		(seconds, minutes, hours, days, months, years) for time axes.
+ *		Pure C, see chart.h.
+ */
+#ifndef MA_CHART_SCALE_H
+#define MA_CHART_SCALE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CHART_MAX_TICKS	64
+
+typedef struct ChartTicks
+{
+	int			n;
+	double		v[CHART_MAX_TICKS];
+	char		label[CHART_MAX_TICKS][32];
+	double		step;
+} ChartTicks;
+
+/*
+ * Seconds east of UTC in the viewer's time zone at Unix time t (seconds);
+ * the zone's abbreviation goes to abbrev when that is not NULL.
+ */
+typedef int (*ChartUtcOffsetFn) (double t, void *arg);
+
+extern void chart_value_ticks(double lo, double hi, int max_ticks,
+							  ChartTicks *out);
+extern void chart_format_value(double v, double step, char *buf, size_t len);
+extern void chart_time_ticks(double t0, double t1, int max_ticks,
+							 ChartUtcOffsetFn offset, void *arg,
+							 ChartTicks *out);
+extern void chart_format_time(double t, const char *fmt,
+							  ChartUtcOffsetFn offset, void *arg,
+							  char *buf, size_t len);
+
+#endif							/* MA_CHART_SCALE_H */
