@@ -474,6 +474,7 @@ CREATE TABLE metric_anomaly.deliveries (
     last_error      text,
     sent_at         timestamptz,
     in_flight       boolean NOT NULL DEFAULT false,
+    steps_done      integer NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT deliveries_alert_channel_key UNIQUE (alert_id, channel),
     CONSTRAINT deliveries_idempotency_key_key UNIQUE (idempotency_key)
@@ -486,6 +487,8 @@ COMMENT ON TABLE metric_anomaly.deliveries IS
     'One row per alert and routed channel: pending until first tried, failed while retried with backoff, sent, or dead (4xx, or attempts exhausted).  A claimed row has next_attempt_at pushed forward by a lease, so a crashed attempt is retried with the same idempotency_key.';
 COMMENT ON COLUMN metric_anomaly.deliveries.idempotency_key IS
     'Sent as the Idempotency-Key header on every attempt; derived from the alert id and the channel.';
+COMMENT ON COLUMN metric_anomaly.deliveries.steps_done IS
+    'Requests of a multi-request delivery (WeCom markdown then image) already accepted; a retry sends only the rest.';
 COMMENT ON COLUMN metric_anomaly.deliveries.last_error IS
     'Last failure (at most 500 characters); never contains the URL or secret.';
 

@@ -14,7 +14,9 @@
  *	3. a second short transaction records the outcome: sent; failed with the
  *	   next attempt after an exponential backoff with jitter (transport
  *	   errors, timeouts, 408, 429, 5xx, platform error codes); dead (other
- *	   4xx, redirects, refused hosts, attempts exhausted).
+ *	   4xx, redirects, refused hosts, attempts exhausted).  A delivery of
+ *	   several requests (WeCom: markdown, then image) records each accepted
+ *	   request in a short transaction, so a retry sends only the rest.
  * A worker that dies in step 2 leaves the row in flight: the next worker
  * (there is one per database, guarded by an advisory lock) releases such
  * rows when it starts, and otherwise the lease expires; either way the alert
@@ -71,6 +73,7 @@ typedef struct Claimed
 {
 	int64		delivery_id;
 	int			attempts;
+	int			steps_done;		/* requests accepted by earlier attempts */
 	bool		enabled;
 	MaChannel	ch;
 	MaAlertMessage msg;
@@ -88,6 +91,10 @@ typedef struct Outcome
 	char	   *error;
 	bool		retry;
 } Outcome;
+
+static void begin_xact(const char *activity);
+static void end_xact(void);
+static void record_step(const Claimed *c, int done);
 
 static bool missing_logged = false;
 static bool have_lock = false;
@@ -266,7 +273,7 @@ claim_one(MemoryContext keep)
 								"   pg_catalog.to_char(a.minute AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
 								"   a.value, a.state, a.source,"
 								"   pg_catalog.to_char(a.episode_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-								"   a.context::pg_catalog.text, a.summary, a.minute",
+								"   a.context::pg_catalog.text, a.summary, a.minute, d.steps_done",
 								1, types, values, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "claiming a delivery failed: %s", SPI_result_code_string(ret));
@@ -296,6 +303,7 @@ claim_one(MemoryContext keep)
 	c->msg.context = getstr(tup, desc, 18, keep);
 	c->msg.summary = getstr(tup, desc, 19, keep);
 	minute = SPI_getbinval(tup, desc, 20, &isnull);
+	c->steps_done = DatumGetInt32(SPI_getbinval(tup, desc, 21, &isnull));
 
 	if (!ma_channel_kind_from_name(kind, &c->ch.kind))
 		c->refused = MemoryContextStrdup(keep, "unknown channel kind");
@@ -414,10 +422,18 @@ send_claimed(Claimed *c, Outcome *out)
 	}
 	else
 	{
+		int			n = list_length(c->requests);
+
 		foreach(lc, c->requests)
 		{
+			int			step = foreach_current_index(lc);
+
+			if (step < c->steps_done && step < n - 1)
+				continue;		/* accepted by an earlier attempt */
 			if (!post_one(&c->ch, (MaHttpRequest *) lfirst(lc), &resp, out))
 				goto failed;
+			if (step < n - 1)
+				record_step(c, step + 1);
 		}
 	}
 	out->state = "sent";
@@ -430,6 +446,28 @@ failed:
 			(errmsg("metric_anomaly: delivery %lld of alert %lld to channel \"%s\" failed on attempt %d (%s): %s",
 					(long long) c->delivery_id, (long long) c->msg.alert_id, c->ch.name,
 					c->attempts, out->state, out->error)));
+}
+
+/*
+ * Records that the first `done` requests of a multi-request delivery were
+ * accepted, in a short transaction of its own, so a retry skips them.
+ */
+static void
+record_step(const Claimed *c, int done)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	int			ret;
+
+	begin_xact("recording a delivery step");
+	values[0] = Int64GetDatum(c->delivery_id);
+	values[1] = Int32GetDatum(done);
+	ret = SPI_execute_with_args("UPDATE metric_anomaly.deliveries SET steps_done = $2 WHERE id = $1",
+								2, types, values, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "recording a delivery step failed: %s", SPI_result_code_string(ret));
+	end_xact();
+	pgstat_report_activity(STATE_RUNNING, "sending an alert");
 }
 
 /* Records the outcome of an attempt; runs inside a transaction. */

@@ -130,6 +130,22 @@ $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM metric_anomaly.de
   WHERE state = 'failed' AND last_error = 'platform error code 310000'}) or die 'platform error not seen';
 pass('platform error code recorded and retried');
 
+# A WeCom image refused once: the retry sends only the image.
+my $wc = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_wecom2", 0,
+	qq(200 {"errcode":0}\n500\n200 {"errcode":0}\n));
+$node->safe_psql('postgres', qq{
+INSERT INTO metric_anomaly.alert_channels (name, kind, url) VALUES ('wecom2', 'wecom', 'http://127.0.0.1:$wc->{port}/send?key=K2');
+INSERT INTO metric_anomaly.alert_routes VALUES ('w', 'wecom2')});
+put_minutes($node, 'w', 0, 0, 3, 1);
+$node->safe_psql('postgres', q{SELECT metric_anomaly.evaluate_alerts('2026-01-01', '2026-01-02')});
+$node->poll_query_until('postgres', q{SELECT state = 'sent' FROM metric_anomaly.deliveries WHERE channel = 'wecom2'})
+  or die 'wecom2 not sent';
+is($node->safe_psql('postgres', q{SELECT attempts || ' ' || steps_done FROM metric_anomaly.deliveries WHERE channel = 'wecom2'}),
+	'2 1', 'two attempts, the markdown accepted by the first');
+my @m = map { $json->decode($_->{body})->{msgtype} } requests($wc);
+is(join(',', @m), 'markdown,image,image', 'the retry sends only the image');
+stop_receiver($wc);
+
 stop_receiver($rcv);
 stop_receiver($bot);
 $node->stop;
