@@ -751,7 +751,6 @@ metric_anomaly_test_channel(PG_FUNCTION_ARGS)
 	List	   *reqs;
 	ListCell   *lc;
 	MaHttpResponse resp;
-	bool		isnull;
 	int			ret;
 	int64		now_ms = unix_ms();
 
@@ -760,7 +759,9 @@ metric_anomaly_test_channel(PG_FUNCTION_ARGS)
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	values[0] = CStringGetTextDatum(name);
-	ret = SPI_execute_with_args("SELECT c.kind, c.url, c.secret, c.options ->> 'channel'"
+	ret = SPI_execute_with_args("SELECT c.kind, c.url, c.secret, c.options ->> 'channel',"
+								"       pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC',"
+								"                          'YYYY-MM-DD\"T\"HH24:MI:00\"Z\"')"
 								"  FROM metric_anomaly.alert_channels c WHERE c.name = $1",
 								1, types, values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
@@ -778,7 +779,7 @@ metric_anomaly_test_channel(PG_FUNCTION_ARGS)
 	ch.secret = getstr(tup, desc, 3, keep);
 	ch.slack_channel = getstr(tup, desc, 4, keep);
 	ch.chart = false;
-	(void) isnull;
+	msg.minute = getstr(tup, desc, 5, keep);
 	SPI_finish();
 
 	if (!ma_channel_kind_from_name(kind, &ch.kind))
@@ -791,10 +792,6 @@ metric_anomaly_test_channel(PG_FUNCTION_ARGS)
 
 	msg.alert_id = 0;
 	msg.metric = "metric_anomaly_test";
-	msg.minute = text_to_cstring((text *) DatumGetPointer(
-														   DirectFunctionCall2(timestamptz_to_char,
-																			   TimestampTzGetDatum(GetCurrentTimestamp()),
-																			   CStringGetTextDatum("YYYY-MM-DD\"T\"HH24:MI:00\"Z\""))));
 	msg.value = 0;
 	msg.state = "firing";
 	msg.source = "test";
