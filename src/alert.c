@@ -157,6 +157,7 @@ ma_alert_define_gucs(void)
 
 /* ---------- SPI helpers ---------- */
 
+/* Prepares and keeps sql once per process; returns the plan. */
 static SPIPlanPtr
 keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
 {

@@ -103,6 +103,7 @@ ma_base64(const char *data, size_t len)
 }
 
 #if PG_VERSION_NUM < 140000
+/* SHA-256 of a followed by b (PostgreSQL 13 has no HMAC API). */
 static void
 sha256(const uint8 *a, size_t alen, const uint8 *b, size_t blen, uint8 *out)
 {
@@ -181,6 +182,7 @@ ma_md5_hex(const char *data, size_t len)
 	return hex;
 }
 
+/* Lower-case hex of len bytes. */
 static char *
 hex_of(const uint8 *b, size_t len)
 {
@@ -246,6 +248,7 @@ append_json_double(StringInfo buf, double v)
 	appendStringInfoString(buf, num);
 }
 
+/* A value as its shortest exact decimal text. */
 static char *
 format_value(double v)
 {
@@ -276,12 +279,14 @@ message_text(const MaAlertMessage *msg, const char *bold_open,
 					quote, msg->minute, format_value(msg->value), msg->source);
 }
 
+/* Headers every request carries. */
 static void
 add_common_headers(MaHttpRequest *req, const MaAlertMessage *msg)
 {
 	ma_http_add_header(req, "Idempotency-Key", msg->idempotency_key);
 }
 
+/* Makes buf the body of req. */
 static void
 set_body(MaHttpRequest *req, StringInfo buf)
 {
@@ -367,6 +372,7 @@ slack_method_url(const MaChannel *ch, const char *method)
 	return psprintf("%s/%s", ch->url, method);
 }
 
+/* A Slack Web API call authenticated with the bot token. */
 static MaHttpRequest *
 slack_api_request(const MaChannel *ch, const MaAlertMessage *msg,
 				  const char *method, const char *content_type)

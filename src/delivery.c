@@ -109,6 +109,7 @@ unix_ms(void)
 		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
 }
 
+/* A uniform random number in [0, 1). */
 static double
 random_fraction(void)
 {
@@ -137,6 +138,7 @@ lease_ms(void)
 	return 3.0 * ma_http_timeout_ms + 10000.0;
 }
 
+/* The error text cut to MAX_ERROR_LEN bytes on a character boundary. */
 static char *
 clip_error(const char *s)
 {
@@ -225,6 +227,7 @@ render_chart(const char *metric, Datum minute, size_t *len, MemoryContext keep)
 	return png;
 }
 
+/* Column col of an SPI row as a string in keep, or NULL. */
 static char *
 getstr(HeapTuple tup, TupleDesc desc, int col, MemoryContext keep)
 {
@@ -501,6 +504,7 @@ record_outcome(const Claimed *c, const Outcome *out)
 		elog(ERROR, "recording a delivery failed: %s", SPI_result_code_string(ret));
 }
 
+/* Starts a short transaction with SPI connected and a snapshot. */
 static void
 begin_xact(const char *activity)
 {
@@ -514,6 +518,7 @@ begin_xact(const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
+/* Commits the transaction begun by begin_xact(). */
 static void
 end_xact(void)
 {
