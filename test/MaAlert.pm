@@ -81,6 +81,10 @@ sub query_ok
 our @EXPORT = qw(start_receiver stop_receiver set_script requests wait_requests
   alert_node put_minutes query_ok chart_stub);
 
+# Receivers still running when the test ends (also when it dies) are stopped.
+my %receivers;
+END { kill 'TERM', keys %receivers if %receivers; }
+
 # Starts test/receiver.pl on 127.0.0.1 in a fresh directory; port 0 = any.
 # Returns a hash with dir, port and pid.
 sub start_receiver
@@ -100,6 +104,7 @@ sub start_receiver
 		last if -s "$dir/port";
 		usleep(50_000);
 	}
+	$receivers{$pid} = 1;
 	open my $fh, '<', "$dir/port" or die "receiver did not start";
 	my $p = <$fh>;
 	chomp $p;
@@ -111,6 +116,7 @@ sub stop_receiver
 	my ($r) = @_;
 	kill 'TERM', $r->{pid};
 	waitpid($r->{pid}, 0);
+	delete $receivers{ $r->{pid} };
 	unlink "$r->{dir}/port";
 }
 
