@@ -183,7 +183,7 @@ LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'metric_anomaly_start_worker';
 
 COMMENT ON FUNCTION metric_anomaly.start_worker() IS
-    'Starts the aggregation worker for the current database as a dynamic background worker and returns its pid; it does not survive a server restart.';
+    'Starts the aggregation worker and the alert delivery worker for the current database as dynamic background workers and returns the aggregation worker''s pid; they do not survive a server restart.';
 
 CREATE FUNCTION metric_anomaly.three_sigma(history double precision[],
                                            value double precision,

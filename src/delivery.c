@@ -56,7 +56,6 @@
 #include "metric_anomaly.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_test_channel);
-PG_FUNCTION_INFO_V1(metric_anomaly_start_delivery_worker);
 
 /* Sleep when nothing is due, and while the extension is missing. */
 #define POLL_MS				1000
@@ -671,70 +670,6 @@ ma_delivery_main(Datum main_arg)
 	}
 }
 
-/* See delivery.h. */
-bool
-ma_delivery_register(Oid dboid, pid_t notify_pid, BackgroundWorkerHandle **handle)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "metric_anomaly", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "ma_delivery_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "metric_anomaly delivery for database %u", dboid);
-	strlcpy(worker.bgw_type, MA_DELIVERY_BGW_TYPE, BGW_MAXLEN);
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_notify_pid = notify_pid;
-	return RegisterDynamicBackgroundWorker(&worker, handle);
-}
-
-/*
- * start_delivery_worker(): starts a delivery worker for this database and
- * returns its pid, or returns the pid of the one already running.
- */
-Datum
-metric_anomaly_start_delivery_worker(PG_FUNCTION_ARGS)
-{
-	BackgroundWorkerHandle *handle;
-	pid_t		pid;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1];
-	int			ret;
-
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	values[0] = ObjectIdGetDatum(MyDatabaseId);
-	ret = SPI_execute_with_args("SELECT a.pid FROM pg_catalog.pg_stat_activity a"
-								" WHERE a.backend_type = '" MA_DELIVERY_BGW_TYPE "' AND a.datid = $1"
-								" LIMIT 1",
-								1, types, values, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "looking for a delivery worker failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		int32		running = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 1, &isnull));
-
-		SPI_finish();
-		PG_RETURN_INT32(running);
-	}
-	SPI_finish();
-
-	if (!ma_delivery_register(MyDatabaseId, MyProcPid, &handle))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not register the delivery worker"),
-				 errhint("Raise max_worker_processes.")));
-	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not start the delivery worker"),
-				 errhint("See the server log.")));
-	PG_RETURN_INT32((int32) pid);
-}
 
 /*
  * test_channel(name): sends a test message to the channel from this session

@@ -178,6 +178,8 @@ verdicts_flush(Verdicts *v)
 												   JSONBOID, -1, false,
 												   TYPALIGN_INT));
 	ma_execute(&verdict_stmt, values, NULL, SPI_OK_UPDATE, 0);
+	/* outbox rows commit with the verdicts, or neither does */
+	ma_alerts_after_detection(v->points, v->n);
 	MemoryContextSwitchTo(old);
 
 	v->n = 0;

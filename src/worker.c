@@ -44,12 +44,14 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "delivery.h"
 #include "metric_anomaly.h"
 #include "pass.h"
 #include "spi_util.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_start_worker);
+PG_FUNCTION_INFO_V1(metric_anomaly_start_delivery_worker);
 
 #define WORKER_TYPE			"metric_anomaly worker"
 #define LAUNCHER_TYPE		"metric_anomaly launcher"
@@ -194,6 +196,7 @@ ma_launcher_main(Datum main_arg)
 {
 	ManagedWorker workers[] = {
 		{"ma_worker_main", WORKER_TYPE, NULL, 0},
+		{"ma_delivery_main", MA_DELIVERY_BGW_TYPE, NULL, 0},
 	};
 	bool		reported_missing = false;
 	Oid			current_db = InvalidOid;
@@ -396,29 +399,22 @@ ma_worker_main(Datum main_arg)
 	}
 }
 
-/*
- * start_worker() returns integer
- *
- * Starts the aggregation worker for the current database as a dynamic
- * background worker (for servers that cannot preload the library) and
- * returns its pid; when one already runs, returns that one's pid.
- */
-Datum
-metric_anomaly_start_worker(PG_FUNCTION_ARGS)
+/* The pid of the worker of this type serving this database, or 0. */
+static pid_t
+running_worker(const char *type)
 {
 	static MaStatement running_stmt = {
 		"SELECT pid FROM pg_catalog.pg_stat_activity"
-		" WHERE backend_type = '" WORKER_TYPE "' AND datid = $1",
-		1, {OIDOID}
+		" WHERE backend_type = $1 AND datid = $2 LIMIT 1",
+		2, {TEXTOID, OIDOID}
 	};
-	BackgroundWorker w;
-	BackgroundWorkerHandle *handle;
+	Datum		args[2];
 	pid_t		pid = 0;
-	Datum		arg = ObjectIdGetDatum(MyDatabaseId);
-	BgwHandleStatus status;
 
+	args[0] = CStringGetTextDatum(type);
+	args[1] = ObjectIdGetDatum(MyDatabaseId);
 	ma_spi_connect();
-	if (ma_execute(&running_stmt, &arg, NULL, SPI_OK_SELECT, 1) > 0)
+	if (ma_execute(&running_stmt, args, NULL, SPI_OK_SELECT, 1) > 0)
 	{
 		bool		isnull;
 
@@ -426,26 +422,71 @@ metric_anomaly_start_worker(PG_FUNCTION_ARGS)
 										  SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	ma_spi_finish();
-	if (pid != 0)
-	{
-		ereport(NOTICE,
-				(errmsg("the metric_anomaly worker of this database is already running")));
-		PG_RETURN_INT32(pid);
-	}
+	return pid;
+}
 
-	worker_definition(&w, "ma_worker_main", WORKER_TYPE, MyDatabaseId);
+/*
+ * Starts a worker of this type for the current database as a dynamic
+ * background worker, unless one runs; returns its pid.  *started says which.
+ */
+static pid_t
+start_in_this_database(const char *function, const char *type, bool *started)
+{
+	BackgroundWorker w;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid = running_worker(type);
+
+	*started = false;
+	if (pid != 0)
+		return pid;
+
+	worker_definition(&w, function, type, MyDatabaseId);
 	if (!RegisterDynamicBackgroundWorker(&w, &handle))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not register the metric_anomaly worker"),
+				 errmsg("could not register the %s", type),
 				 errhint("Raise max_worker_processes, or stop other background workers.")));
-
-	status = WaitForBackgroundWorkerStartup(handle, &pid);
-	if (status != BGWH_STARTED)
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not start the metric_anomaly worker"),
+				 errmsg("could not start the %s", type),
 				 errhint("See the server log.")));
+	*started = true;
+	return pid;
+}
 
+/*
+ * start_worker() returns integer
+ *
+ * Starts the aggregation worker and the alert delivery worker for the
+ * current database as dynamic background workers (for servers that cannot
+ * preload the library) and returns the aggregation worker's pid; a worker
+ * that already runs is left alone.
+ */
+Datum
+metric_anomaly_start_worker(PG_FUNCTION_ARGS)
+{
+	bool		started;
+	pid_t		pid = start_in_this_database("ma_worker_main", WORKER_TYPE, &started);
+
+	if (!started)
+		ereport(NOTICE,
+				(errmsg("the metric_anomaly worker of this database is already running")));
+	(void) start_in_this_database("ma_delivery_main", MA_DELIVERY_BGW_TYPE, &started);
 	PG_RETURN_INT32(pid);
+}
+
+/*
+ * start_delivery_worker() returns integer
+ *
+ * Starts the alert delivery worker alone for the current database, or
+ * returns the pid of the one already running.
+ */
+Datum
+metric_anomaly_start_delivery_worker(PG_FUNCTION_ARGS)
+{
+	bool		started;
+
+	PG_RETURN_INT32(start_in_this_database("ma_delivery_main",
+										   MA_DELIVERY_BGW_TYPE, &started));
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: installs what is missing, builds, installs, starts a throwaway
 # cluster with the worker, loads a realistic day of business events with one
-# collapse, lets the worker fold and judge them, and shows the results.
+# collapse, lets the worker fold and judge them, shows the results, writes a
+# chart, and shows the alert (with its chart) arriving at a local receiver.
 #
 #   KEEP=1 make demo    leaves the cluster running and says how to reach it
 set -euo pipefail
@@ -25,6 +26,11 @@ say() { printf '\n== %s\n' "$*"; }
 say "CREATE EXTENSION metric_anomaly in database demo"
 q -d postgres -c "CREATE DATABASE demo"
 q -d demo -c "CREATE EXTENSION metric_anomaly"
+
+say "A local alert receiver on 127.0.0.1 and a webhook channel to it"
+. "$here/test/demo_alert.sh"
+alert_demo_start demo "$out"
+if [ -n "${KEEP:-}" ]; then trap - EXIT; fi
 
 say "Loading the last 24 hours of events: 4 event types, a daily cycle, noise, and a collapse of sign-ups 2 hours ago"
 q -d demo <<'SQL'
@@ -90,6 +96,9 @@ if [ -n "$(q -d demo -At -c "SELECT to_regprocedure('metric_anomaly.render_metri
 		perl -ne 'chomp; print pack("H*", $_)' >"$png"
 	echo "wrote $png ($(wc -c <"$png") bytes)"
 fi
+
+say "Alerts delivered by the delivery worker to the local receiver"
+alert_demo_show demo "$out" user_registration
 
 if [ -n "${KEEP:-}" ]; then
 	say "The cluster keeps running: psql -h $PGHOST -p $PGPORT -U postgres demo"

@@ -18,56 +18,50 @@ $node->safe_psql('postgres', 'SELECT metric_anomaly.start_delivery_worker()')
   unless $node->safe_psql('postgres',
 	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'metric_anomaly delivery'});
 
-SKIP:
-{
-	skip 'detection does not hand its verdicts to alerting yet', 11
-	  unless slurp_file('src/evaluate.c') =~ /ma_alerts_after_detection\s*\(/;
-
-	# 40 minutes of signups ending a minute ago; minutes 25-27 have none.
-	$node->safe_psql('postgres', q{
+# 40 minutes of signups ending a minute ago; minutes 25-27 have none.
+$node->safe_psql('postgres', q{
 INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points) VALUES ('signup', 10, 5);
 INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
 SELECT 'signup', pg_catalog.date_trunc('minute', now()) - interval '40 minutes' + g * interval '1 minute' + i * interval '1 second'
   FROM generate_series(0, 39) g, generate_series(1, 9 + g % 3) i
  WHERE g NOT BETWEEN 25 AND 27});
-	$node->poll_query_until('postgres',
-		q{SELECT count(*) = 2 FROM metric_anomaly.alerts WHERE metric_name = 'signup'})
-	  or die 'no firing and resolved alert';
-	is($node->safe_psql('postgres', q{
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 2 FROM metric_anomaly.alerts WHERE metric_name = 'signup'})
+  or die 'no firing and resolved alert';
+is($node->safe_psql('postgres', q{
 SELECT string_agg(a.state || ' ' || (a.minute - (pg_catalog.date_trunc('minute', a.created_at) - interval '40 minutes')), ', ' ORDER BY a.id)
   FROM metric_anomaly.alerts a WHERE a.metric_name = 'signup'}) =~ /^firing 00:25:00, resolved 00:(2[6-9]|3\d):00$/ ? 1 : 0,
-		1, 'one firing alert at the collapse, one resolved alert after it');
-	$node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM metric_anomaly.deliveries WHERE state = 'sent'})
-	  or die 'not delivered';
-	my @req = requests($rcv);
-	is(scalar @req, 2, 'exactly two deliveries');
-	like($req[0]{body}, qr/"metric":"signup".*"state":"firing","source":"3-sigma"/, 'firing delivery');
-	like($req[0]{body}, qr/"context":\{[^}]*"method": "3-sigma"/, 'with the detection evidence');
-	my ($b64) = $req[0]{body} =~ /"chart_png_base64":"([^"]+)"/;
-	ok(defined $b64, 'chart attached');
-	is(substr(decode_base64($b64 // ''), 0, 8), "\x89PNG\r\n\x1a\n", 'a valid PNG');
-	like($req[1]{body}, qr/"state":"resolved"/, 'resolved delivery');
-	isnt($req[0]{headers}{'idempotency-key'}, $req[1]{headers}{'idempotency-key'}, 'one key per alert');
-	sleep 3;
-	is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHERE metric_name = 'signup'}),
-		'2', 'no more alerts while the worker keeps running');
+	1, 'one firing alert at the collapse, one resolved alert after it');
+$node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM metric_anomaly.deliveries WHERE state = 'sent'})
+  or die 'not delivered';
+my @req = requests($rcv);
+is(scalar @req, 2, 'exactly two deliveries');
+like($req[0]{body}, qr/"metric":"signup".*"state":"firing","source":"3-sigma"/, 'firing delivery');
+like($req[0]{body}, qr/"context":\{[^}]*"method": "3-sigma"/, 'with the detection evidence');
+my ($b64) = $req[0]{body} =~ /"chart_png_base64":"([^"]+)"/;
+ok(defined $b64, 'chart attached');
+is(substr(decode_base64($b64 // ''), 0, 8), "\x89PNG\r\n\x1a\n", 'a valid PNG');
+like($req[1]{body}, qr/"state":"resolved"/, 'resolved delivery');
+isnt($req[0]{headers}{'idempotency-key'}, $req[1]{headers}{'idempotency-key'}, 'one key per alert');
+sleep 3;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHERE metric_name = 'signup'}),
+	'2', 'no more alerts while the worker keeps running');
 
-	# A backfill: a collapse 2.5 hours ago is older than alert_max_age (1h).
-	$node->safe_psql('postgres', q{
+# A backfill: a collapse 2.5 hours ago is older than alert_max_age (1h).
+$node->safe_psql('postgres', q{
 INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points) VALUES ('old_signup', 10, 5);
 INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
 SELECT 'old_signup', pg_catalog.date_trunc('minute', now()) - interval '180 minutes' + g * interval '1 minute' + i * interval '1 second'
   FROM generate_series(0, 179) g, generate_series(1, 9 + g % 3) i
  WHERE g NOT BETWEEN 30 AND 32});
-	$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM metric_anomaly.aggregated_metrics
-	  WHERE metric_name = 'old_signup' AND is_anomaly}) or die 'backfill not detected';
-	$node->poll_query_until('postgres', q{SELECT last_minute > now() - interval '3 minutes' FROM metric_anomaly.alert_episodes
-	  WHERE metric_name = 'old_signup' AND source = '3-sigma'}) or die 'backfill not seen by alerting';
-	is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHERE metric_name = 'old_signup'}),
-		'0', 'an episode older than alert_max_age is not alerted');
-	is($node->safe_psql('postgres', q{SELECT last_fired_at IS NULL FROM metric_anomaly.alert_episodes
-	  WHERE metric_name = 'old_signup' AND source = '3-sigma'}), 't', 'but it is tracked');
-}
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM metric_anomaly.aggregated_metrics
+  WHERE metric_name = 'old_signup' AND is_anomaly}) or die 'backfill not detected';
+$node->poll_query_until('postgres', q{SELECT last_minute > now() - interval '3 minutes' FROM metric_anomaly.alert_episodes
+  WHERE metric_name = 'old_signup' AND source = '3-sigma'}) or die 'backfill not seen by alerting';
+is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHERE metric_name = 'old_signup'}),
+	'0', 'an episode older than alert_max_age is not alerted');
+is($node->safe_psql('postgres', q{SELECT last_fired_at IS NULL FROM metric_anomaly.alert_episodes
+  WHERE metric_name = 'old_signup' AND source = '3-sigma'}), 't', 'but it is tracked');
 
 # --- a receiver that never answers does not delay aggregation ---
 stop_receiver($rcv);
@@ -109,7 +103,7 @@ $node->safe_psql('postgres', 'SELECT metric_anomaly.start_delivery_worker()')
 	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'metric_anomaly delivery'});
 $node->poll_query_until('postgres', q{SELECT d.state = 'sent' FROM metric_anomaly.deliveries d
   JOIN metric_anomaly.alerts a ON a.id = d.alert_id WHERE a.metric_name = 'stopped'}) or die 'not sent after restart';
-my @req = requests($rcv);
+@req = requests($rcv);
 is(scalar @req, 2, 'sent again by the next worker');
 is($req[0]{headers}{'idempotency-key'}, $req[1]{headers}{'idempotency-key'}, 'with the same key');
 
