@@ -21,8 +21,10 @@ ok($node->poll_query_until('postgres', q{
 	 WHERE backend_type = 'metric_anomaly worker' AND datname = 'app'}),
 	'the worker starts once the database exists');
 sleep(2.5);
-is(count_matches($node, qr/extension "metric_anomaly" is not installed in database "app"/), 1,
-	'a database without the extension is reported once');
+is(count_matches($node, qr/extension "metric_anomaly" is not installed in database "app"; waiting for it/), 1,
+	'a database without the extension is reported once by the aggregation worker');
+is(count_matches($node, qr/extension "metric_anomaly" is not installed in database "app", delivery waits for it/), 1,
+	'and once by the delivery worker');
 
 $node->safe_psql('app', 'CREATE EXTENSION metric_anomaly');
 $node->safe_psql('app', q{
@@ -45,7 +47,9 @@ sleep(12);
 is(count_matches($node, qr/database "app" does not exist; waiting for it/, $offset), 1,
 	'the dropped database is reported once');
 cmp_ok(count_matches($node, qr/background worker "metric_anomaly worker".*exited/, $offset), '<=', 1,
-	'no crash loop after the drop');
+	'no crash loop of the aggregation worker after the drop');
+cmp_ok(count_matches($node, qr/background worker "metric_anomaly delivery".*exited/, $offset), '<=', 1,
+	'nor of the delivery worker');
 is(count_matches($node, qr/terminated by signal|server process .* was terminated/, $offset), 0,
 	'no crash');
 
