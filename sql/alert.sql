@@ -68,6 +68,7 @@ SELECT metric_anomaly.evaluate_alerts('2026-01-01', '2026-01-02');
 SELECT id, metric_name, minute, value, state, source, episode_start, summary
   FROM metric_anomaly.alerts ORDER BY id;
 SELECT context FROM metric_anomaly.alerts WHERE source LIKE 'threshold:%' ORDER BY id;
+-- Episode state: orders' 3-sigma source never breached, so it keeps no row.
 SELECT metric_name, source, firing, muted, episode_start, breach_streak, ok_streak, last_minute, last_fired_at
   FROM metric_anomaly.alert_episodes ORDER BY 1, 2;
 

@@ -18,7 +18,10 @@
  *	  whose first alerting minute is older than metric_anomaly.alert_max_age
  *	  (a backfill), except when evaluate_alerts() replays on request;
  *	- a minute at or before the last minute seen is ignored, so evaluating a
- *	  minute twice never alerts twice.
+ *	  minute twice never alerts twice;
+ *	- a series and source that has never breached keeps no row (it is
+ *	  idle), so the steady state of thousands of quiet series costs two
+ *	  reads per batch of verdicts, not a write per series and minute.
  *
  * Each alert row comes with pg_notify('metric_anomaly', json) and one
  * delivery row per routed channel, in the same transaction.  Also the
@@ -32,9 +35,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -179,29 +184,46 @@ static SPIPlanPtr episode_get_plan = NULL;
 static SPIPlanPtr episode_put_plan = NULL;
 static SPIPlanPtr alert_plan = NULL;
 
-/* The enabled threshold rules of metric, as episodes with default state. */
-static List *
-load_sources(const char *metric)
+/* Key of a series and source in the batch's state table. */
+#define STATE_KEY_LEN	(200 + 1 + 10 + 64 + 1)
+
+typedef struct StoredState
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	List	   *eps = NIL;
-	Episode    *ep;
+	char		key[STATE_KEY_LEN];
+	Episode		ep;				/* state columns only */
+} StoredState;
+
+typedef struct SourceTemplate
+{
+	char	   *metric;
+	Episode		ep;				/* rule parameters only */
+} SourceTemplate;
+
+static void
+state_key(char *key, const char *metric, const char *source)
+{
+	if (snprintf(key, STATE_KEY_LEN, "%s%c%s", metric, '\x01', source) >= STATE_KEY_LEN)
+		elog(ERROR, "metric_anomaly: series name too long for alerting: \"%s\"", metric);
+}
+
+/*
+ * The enabled threshold rules of the metrics in names (a text[]), as
+ * episode templates in metric order.
+ */
+static List *
+load_rules(Datum names)
+{
+	Oid			types[1] = {TEXTARRAYOID};
+	List	   *rules = NIL;
 	int			ret;
 
-	ep = palloc0(sizeof(Episode));
-	ep->source = pstrdup(SIGMA_SOURCE);
-	ep->need = 1;
-	eps = lappend(eps, ep);
-
-	values[0] = CStringGetTextDatum(metric);
 	ret = SPI_execute_plan(keep_plan(&rules_plan,
-									 "SELECT r.rule_name, r.above, r.below, r.for_minutes"
+									 "SELECT r.metric_name, r.rule_name, r.above, r.below, r.for_minutes"
 									 "  FROM metric_anomaly.alert_rules r"
-									 " WHERE r.metric_name = $1 AND r.enabled"
-									 " ORDER BY r.rule_name",
+									 " WHERE r.metric_name = ANY ($1) AND r.enabled"
+									 " ORDER BY r.metric_name, r.rule_name",
 									 1, types),
-						   values, NULL, true, 0);
+						   &names, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading alert rules failed: %s", SPI_result_code_string(ret));
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -210,62 +232,111 @@ load_sources(const char *metric)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		d;
+		SourceTemplate *t = palloc0(sizeof(SourceTemplate));
 
-		ep = palloc0(sizeof(Episode));
-		ep->is_rule = true;
-		ep->source = psprintf(RULE_PREFIX "%s", SPI_getvalue(tup, desc, 1));
-		d = SPI_getbinval(tup, desc, 2, &isnull);
-		ep->has_above = !isnull;
-		ep->above = isnull ? 0 : DatumGetFloat8(d);
+		t->metric = SPI_getvalue(tup, desc, 1);
+		t->ep.is_rule = true;
+		t->ep.source = psprintf(RULE_PREFIX "%s", SPI_getvalue(tup, desc, 2));
 		d = SPI_getbinval(tup, desc, 3, &isnull);
-		ep->has_below = !isnull;
-		ep->below = isnull ? 0 : DatumGetFloat8(d);
-		ep->need = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		eps = lappend(eps, ep);
+		t->ep.has_above = !isnull;
+		t->ep.above = isnull ? 0 : DatumGetFloat8(d);
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		t->ep.has_below = !isnull;
+		t->ep.below = isnull ? 0 : DatumGetFloat8(d);
+		t->ep.need = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		rules = lappend(rules, t);
 	}
-	return eps;
+	return rules;
 }
 
-/* Loads (and locks) the stored state of one series and source. */
-static void
-load_episode(const char *metric, Episode *ep)
+/*
+ * Loads (and locks) the stored state of every source of the metrics in
+ * names, keyed by state_key().  A series and source without a row is idle.
+ */
+static HTAB *
+load_states(Datum names)
 {
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			types[1] = {TEXTARRAYOID};
+	HASHCTL		ctl;
+	HTAB	   *states;
 	int			ret;
 
-	ep->last_minute = DT_NOBEGIN;
-	values[0] = CStringGetTextDatum(metric);
-	values[1] = CStringGetTextDatum(ep->source);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = STATE_KEY_LEN;
+	ctl.entrysize = sizeof(StoredState);
+	ctl.hcxt = CurrentMemoryContext;
+	states = hash_create("metric_anomaly alert states", 256, &ctl,
+						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
 	ret = SPI_execute_plan(keep_plan(&episode_get_plan,
-									 "SELECT e.firing, e.muted, e.episode_start, e.breach_streak,"
-									 "       e.ok_streak, e.last_minute, e.last_fired_at"
+									 "SELECT e.metric_name, e.source, e.firing, e.muted, e.episode_start,"
+									 "       e.breach_streak, e.ok_streak, e.last_minute, e.last_fired_at"
 									 "  FROM metric_anomaly.alert_episodes e"
-									 " WHERE e.metric_name = $1 AND e.source = $2"
+									 " WHERE e.metric_name = ANY ($1)"
 									 "   FOR UPDATE",
-									 2, types),
-						   values, NULL, false, 1);
+									 1, types),
+						   &names, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading alert episodes failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 1)
+	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
+		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		d;
+		char		key[STATE_KEY_LEN];
+		StoredState *st;
+		Episode    *ep;
 
-		ep->firing = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
-		ep->muted = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
+		state_key(key, SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2));
+		st = hash_search(states, key, HASH_ENTER, NULL);
+		ep = &st->ep;
+		memset(ep, 0, sizeof(*ep));
+		ep->firing = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		ep->muted = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
 		ep->has_start = !isnull;
 		ep->episode_start = isnull ? 0 : DatumGetTimestampTz(d);
-		ep->breach_streak = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		ep->ok_streak = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-		ep->last_minute = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
-		d = SPI_getbinval(tup, desc, 7, &isnull);
+		ep->breach_streak = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		ep->ok_streak = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+		ep->last_minute = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		d = SPI_getbinval(tup, desc, 9, &isnull);
 		ep->has_fired = !isnull;
 		ep->last_fired_at = isnull ? 0 : DatumGetTimestampTz(d);
 	}
+	return states;
+}
+
+/* Copies the stored state of metric and ep->source into ep; true if any. */
+static bool
+restore_episode(HTAB *states, const char *metric, Episode *ep)
+{
+	char		key[STATE_KEY_LEN];
+	StoredState *st;
+
+	state_key(key, metric, ep->source);
+	st = hash_search(states, key, HASH_FIND, NULL);
+	ep->last_minute = DT_NOBEGIN;
+	if (st == NULL)
+		return false;
+	ep->firing = st->ep.firing;
+	ep->muted = st->ep.muted;
+	ep->has_start = st->ep.has_start;
+	ep->episode_start = st->ep.episode_start;
+	ep->breach_streak = st->ep.breach_streak;
+	ep->ok_streak = st->ep.ok_streak;
+	ep->last_minute = st->ep.last_minute;
+	ep->has_fired = st->ep.has_fired;
+	ep->last_fired_at = st->ep.last_fired_at;
+	return true;
+}
+
+/* Never fired, and neither an open episode nor a streak under way. */
+static bool
+episode_idle(const Episode *ep)
+{
+	return !ep->firing && !ep->muted && !ep->has_fired &&
+		ep->breach_streak == 0 && ep->ok_streak == 0;
 }
 
 /* Stores the state of one series and source. */
@@ -476,33 +547,79 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
 	}
 }
 
-/* Alerting for the points of one series (all of the same metric). */
+/*
+ * Alerting for the points of one series (all of the same metric), through
+ * 3-sigma and each of the metric's rules (templates in rules).  State is
+ * written only when it is, or was, more than idle: a series that has never
+ * breached keeps no row.
+ */
 static void
-alert_series(const MaEvaluatedPoint *pts, int n)
+alert_series(const MaEvaluatedPoint *pts, int n, List *rules, HTAB *states)
 {
 	const char *metric = pts[0].metric_name;
-	List	   *eps = load_sources(metric);
+	List	   *eps = NIL;
 	ListCell   *lc;
+	Episode    *ep;
+
+	ep = palloc0(sizeof(Episode));
+	ep->source = SIGMA_SOURCE;
+	ep->need = 1;
+	eps = lappend(eps, ep);
+	foreach(lc, rules)
+	{
+		SourceTemplate *t = (SourceTemplate *) lfirst(lc);
+
+		if (strcmp(t->metric, metric) == 0)
+		{
+			ep = palloc(sizeof(Episode));
+			*ep = t->ep;
+			eps = lappend(eps, ep);
+		}
+	}
 
 	foreach(lc, eps)
 	{
-		Episode    *ep = (Episode *) lfirst(lc);
+		bool		stored;
 
-		load_episode(metric, ep);
+		ep = (Episode *) lfirst(lc);
+		stored = restore_episode(states, metric, ep);
 		step_episode(metric, ep, pts, n);
-		if (ep->changed)
+		if (ep->changed && (stored || !episode_idle(ep)))
 			store_episode(metric, ep);
 	}
 }
 
 /*
- * See alert.h.  Points are grouped by metric; each group runs through every
- * source of its metric.
+ * See alert.h.  Points are grouped by metric; the rules and stored states
+ * of all their metrics are read in two statements, then each group runs
+ * through every source of its metric.
  */
 void
 ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
 {
+	MemoryContext cxt;
+	MemoryContext old;
+	Datum	   *names;
+	int			nnames = 0;
+	Datum		array;
+	List	   *rules;
+	HTAB	   *states;
 	int			i = 0;
+
+	if (npoints == 0)
+		return;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "metric_anomaly alerting",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+
+	names = palloc(sizeof(Datum) * npoints);
+	for (int j = 0; j < npoints; j++)
+		if (j == 0 || strcmp(points[j].metric_name, points[j - 1].metric_name) != 0)
+			names[nnames++] = CStringGetTextDatum(points[j].metric_name);
+	array = PointerGetDatum(construct_array(names, nnames, TEXTOID, -1, false,
+											TYPALIGN_INT));
+	rules = load_rules(array);
+	states = load_states(array);
 
 	while (i < npoints)
 	{
@@ -510,9 +627,12 @@ ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
 
 		while (j < npoints && strcmp(points[j].metric_name, points[i].metric_name) == 0)
 			j++;
-		alert_series(points + i, j - i);
+		alert_series(points + i, j - i, rules, states);
 		i = j;
 	}
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 }
 
 /*

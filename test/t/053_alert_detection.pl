@@ -48,20 +48,29 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHE
 	'2', 'no more alerts while the worker keeps running');
 
 # A backfill: a collapse 2.5 hours ago is older than alert_max_age (1h).
+# Its events run 3 minutes into the future, so that no live collapse
+# follows before detection of it is switched off below.
 $node->safe_psql('postgres', q{
 INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points) VALUES ('old_signup', 10, 5);
 INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
 SELECT 'old_signup', pg_catalog.date_trunc('minute', now()) - interval '180 minutes' + g * interval '1 minute' + i * interval '1 second'
-  FROM generate_series(0, 179) g, generate_series(1, 9 + g % 3) i
+  FROM generate_series(0, 183) g, generate_series(1, 9 + g % 3) i
  WHERE g NOT BETWEEN 30 AND 32});
 $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM metric_anomaly.aggregated_metrics
   WHERE metric_name = 'old_signup' AND is_anomaly}) or die 'backfill not detected';
-$node->poll_query_until('postgres', q{SELECT last_minute > now() - interval '3 minutes' FROM metric_anomaly.alert_episodes
-  WHERE metric_name = 'old_signup' AND source = '3-sigma'}) or die 'backfill not seen by alerting';
+$node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM metric_anomaly.aggregated_metrics
+  WHERE metric_name = 'old_signup' AND needs_eval
+    AND metric_timestamp < pg_catalog.date_trunc('minute', now()) - interval '1 minute'})
+  or die 'backfill not evaluated';
 is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHERE metric_name = 'old_signup'}),
 	'0', 'an episode older than alert_max_age is not alerted');
-is($node->safe_psql('postgres', q{SELECT last_fired_at IS NULL FROM metric_anomaly.alert_episodes
-  WHERE metric_name = 'old_signup' AND source = '3-sigma'}), 't', 'but it is tracked');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.aggregated_metrics
+  WHERE metric_name = 'old_signup' AND is_anomaly
+    AND metric_timestamp < now() - interval '1 hour'}) > 0 ? 1 : 0,
+	1, 'although detection flagged it');
+# The zeros after the backfill's end would be a live collapse, which is not
+# what the rest of this test is about.
+$node->safe_psql('postgres', q{UPDATE metric_anomaly.metrics SET enabled = false WHERE metric_name = 'old_signup'});
 
 # --- a receiver that never answers does not delay aggregation ---
 stop_receiver($rcv);
