@@ -474,6 +474,16 @@ rule_context(const Episode *ep)
 	return buf.data;
 }
 
+/* The evidence an alert of this source at this point carries, as text. */
+static char *
+point_context(const Episode *ep, const MaEvaluatedPoint *pt)
+{
+	if (ep->is_rule)
+		return rule_context(ep);
+	return pt->context ? JsonbToCString(NULL, &pt->context->root,
+										VARSIZE(pt->context)) : NULL;
+}
+
 /* Runs the state machine of one source over the points of its series. */
 static void
 step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n)
@@ -489,7 +499,6 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
 	{
 		const MaEvaluatedPoint *pt = &pts[i];
 		bool		breach;
-		char	   *context;
 
 		if (pt->minute <= ep->last_minute)
 			continue;			/* seen before: never alert twice */
@@ -497,18 +506,13 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
 		ep->changed = true;
 
 		if (ep->is_rule)
-		{
 			breach = (ep->has_above && pt->value > ep->above) ||
 				(ep->has_below && pt->value < ep->below);
-			context = rule_context(ep);
-		}
 		else
 		{
 			if (!pt->evaluated)
 				continue;		/* no verdict: neither breach nor recovery */
 			breach = pt->is_anomaly;
-			context = pt->context ? JsonbToCString(NULL, &pt->context->root,
-												   VARSIZE(pt->context)) : NULL;
 		}
 
 		if (breach)
@@ -526,7 +530,7 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
 					pt->minute < oldest;
 				if (!ep->muted)
 				{
-					write_alert(metric, pt, context, "firing", ep);
+					write_alert(metric, pt, point_context(ep, pt), "firing", ep);
 					ep->has_fired = true;
 					ep->last_fired_at = pt->minute;
 				}
@@ -538,7 +542,7 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
 			if (ep->firing && ++ep->ok_streak >= ma_alert_resolve_after)
 			{
 				if (!ep->muted)
-					write_alert(metric, pt, context, "resolved", ep);
+					write_alert(metric, pt, point_context(ep, pt), "resolved", ep);
 				ep->firing = false;
 				ep->muted = false;
 				ep->ok_streak = 0;
