@@ -56,22 +56,7 @@ ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
       anomaly_context = EXCLUDED.anomaly_context});
 }
 
-# Until the charts code provides metric_anomaly.render_metric_chart, a
-# stand-in returning a fixed 1x1 PNG.
-sub chart_stub
-{
-	my ($node) = @_;
-	$node->safe_psql('postgres', q{
-DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc WHERE proname = 'render_metric_chart') THEN
-    CREATE FUNCTION metric_anomaly.render_metric_chart(m text, f timestamptz, t timestamptz)
-    RETURNS bytea LANGUAGE sql AS
-    $f$ SELECT pg_catalog.decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64') $f$;
-  END IF;
-END $$});
-}
-
-# Runs alerting over 2026-01-01 and returns the number of alerts written.
+# One query, one exact expected answer.
 sub query_ok
 {
 	my ($node, $sql, $expected, $name) = @_;
@@ -79,7 +64,7 @@ sub query_ok
 }
 
 our @EXPORT = qw(start_receiver stop_receiver set_script requests wait_requests
-  alert_node put_minutes query_ok chart_stub);
+  alert_node put_minutes query_ok);
 
 # Receivers still running when the test ends (also when it dies) are stopped.
 my %receivers;

@@ -13,7 +13,6 @@ my $node = alert_node('alert');
 my $rcv = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_alert", 0, "200\n");
 my $url = "http://127.0.0.1:$rcv->{port}/hook/SECRETPATH";
 
-chart_stub($node);
 
 $node->safe_psql('postgres', qq{
 INSERT INTO metric_anomaly.alert_channels (name, kind, url, secret, options)

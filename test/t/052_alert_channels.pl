@@ -12,7 +12,6 @@ use JSON::PP;
 use MaAlert;
 
 my $node = alert_node('alert_channels');
-chart_stub($node);
 my $rcv = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_channels", 0,
 	qq(200 {"errcode":0,"errmsg":"ok","code":0,"msg":"success"}\n));
 my $bot = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_slackbot", 0, '');

@@ -10,7 +10,6 @@ use MIME::Base64 qw(decode_base64);
 use MaAlert;
 
 my $node = alert_node('alert_detect', "metric_anomaly.alert_cooldown = '1h'\nmetric_anomaly.alert_timeout = '6s'\n");
-chart_stub($node);
 my $rcv = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_detect", 0, "200\n");
 $node->safe_psql('postgres', qq{
 INSERT INTO metric_anomaly.alert_channels (name, kind, url) VALUES ('hook', 'webhook', 'http://127.0.0.1:$rcv->{port}/hook')});
