@@ -252,6 +252,122 @@ format_local(double t, const char *fmt, char *buf, size_t len)
  * breaks where a minute is missing, the expected band (lower_boundary to
  * upper_boundary of each minute's evidence) shaded, anomalies as red dots.
  */
+/* The points of one metric's chart, as read from aggregated_metrics. */
+typedef struct ChartRows
+{
+	int			cap;			/* length of the arrays */
+	int			n;				/* points kept */
+	int			anomalies;
+	uint64		rows;			/* rows read */
+	double	   *t;
+	double	   *v;
+	double	   *lo;
+	double	   *hi;
+	bool	   *anomaly;
+} ChartRows;
+
+/*
+ * Keeps one row (minute, value, is_anomaly, anomaly_context) as a point;
+ * rows without a finite value are skipped.
+ */
+static void
+chart_rows_add(ChartRows *r, Datum *d, const bool *isnull)
+{
+	int			i = r->n;
+	double		val;
+
+	/* the query returns one row too many to tell; the caller complains */
+	if (++r->rows > CHART_MAX_POINTS || isnull[0])
+		return;
+	if (i == r->cap)
+	{
+		/* rows need not sit on whole minutes: grow */
+		r->cap *= 2;
+		r->t = repalloc(r->t, sizeof(double) * r->cap);
+		r->v = repalloc(r->v, sizeof(double) * r->cap);
+		r->lo = repalloc(r->lo, sizeof(double) * r->cap);
+		r->hi = repalloc(r->hi, sizeof(double) * r->cap);
+		r->anomaly = repalloc(r->anomaly, sizeof(bool) * r->cap);
+	}
+	val = isnull[1] ? NAN : DatumGetFloat8(d[1]);
+	if (!isfinite(val))
+		return;					/* NaN and infinities are skipped */
+	r->t[i] = timestamp_to_unix(DatumGetTimestampTz(d[0]));
+	r->v[i] = val;
+	r->anomaly[i] = !isnull[2] && DatumGetBool(d[2]);
+	if (isnull[3])
+		r->lo[i] = r->hi[i] = NAN;
+	else
+	{
+		Jsonb	   *ctx = DatumGetJsonbP(d[3]);
+
+		r->lo[i] = jsonb_key_double(ctx, "lower_boundary");
+		r->hi[i] = jsonb_key_double(ctx, "upper_boundary");
+		if ((Pointer) ctx != DatumGetPointer(d[3]))
+			pfree(ctx);
+	}
+	if (r->anomaly[i])
+		r->anomalies++;
+	r->n++;
+}
+
+#if PG_VERSION_NUM >= 140000
+/* Reads chart rows as the executor produces them, without a tuple table. */
+typedef struct ChartReceiver
+{
+	DestReceiver pub;
+	ChartRows  *rows;
+} ChartReceiver;
+
+static bool
+chart_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	slot_getallattrs(slot);
+	chart_rows_add(((ChartReceiver *) self)->rows, slot->tts_values, slot->tts_isnull);
+	return true;
+}
+
+static void
+chart_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+chart_receiver_noop(DestReceiver *self)
+{
+}
+#endif
+
+/* Runs the rows query of render_metric_chart into r (SPI connected). */
+static void
+chart_rows_read(ChartRows *r, Datum *args)
+{
+#if PG_VERSION_NUM >= 140000
+	ChartReceiver receiver;
+
+	memset(&receiver, 0, sizeof(receiver));
+	receiver.pub.receiveSlot = chart_receive;
+	receiver.pub.rStartup = chart_receiver_startup;
+	receiver.pub.rShutdown = chart_receiver_noop;
+	receiver.pub.rDestroy = chart_receiver_noop;
+	receiver.pub.mydest = DestNone;
+	receiver.rows = r;
+	/* SPI calls a SELECT whose rows go to a DestNone receiver a utility */
+	ma_execute_into(&chart_rows_stmt, args, &receiver.pub, SPI_OK_UTILITY);
+#else
+	uint64		n = ma_execute(&chart_rows_stmt, args, NULL, SPI_OK_SELECT, 0);
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		d[4];
+		bool		isnull[4];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, d, isnull);
+		chart_rows_add(r, d, isnull);
+	}
+#endif
+}
+
 Datum
 metric_anomaly_render_metric_chart(PG_FUNCTION_ARGS)
 {
@@ -264,8 +380,7 @@ metric_anomaly_render_metric_chart(PG_FUNCTION_ARGS)
 	MemoryContext chart_cxt,
 				old_cxt;
 	Datum		args[4];
-	uint64		n,
-				i;
+	ChartRows	rows;
 	double	   *t,
 			   *v,
 			   *lo,
@@ -302,63 +417,48 @@ metric_anomaly_render_metric_chart(PG_FUNCTION_ARGS)
 	chart_cxt = AllocSetContextCreate(CurrentMemoryContext, "metric_anomaly chart",
 									  ALLOCSET_DEFAULT_SIZES);
 
+	/*
+	 * The worker writes one row per minute: size the arrays for the minutes
+	 * of the range (they grow if rows were written otherwise).
+	 */
+	{
+		double		minutes = ((double) until - (double) since) / USECS_PER_MINUTE + 2;
+		int			cap = (int) Min(minutes, (double) CHART_MAX_POINTS + 1);
+
+		old_cxt = MemoryContextSwitchTo(chart_cxt);
+		memset(&rows, 0, sizeof(rows));
+		rows.cap = cap;
+		rows.t = palloc(sizeof(double) * cap);
+		rows.v = palloc(sizeof(double) * cap);
+		rows.lo = palloc(sizeof(double) * cap);
+		rows.hi = palloc(sizeof(double) * cap);
+		rows.anomaly = palloc(sizeof(bool) * cap);
+		MemoryContextSwitchTo(old_cxt);
+	}
+
 	ma_spi_connect();
 	args[0] = PointerGetDatum(name);
-	if (ma_execute(&series_exists_stmt, args, NULL, SPI_OK_SELECT, 1) == 0)
+	args[1] = TimestampTzGetDatum(since);
+	args[2] = TimestampTzGetDatum(until);
+	args[3] = Int64GetDatum(CHART_MAX_POINTS + 1);
+	chart_rows_read(&rows, args);
+	if (rows.rows > CHART_MAX_POINTS)
+		too_many_points();
+	/* no row: an empty range of a known metric, or an unknown metric */
+	if (rows.rows == 0 &&
+		ma_execute(&series_exists_stmt, args, NULL, SPI_OK_SELECT, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("metric \"%s\" does not exist", name_str),
 				 errhint("List the known metrics with: SELECT metric_name FROM metric_anomaly.series;")));
-
-	args[1] = TimestampTzGetDatum(since);
-	args[2] = TimestampTzGetDatum(until);
-	args[3] = Int64GetDatum(CHART_MAX_POINTS + 1);
-	n = ma_execute(&chart_rows_stmt, args, NULL, SPI_OK_SELECT, 0);
-	if (n > CHART_MAX_POINTS)
-		too_many_points();
-
-	old_cxt = MemoryContextSwitchTo(chart_cxt);
-	t = palloc(sizeof(double) * (n + 1));
-	v = palloc(sizeof(double) * (n + 1));
-	lo = palloc(sizeof(double) * (n + 1));
-	hi = palloc(sizeof(double) * (n + 1));
-	anomaly = palloc(sizeof(bool) * (n + 1));
-	MemoryContextSwitchTo(old_cxt);
-
-	for (i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-		double		val;
-
-		d = SPI_getbinval(tup, desc, 1, &isnull);
-		if (isnull)
-			continue;
-		t[npoints] = timestamp_to_unix(DatumGetTimestampTz(d));
-		d = SPI_getbinval(tup, desc, 2, &isnull);
-		val = isnull ? NAN : DatumGetFloat8(d);
-		if (!isfinite(val))
-			continue;			/* NaN and infinities are skipped */
-		v[npoints] = val;
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		anomaly[npoints] = !isnull && DatumGetBool(d);
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		if (isnull)
-			lo[npoints] = hi[npoints] = NAN;
-		else
-		{
-			Jsonb	   *ctx = DatumGetJsonbP(d);
-
-			lo[npoints] = jsonb_key_double(ctx, "lower_boundary");
-			hi[npoints] = jsonb_key_double(ctx, "upper_boundary");
-		}
-		if (anomaly[npoints])
-			nanomaly++;
-		npoints++;
-	}
 	ma_spi_finish();
+	t = rows.t;
+	v = rows.v;
+	lo = rows.lo;
+	hi = rows.hi;
+	anomaly = rows.anomaly;
+	npoints = rows.n;
+	nanomaly = rows.anomalies;
 
 	memset(&se, 0, sizeof(se));
 	se.label = name_str;
