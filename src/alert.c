@@ -48,6 +48,7 @@
 #include "alert.h"
 #include "delivery.h"
 #include "http.h"
+#include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);
 
@@ -160,29 +161,6 @@ ma_alert_define_gucs(void)
 							   NULL, NULL, NULL);
 }
 
-/* ---------- SPI helpers ---------- */
-
-/* Prepares and keeps sql once per process; returns the plan. */
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*cache = plan;
-	}
-	return *cache;
-}
-
-static SPIPlanPtr rules_plan = NULL;
-static SPIPlanPtr episode_get_plan = NULL;
-static SPIPlanPtr episode_put_plan = NULL;
-static SPIPlanPtr alert_plan = NULL;
 
 /* Key of a series and source in the batch's state table. */
 #define STATE_KEY_LEN	(200 + 1 + 10 + 64 + 1)
@@ -206,6 +184,14 @@ state_key(char *key, const char *metric, const char *source)
 		elog(ERROR, "metric_anomaly: series name too long for alerting: \"%s\"", metric);
 }
 
+static MaStatement rules_stmt = {
+	"SELECT r.metric_name, r.rule_name, r.above, r.below, r.for_minutes"
+	"  FROM metric_anomaly.alert_rules r"
+	" WHERE r.metric_name = ANY ($1) AND r.enabled"
+	" ORDER BY r.metric_name, r.rule_name",
+	1, {TEXTARRAYOID}
+};
+
 /*
  * The enabled threshold rules of the metrics in names (a text[]), as
  * episode templates in metric order.
@@ -213,19 +199,9 @@ state_key(char *key, const char *metric, const char *source)
 static List *
 load_rules(Datum names)
 {
-	Oid			types[1] = {TEXTARRAYOID};
 	List	   *rules = NIL;
-	int			ret;
 
-	ret = SPI_execute_plan(keep_plan(&rules_plan,
-									 "SELECT r.metric_name, r.rule_name, r.above, r.below, r.for_minutes"
-									 "  FROM metric_anomaly.alert_rules r"
-									 " WHERE r.metric_name = ANY ($1) AND r.enabled"
-									 " ORDER BY r.metric_name, r.rule_name",
-									 1, types),
-						   &names, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading alert rules failed: %s", SPI_result_code_string(ret));
+	ma_execute(&rules_stmt, &names, NULL, SPI_OK_SELECT, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -249,6 +225,15 @@ load_rules(Datum names)
 	return rules;
 }
 
+static MaStatement episode_get_stmt = {
+	"SELECT e.metric_name, e.source, e.firing, e.muted, e.episode_start,"
+	"       e.breach_streak, e.ok_streak, e.last_minute, e.last_fired_at"
+	"  FROM metric_anomaly.alert_episodes e"
+	" WHERE e.metric_name = ANY ($1)"
+	"   FOR UPDATE",
+	1, {TEXTARRAYOID}
+};
+
 /*
  * Loads (and locks) the stored state of every source of the metrics in
  * names, keyed by state_key().  A series and source without a row is idle.
@@ -256,10 +241,8 @@ load_rules(Datum names)
 static HTAB *
 load_states(Datum names)
 {
-	Oid			types[1] = {TEXTARRAYOID};
 	HASHCTL		ctl;
 	HTAB	   *states;
-	int			ret;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = STATE_KEY_LEN;
@@ -268,16 +251,7 @@ load_states(Datum names)
 	states = hash_create("metric_anomaly alert states", 256, &ctl,
 						 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	ret = SPI_execute_plan(keep_plan(&episode_get_plan,
-									 "SELECT e.metric_name, e.source, e.firing, e.muted, e.episode_start,"
-									 "       e.breach_streak, e.ok_streak, e.last_minute, e.last_fired_at"
-									 "  FROM metric_anomaly.alert_episodes e"
-									 " WHERE e.metric_name = ANY ($1)"
-									 "   FOR UPDATE",
-									 1, types),
-						   &names, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading alert episodes failed: %s", SPI_result_code_string(ret));
+	ma_execute(&episode_get_stmt, &names, NULL, SPI_OK_SELECT, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -339,15 +313,27 @@ episode_idle(const Episode *ep)
 		ep->breach_streak == 0 && ep->ok_streak == 0;
 }
 
+static MaStatement episode_put_stmt = {
+	"INSERT INTO metric_anomaly.alert_episodes AS e"
+	"  (metric_name, source, firing, muted, episode_start,"
+	"   breach_streak, ok_streak, last_minute, last_fired_at)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+	" ON CONFLICT (metric_name, source) DO UPDATE"
+	"   SET firing = EXCLUDED.firing, muted = EXCLUDED.muted,"
+	"       episode_start = EXCLUDED.episode_start,"
+	"       breach_streak = EXCLUDED.breach_streak,"
+	"       ok_streak = EXCLUDED.ok_streak,"
+	"       last_minute = EXCLUDED.last_minute,"
+	"       last_fired_at = EXCLUDED.last_fired_at",
+	9, {TEXTOID, TEXTOID, BOOLOID, BOOLOID, TIMESTAMPTZOID, INT4OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+
 /* Stores the state of one series and source. */
 static void
 store_episode(const char *metric, const Episode *ep)
 {
-	Oid			types[9] = {TEXTOID, TEXTOID, BOOLOID, BOOLOID, TIMESTAMPTZOID,
-	INT4OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[9];
 	char		nulls[9];
-	int			ret;
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(metric);
@@ -361,23 +347,58 @@ store_episode(const char *metric, const Episode *ep)
 	values[7] = TimestampTzGetDatum(ep->last_minute);
 	values[8] = TimestampTzGetDatum(ep->last_fired_at);
 	nulls[8] = ep->has_fired ? ' ' : 'n';
-	ret = SPI_execute_plan(keep_plan(&episode_put_plan,
-									 "INSERT INTO metric_anomaly.alert_episodes AS e"
-									 "  (metric_name, source, firing, muted, episode_start,"
-									 "   breach_streak, ok_streak, last_minute, last_fired_at)"
-									 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-									 " ON CONFLICT (metric_name, source) DO UPDATE"
-									 "   SET firing = EXCLUDED.firing, muted = EXCLUDED.muted,"
-									 "       episode_start = EXCLUDED.episode_start,"
-									 "       breach_streak = EXCLUDED.breach_streak,"
-									 "       ok_streak = EXCLUDED.ok_streak,"
-									 "       last_minute = EXCLUDED.last_minute,"
-									 "       last_fired_at = EXCLUDED.last_fired_at",
-									 9, types),
-						   values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "storing alert episode failed: %s", SPI_result_code_string(ret));
+	ma_execute(&episode_put_stmt, values, nulls, SPI_OK_INSERT, 0);
 }
+
+static MaStatement alert_stmt = {
+	"WITH ctx AS (SELECT $4::pg_catalog.jsonb AS j,"
+	"       pg_catalog.to_char($2 AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS at),"
+	" a AS ("
+	"  INSERT INTO metric_anomaly.alerts"
+	"    (metric_name, minute, value, context, state, source, episode_start, summary)"
+	"  SELECT $1, $2, $3, ctx.j, $5, $6, $7,"
+	"    CASE WHEN $5 = 'resolved' THEN"
+	"      pg_catalog.format('%s is back to normal at %s UTC (value %s, episode since %s UTC)',"
+	"        $1, ctx.at, $3, pg_catalog.to_char($7 AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))"
+	"    WHEN $6 = '" SIGMA_SOURCE "' THEN"
+	"      pg_catalog.format('%s is anomalous at %s UTC: value %s outside [%s, %s] (mean %s, std_dev %s)',"
+	"        $1, ctx.at, $3,"
+	"        pg_catalog.round((ctx.j ->> 'lower_boundary')::pg_catalog.numeric, 2),"
+	"        pg_catalog.round((ctx.j ->> 'upper_boundary')::pg_catalog.numeric, 2),"
+	"        pg_catalog.round((ctx.j ->> 'mean')::pg_catalog.numeric, 2),"
+	"        pg_catalog.round((ctx.j ->> 'std_dev')::pg_catalog.numeric, 2))"
+	"    ELSE"
+	"      pg_catalog.format('%s breached rule %s at %s UTC: value %s%s%s for %s minute(s)',"
+	"        $1, ctx.j ->> 'rule', ctx.at, $3,"
+	"        ' above ' || (ctx.j ->> 'above'), ' below ' || (ctx.j ->> 'below'),"
+	"        ctx.j ->> 'for_minutes')"
+	"    END"
+	"    FROM ctx"
+	"  ON CONFLICT ON CONSTRAINT alerts_episode_key DO NOTHING"
+	"  RETURNING *),"
+	" d AS ("
+	"  INSERT INTO metric_anomaly.deliveries (alert_id, channel, idempotency_key)"
+	"  SELECT a.id, c.name,"
+	"         'ma-' || a.id || '-' || pg_catalog.left(pg_catalog.md5("
+	"           pg_catalog.current_database() || '/' || a.id || '/' || c.name || '/' ||"
+	"           pg_catalog.date_part('epoch', a.created_at)), 20)"
+	"    FROM a CROSS JOIN metric_anomaly.alert_channels c"
+	"   WHERE c.enabled"
+	"     AND (NOT EXISTS (SELECT 1 FROM metric_anomaly.alert_routes r"
+	"                       WHERE r.metric_name = a.metric_name)"
+	"          OR EXISTS (SELECT 1 FROM metric_anomaly.alert_routes r"
+	"                      WHERE r.metric_name = a.metric_name AND r.channel = c.name))"
+	"  RETURNING alert_id)"
+	" SELECT a.id, pg_catalog.pg_notify('metric_anomaly', pg_catalog.json_build_object("
+	"   'alert_id', a.id, 'metric', a.metric_name,"
+	"   'minute', pg_catalog.to_char(a.minute AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+	"   'value', a.value, 'state', a.state, 'source', a.source,"
+	"   'episode_start', pg_catalog.to_char(a.episode_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+	"   'summary', a.summary, 'context', a.context,"
+	"   'deliveries', (SELECT pg_catalog.count(*) FROM d))::pg_catalog.text)"
+	"   FROM a",
+	7, {TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
+};
 
 /*
  * Writes one alert, its deliveries (one per routed enabled channel) and its
@@ -387,11 +408,8 @@ static void
 write_alert(const char *metric, const MaEvaluatedPoint *pt, const char *context,
 			const char *state, const Episode *ep)
 {
-	Oid			types[7] = {TEXTOID, TIMESTAMPTZOID, FLOAT8OID, TEXTOID, TEXTOID,
-	TEXTOID, TIMESTAMPTZOID};
 	Datum		values[7];
 	char		nulls[7];
-	int			ret;
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(metric);
@@ -403,57 +421,7 @@ write_alert(const char *metric, const MaEvaluatedPoint *pt, const char *context,
 	values[5] = CStringGetTextDatum(ep->source);
 	values[6] = TimestampTzGetDatum(ep->episode_start);
 
-	ret = SPI_execute_plan(keep_plan(&alert_plan,
-									 "WITH ctx AS (SELECT $4::pg_catalog.jsonb AS j,"
-									 "       pg_catalog.to_char($2 AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS at),"
-									 " a AS ("
-									 "  INSERT INTO metric_anomaly.alerts"
-									 "    (metric_name, minute, value, context, state, source, episode_start, summary)"
-									 "  SELECT $1, $2, $3, ctx.j, $5, $6, $7,"
-									 "    CASE WHEN $5 = 'resolved' THEN"
-									 "      pg_catalog.format('%s is back to normal at %s UTC (value %s, episode since %s UTC)',"
-									 "        $1, ctx.at, $3, pg_catalog.to_char($7 AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))"
-									 "    WHEN $6 = '" SIGMA_SOURCE "' THEN"
-									 "      pg_catalog.format('%s is anomalous at %s UTC: value %s outside [%s, %s] (mean %s, std_dev %s)',"
-									 "        $1, ctx.at, $3,"
-									 "        pg_catalog.round((ctx.j ->> 'lower_boundary')::pg_catalog.numeric, 2),"
-									 "        pg_catalog.round((ctx.j ->> 'upper_boundary')::pg_catalog.numeric, 2),"
-									 "        pg_catalog.round((ctx.j ->> 'mean')::pg_catalog.numeric, 2),"
-									 "        pg_catalog.round((ctx.j ->> 'std_dev')::pg_catalog.numeric, 2))"
-									 "    ELSE"
-									 "      pg_catalog.format('%s breached rule %s at %s UTC: value %s%s%s for %s minute(s)',"
-									 "        $1, ctx.j ->> 'rule', ctx.at, $3,"
-									 "        ' above ' || (ctx.j ->> 'above'), ' below ' || (ctx.j ->> 'below'),"
-									 "        ctx.j ->> 'for_minutes')"
-									 "    END"
-									 "    FROM ctx"
-									 "  ON CONFLICT ON CONSTRAINT alerts_episode_key DO NOTHING"
-									 "  RETURNING *),"
-									 " d AS ("
-									 "  INSERT INTO metric_anomaly.deliveries (alert_id, channel, idempotency_key)"
-									 "  SELECT a.id, c.name,"
-									 "         'ma-' || a.id || '-' || pg_catalog.left(pg_catalog.md5("
-									 "           pg_catalog.current_database() || '/' || a.id || '/' || c.name || '/' ||"
-									 "           pg_catalog.date_part('epoch', a.created_at)), 20)"
-									 "    FROM a CROSS JOIN metric_anomaly.alert_channels c"
-									 "   WHERE c.enabled"
-									 "     AND (NOT EXISTS (SELECT 1 FROM metric_anomaly.alert_routes r"
-									 "                       WHERE r.metric_name = a.metric_name)"
-									 "          OR EXISTS (SELECT 1 FROM metric_anomaly.alert_routes r"
-									 "                      WHERE r.metric_name = a.metric_name AND r.channel = c.name))"
-									 "  RETURNING alert_id)"
-									 " SELECT a.id, pg_catalog.pg_notify('metric_anomaly', pg_catalog.json_build_object("
-									 "   'alert_id', a.id, 'metric', a.metric_name,"
-									 "   'minute', pg_catalog.to_char(a.minute AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-									 "   'value', a.value, 'state', a.state, 'source', a.source,"
-									 "   'episode_start', pg_catalog.to_char(a.episode_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-									 "   'summary', a.summary, 'context', a.context,"
-									 "   'deliveries', (SELECT pg_catalog.count(*) FROM d))::pg_catalog.text)"
-									 "   FROM a",
-									 7, types),
-						   values, nulls, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "writing alert failed: %s", SPI_result_code_string(ret));
+	ma_execute(&alert_stmt, values, nulls, SPI_OK_SELECT, 0);
 	alerts_written += SPI_processed;
 }
 

@@ -15,7 +15,7 @@ typedef struct MaStatement
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[8];
+	Oid			argtypes[12];
 	SPIPlanPtr	plan;
 } MaStatement;
 
