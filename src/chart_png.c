@@ -16,6 +16,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "chart.h"
 
@@ -24,10 +27,20 @@ typedef struct PngOut
 	unsigned char *buf;
 	size_t		len;
 	size_t		cap;
-	uint64_t	bits;			/* pending bits, LSB first */
-	int			nbits;
 	bool		failed;
 } PngOut;
+
+/*
+ * The deflate bit stream being written into reserved room of a PngOut.  It
+ * lives in the encoder's locals, apart from the PngOut, so that the
+ * compiler keeps it in registers across the stores to the output.
+ */
+typedef struct BitSink
+{
+	unsigned char *p;			/* next byte */
+	uint64_t	bits;			/* pending bits, LSB first; fewer than 8 */
+	int			nbits;
+} BitSink;
 
 static uint32_t crc_table[8][256];	/* slicing-by-8 */
 static bool crc_ready = false;
@@ -138,49 +151,34 @@ out_be32(PngOut *o, uint32_t v)
 
 /*
  * Appends nbits (<= 32) bits of v, least significant first (deflate bit
- * order).  The caller has reserved room (see the per-row reservation).
+ * order).  The caller has reserved room (see the per-row reservation): this
+ * stores eight bytes every time and keeps the whole ones, which costs less
+ * than a branch that is taken at random.
  */
 static inline void
-put_bits(PngOut *o, uint32_t v, int nbits)
+put_bits(BitSink *bs, uint32_t v, int nbits)
 {
-	o->bits |= (uint64_t) v << o->nbits;
-	o->nbits += nbits;
-	if (o->nbits >= 32)
-	{
-		if (!o->failed)
-		{
-			unsigned char *p = o->buf + o->len;
+	uint64_t	le;
+	int			whole;
 
-			p[0] = (unsigned char) o->bits;
-			p[1] = (unsigned char) (o->bits >> 8);
-			p[2] = (unsigned char) (o->bits >> 16);
-			p[3] = (unsigned char) (o->bits >> 24);
-			o->len += 4;
-		}
-		o->bits >>= 32;
-		o->nbits -= 32;
-	}
-}
-
-static void
-flush_bits(PngOut *o)
-{
-	while (o->nbits > 0)
-	{
-		unsigned char b = (unsigned char) o->bits;
-
-		out_bytes(o, &b, 1);
-		o->bits >>= 8;
-		o->nbits -= 8;
-	}
-	o->bits = 0;
-	o->nbits = 0;
+	bs->bits |= (uint64_t) v << bs->nbits;
+	bs->nbits += nbits;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	le = __builtin_bswap64(bs->bits);
+#else
+	le = bs->bits;
+#endif
+	memcpy(bs->p, &le, 8);
+	whole = bs->nbits >> 3;		/* at most 5: fewer than 8 bits were left */
+	bs->p += whole;
+	bs->bits >>= 8 * whole;
+	bs->nbits &= 7;
 }
 
 static inline void
-put_literal(PngOut *o, int byte)
+put_literal(BitSink *bs, int byte)
 {
-	put_bits(o, lit_code[byte], lit_len[byte]);
+	put_bits(bs, lit_code[byte], lit_len[byte]);
 }
 
 /* Literal/length code and extra bits of each match length 3..258. */
@@ -238,41 +236,41 @@ dist_code(int dist)
 
 /* Emits one match of 3..258 bytes. */
 static inline void
-put_match(PngOut *o, int len, const DistCode *dc)
+put_match(BitSink *bs, int len, const DistCode *dc)
 {
-	put_bits(o, len_bits[len], len_nbits[len]);
-	put_bits(o, dc->bits, dc->nbits);
+	put_bits(bs, len_bits[len], len_nbits[len]);
+	put_bits(bs, dc->bits, dc->nbits);
 }
 
 /* Emits one pixel's three bytes as literals. */
 static inline void
-put_pixel_literal(PngOut *o, int p)
+put_pixel_literal(BitSink *bs, int p)
 {
 	uint32_t	r = (p >> 16) & 0xff,
 				g = (p >> 8) & 0xff,
 				bl = p & 0xff;
 
-	put_bits(o, lit_code[r] | (uint32_t) lit_code[g] << lit_len[r] |
+	put_bits(bs, lit_code[r] | (uint32_t) lit_code[g] << lit_len[r] |
 			 (uint32_t) lit_code[bl] << (lit_len[r] + lit_len[g]),
 			 lit_len[r] + lit_len[g] + lit_len[bl]);
 }
 
 /* Emits a copy of npix pixels (3 bytes each) from dc's distance back. */
 static inline void
-put_pixel_copy(PngOut *o, int npix, const DistCode *dc)
+put_pixel_copy(BitSink *bs, int npix, const DistCode *dc)
 {
 	while (npix > 0)
 	{
 		int			n = npix > 86 ? 85 : npix;	/* 85 * 3 = 255 <= 258 */
 
-		put_match(o, n * 3, dc);
+		put_match(bs, n * 3, dc);
 		npix -= n;
 	}
 }
 
 /* Emits a copy of len (>= 3) bytes from dist bytes back. */
-static void
-put_byte_copy(PngOut *o, int len, const DistCode *dc)
+static inline void
+put_byte_copy(BitSink *bs, int len, const DistCode *dc)
 {
 	while (len > 0)
 	{
@@ -281,31 +279,46 @@ put_byte_copy(PngOut *o, int len, const DistCode *dc)
 		/* never leave a tail shorter than a match */
 		if (len - n > 0 && len - n < 3)
 			n = len - 3;
-		put_match(o, n, dc);
+		put_match(bs, n, dc);
 		len -= n;
 	}
 }
 
-/* Number of leading pixels on which a and b agree (n > 0, a[0] == b[0]). */
+/*
+ * Number of leading pixels on which a and b agree (0..n).  Chart rows mostly
+ * repeat the row above, so this compares eight pixels per step.
+ */
 static inline int
 same_prefix(const int *a, const int *b, int n)
 {
 	int			i = 0;
 
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	/* two pixels per 64-bit word; the first differing bit names the pixel */
-	while (i + 2 <= n)
+#ifdef __SSE2__
+	while (i + 8 <= n)
 	{
-		uint64_t	wa,
-					wb,
-					diff;
+		__m128i		e0 = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *) (a + i)),
+										 _mm_loadu_si128((const __m128i *) (b + i)));
+		__m128i		e1 = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *) (a + i + 4)),
+										 _mm_loadu_si128((const __m128i *) (b + i + 4)));
+		int			m = _mm_movemask_ps(_mm_castsi128_ps(e0)) |
+			(_mm_movemask_ps(_mm_castsi128_ps(e1)) << 4);
 
-		memcpy(&wa, a + i, 8);
-		memcpy(&wb, b + i, 8);
-		diff = wa ^ wb;
-		if (diff != 0)
-			return i + (__builtin_ctzll(diff) >= 32);
-		i += 2;
+		if (m != 0xff)
+			return i + __builtin_ctz(~m);
+		i += 8;
+	}
+#else
+	while (i + 8 <= n)
+	{
+		uint64_t	wa[4],
+					wb[4];
+
+		memcpy(wa, a + i, 32);
+		memcpy(wb, b + i, 32);
+		if (((wa[0] ^ wb[0]) | (wa[1] ^ wb[1]) |
+			 (wa[2] ^ wb[2]) | (wa[3] ^ wb[3])) != 0)
+			break;
+		i += 8;
 	}
 #endif
 	while (i < n && a[i] == b[i])
@@ -369,6 +382,7 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 
 	DistCode	d_pixel,
 				d_row;
+	BitSink		bs = {0};
 
 	if (!crc_ready)
 	{
@@ -418,8 +432,8 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 
 		out_bytes(&o, zh, 2);
 	}
-	out_reserve(&o, 64);
-	put_bits(&o, 3, 3);			/* BFINAL = 1, BTYPE = 01 (fixed) */
+	bs.bits = 3;				/* BFINAL = 1, BTYPE = 01 (fixed) */
+	bs.nbits = 3;
 
 	for (y = 0; y < h && !o.failed; y++)
 	{
@@ -430,16 +444,17 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 		out_reserve(&o, (size_t) stride * 2 + 64);
 		if (o.failed)
 			break;
+		bs.p = o.buf + o.len;
 
-		if (prev && memcmp(row, prev, sizeof(int) * w) == 0)
+		if (prev && same_prefix(row, prev, w) == w)
 		{
 			/* the whole row, filter byte included, repeats the one above */
-			put_byte_copy(&o, stride, &d_row);
+			put_byte_copy(&bs, stride, &d_row);
 		}
 		else if (prev == NULL)
 		{
 			row_adler(row, w, &row_s, &row_b);
-			put_literal(&o, 0);		/* filter type None */
+			put_literal(&bs, 0);		/* filter type None */
 			x = 0;
 			while (x < w)
 			{
@@ -448,9 +463,9 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 
 				while (x + n < w && row[x + n] == p)
 					n++;
-				put_pixel_literal(&o, p);
+				put_pixel_literal(&bs, p);
 				if (n > 1)
-					put_pixel_copy(&o, n - 1, &d_pixel);
+					put_pixel_copy(&bs, n - 1, &d_pixel);
 				x += n;
 			}
 		}
@@ -464,7 +479,7 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 			int64_t		ds = 0,
 						db = 0;
 
-			put_literal(&o, 0);		/* filter type None */
+			put_literal(&bs, 0);		/* filter type None */
 			x = 0;
 			while (x < w)
 			{
@@ -475,7 +490,7 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 				if (prev[x] == p)
 				{
 					n = same_prefix(row + x, prev + x, w - x);
-					put_pixel_copy(&o, n, &d_row);
+					put_pixel_copy(&bs, n, &d_row);
 					x += n;
 					continue;
 				}
@@ -483,35 +498,49 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 					n++;
 				if (x == 0 || row[x - 1] != p)
 				{
-					put_pixel_literal(&o, p);
+					put_pixel_literal(&bs, p);
 					if (n > 1)
-						put_pixel_copy(&o, n - 1, &d_pixel);
+						put_pixel_copy(&bs, n - 1, &d_pixel);
 				}
 				else
-					put_pixel_copy(&o, n, &d_pixel);
+					put_pixel_copy(&bs, n, &d_pixel);
 				for (k = x; k < x + n; k++)
 				{
+					/*
+					 * bytes r, g, b weigh wr, wr - 1, wr - 2: the pixel adds
+					 * wr * (r + g + b) - (g + 2 b)
+					 */
 					int			q = prev[k];
-					int64_t		dr = ((p >> 16) & 0xff) - ((q >> 16) & 0xff),
-								dg = ((p >> 8) & 0xff) - ((q >> 8) & 0xff),
-								dbl = (p & 0xff) - (q & 0xff);
-					int64_t		wr = stride - 1 - 3 * (int64_t) k;
+					int			gp = (p >> 8) & 0xff,
+								bp = p & 0xff,
+								gq = (q >> 8) & 0xff,
+								bq = q & 0xff;
+					int			dsum = (((p >> 16) & 0xff) + gp + bp) -
+						(((q >> 16) & 0xff) + gq + bq);
 
-					ds += dr + dg + dbl;
-					db += wr * dr + (wr - 1) * dg + (wr - 2) * dbl;
+					ds += dsum;
+					db += (int64_t) (stride - 1 - 3 * k) * dsum -
+						((gp + 2 * bp) - (gq + 2 * bq));
 				}
 				x += n;
 			}
 			row_s = (uint64_t) (((int64_t) row_s + ds % 65521 + 65521) % 65521);
 			row_b = (uint64_t) (((int64_t) row_b + db % 65521 + 65521) % 65521);
 		}
+		o.len = bs.p - o.buf;
 		/* each of the row's bytes adds the running a to b */
 		b = (b + (uint64_t) stride * a + row_b) % 65521;
 		a = (a + row_s) % 65521;
 	}
 	out_reserve(&o, 64);
-	put_literal(&o, 256);		/* end of block */
-	flush_bits(&o);
+	if (!o.failed)
+	{
+		bs.p = o.buf + o.len;
+		put_literal(&bs, 256);	/* end of block */
+		if (bs.nbits > 0)
+			*bs.p++ = (unsigned char) bs.bits;
+		o.len = bs.p - o.buf;
+	}
 	out_be32(&o, (uint32_t) ((b << 16) | a));
 	if (!o.failed)
 	{
