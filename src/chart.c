@@ -374,6 +374,7 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 				slope,
 				half,
 				perp,
+				inv_dy,
 				tmargin,
 				tstep,
 				dpstep,
@@ -449,6 +450,7 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	 */
 	fast = steep && has_len && !dashed;
 	perp = steep ? fabs(dy) / len : 0.0;
+	inv_dy = steep ? 1.0 / dy : 0.0;
 	tmargin = steep ? r * fabs(dx) / (fabs(dy) * len) : 0.0;
 	/*
 	 * Along a row, t (position along the segment) and the signed distance
@@ -493,7 +495,7 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 		}
 		if (fast)
 		{
-			double		tc = ey0 / dy;
+			double		tc = ey0 * inv_dy;
 
 			if (tc >= tmargin && tc <= 1.0 - tmargin)
 			{

@@ -326,6 +326,10 @@ same_prefix(const int *a, const int *b, int n)
 	return i;
 }
 
+/* Sums of a pixel's bytes that its Adler-32 contribution is made of */
+#define PIX_SUM(p) ((((p) >> 16) & 0xff) + (((p) >> 8) & 0xff) + ((p) & 0xff))
+#define PIX_GB2(p) ((((p) >> 8) & 0xff) + 2 * ((p) & 0xff))
+
 /*
  * Adler-32 contribution of one row (filter byte 0 then RGB pixels) started
  * from a = 0, b = 0: *s is the sum of its bytes, *bsum the sum of the running
@@ -476,26 +480,42 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 			 * row are those of the row above plus the changed pixels'
 			 * differences (byte k of the row weighs stride - k in b).
 			 */
-			int64_t		ds = 0,
-						db = 0;
+			int64_t		ds = 0,		/* sum of (r + g + b) differences */
+						dk = 0,		/* the same, each times its pixel's x */
+						dt = 0,		/* sum of (g + 2 b) differences */
+						db;
 
 			put_literal(&bs, 0);		/* filter type None */
 			x = 0;
 			while (x < w)
 			{
-				int			p = row[x];
-				int			n = 1,
-							k;
+				int			p = row[x],
+							q = prev[x];
+				int			n,
+							sp,
+							tp,
+							dsum;
 
-				if (prev[x] == p)
+				if (q == p)
 				{
 					n = same_prefix(row + x, prev + x, w - x);
 					put_pixel_copy(&bs, n, &d_row);
 					x += n;
 					continue;
 				}
-				while (x + n < w && row[x + n] == p && prev[x + n] != p)
-					n++;
+				sp = PIX_SUM(p);
+				tp = PIX_GB2(p);
+				dsum = sp - PIX_SUM(q);
+				ds += dsum;
+				dk += (int64_t) x * dsum;
+				dt += tp - PIX_GB2(q);
+				for (n = 1; x + n < w && row[x + n] == p && (q = prev[x + n]) != p; n++)
+				{
+					dsum = sp - PIX_SUM(q);
+					ds += dsum;
+					dk += (int64_t) (x + n) * dsum;
+					dt += tp - PIX_GB2(q);
+				}
 				if (x == 0 || row[x - 1] != p)
 				{
 					put_pixel_literal(&bs, p);
@@ -504,26 +524,15 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 				}
 				else
 					put_pixel_copy(&bs, n, &d_pixel);
-				for (k = x; k < x + n; k++)
-				{
-					/*
-					 * bytes r, g, b weigh wr, wr - 1, wr - 2: the pixel adds
-					 * wr * (r + g + b) - (g + 2 b)
-					 */
-					int			q = prev[k];
-					int			gp = (p >> 8) & 0xff,
-								bp = p & 0xff,
-								gq = (q >> 8) & 0xff,
-								bq = q & 0xff;
-					int			dsum = (((p >> 16) & 0xff) + gp + bp) -
-						(((q >> 16) & 0xff) + gq + bq);
-
-					ds += dsum;
-					db += (int64_t) (stride - 1 - 3 * k) * dsum -
-						((gp + 2 * bp) - (gq + 2 * bq));
-				}
 				x += n;
 			}
+
+			/*
+			 * Byte r of pixel x weighs wr = stride - 1 - 3 x in b, g and b
+			 * weigh wr - 1 and wr - 2: the pixel adds wr (r + g + b) -
+			 * (g + 2 b).
+			 */
+			db = (int64_t) (stride - 1) * ds - 3 * dk - dt;
 			row_s = (uint64_t) (((int64_t) row_s + ds % 65521 + 65521) % 65521);
 			row_b = (uint64_t) (((int64_t) row_b + db % 65521 + 65521) % 65521);
 		}
