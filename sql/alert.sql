@@ -98,4 +98,27 @@ INSERT INTO metric_anomaly.alert_channels (name, url) VALUES ('closed', 'http://
 SELECT metric_anomaly.test_channel('closed');
 RESET client_min_messages;
 
+-- Retention (metric_anomaly.alert_retention, 30 days by default): a pass
+-- deletes alerts created before as_of minus that, with their deliveries,
+-- once none of those is pending or being retried.  Episode state stays.
+-- The first alert was delivered, the second has one delivery still retrying;
+-- both are old.  The others are recent.
+UPDATE metric_anomaly.alerts
+   SET created_at = CASE WHEN id <= 2 THEN timestamptz '2026-01-01 00:00+00'
+                         ELSE timestamptz '2026-02-20 00:00+00' END;
+UPDATE metric_anomaly.deliveries
+   SET state = CASE WHEN alert_id = 1 THEN 'sent'
+                    WHEN channel = 'ops' THEN 'failed' ELSE 'dead' END
+ WHERE alert_id <= 2;
+SELECT count(*) AS episodes_before FROM metric_anomaly.alert_episodes \gset
+SELECT metric_anomaly.process_pending('2026-03-01 00:00+00');
+SELECT id, state, created_at FROM metric_anomaly.alerts ORDER BY id;
+SELECT alert_id, channel, state FROM metric_anomaly.deliveries ORDER BY alert_id, channel;
+SELECT count(*) = :episodes_before AS episodes_kept FROM metric_anomaly.alert_episodes;
+-- Once the retrying delivery ends, the next pass deletes its alert.
+UPDATE metric_anomaly.deliveries SET state = 'dead' WHERE alert_id = 2;
+SELECT metric_anomaly.process_pending('2026-03-01 00:00+00');
+SELECT min(id) AS first_alert_left, count(*) AS alerts_left FROM metric_anomaly.alerts;
+SELECT count(*) AS deliveries_of_deleted_alerts FROM metric_anomaly.deliveries WHERE alert_id <= 2;
+
 DROP EXTENSION metric_anomaly;

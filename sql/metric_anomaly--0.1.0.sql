@@ -431,9 +431,10 @@ CREATE TABLE metric_anomaly.alerts (
 );
 
 CREATE INDEX alerts_minute_idx ON metric_anomaly.alerts (minute DESC);
+CREATE INDEX alerts_created_at_idx ON metric_anomaly.alerts (created_at);
 
 COMMENT ON TABLE metric_anomaly.alerts IS
-    'Outbox of alerts: one firing row when an episode starts, one resolved row when it ends; written in the detection transaction together with pg_notify(''metric_anomaly'', json).';
+    'Outbox of alerts: one firing row when an episode starts, one resolved row when it ends; written in the detection transaction together with pg_notify(''metric_anomaly'', json).  Deleted with their deliveries metric_anomaly.alert_retention after created_at, once every delivery is sent or dead.';
 COMMENT ON COLUMN metric_anomaly.alerts.source IS
     '3-sigma, or threshold:<rule_name>.';
 COMMENT ON COLUMN metric_anomaly.alerts.episode_start IS

@@ -61,6 +61,7 @@ static int	ma_alert_cooldown_s = 900;
 static int	ma_alert_max_age_s = 3600;
 int			ma_alert_max_attempts = 8;
 int			ma_alert_backoff_ms = 10000;
+int			ma_alert_retention_s = 30 * 24 * 3600;
 
 /* Alerts written by this process since it started (for evaluate_alerts). */
 static int64 alerts_written = 0;
@@ -150,6 +151,13 @@ ma_alert_define_gucs(void)
 							NULL,
 							&ma_alert_max_age_s,
 							3600, 0, 365 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("metric_anomaly.alert_retention",
+							"How long alerts are kept, with their deliveries, once no delivery of theirs is pending or retrying; 0 keeps them forever.",
+							NULL,
+							&ma_alert_retention_s,
+							30 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("metric_anomaly.webhook_allowed_hosts",
@@ -666,4 +674,31 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	SPI_finish();
 	PG_RETURN_INT32((int32) (alerts_written - before));
+}
+
+static MaStatement purge_alerts_stmt = {
+	"DELETE FROM metric_anomaly.alerts a"
+	" WHERE a.id = ANY (ARRAY("
+	"       SELECT o.id FROM metric_anomaly.alerts o"
+	"        WHERE o.created_at < $1"
+	"          AND NOT EXISTS (SELECT 1 FROM metric_anomaly.deliveries d"
+	"                           WHERE d.alert_id = o.id"
+	"                             AND d.state IN ('pending', 'failed'))"
+	"        ORDER BY o.created_at LIMIT $2))",
+	2, {TIMESTAMPTZOID, INT4OID}
+};
+
+/*
+ * Deletes at most limit alerts created before older_than whose deliveries
+ * (deleted with them) are all sent or dead; returns how many it deleted.
+ * Episode state lives apart, in alert_episodes, and is kept.
+ */
+int64
+ma_purge_alerts(TimestampTz older_than, int limit)
+{
+	Datum		args[2];
+
+	args[0] = TimestampTzGetDatum(older_than);
+	args[1] = Int32GetDatum(limit);
+	return (int64) ma_execute(&purge_alerts_stmt, args, NULL, SPI_OK_DELETE, 0);
 }

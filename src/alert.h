@@ -32,6 +32,10 @@ extern void ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoint
 /* Settings of alerting; called from _PG_init. */
 extern void ma_alert_define_gucs(void);
 
+/* Alerts and finished deliveries past their retention (pass.c). */
+extern int	ma_alert_retention_s;
+extern int64 ma_purge_alerts(TimestampTz older_than, int limit);
+
 extern PGDLLEXPORT void ma_delivery_main(Datum main_arg);
 
 #endif							/* MA_ALERT_H */

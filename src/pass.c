@@ -4,7 +4,7 @@
  *
  * A pass claims and folds events in batches, then zero-fills every series
  * up to the last closed minute, evaluates the new and changed minutes, and
- * purges processed events past their retention.  The worker runs each step
+ * purges processed events, and finished alerts, past their retention.  The worker runs each step
  * in a transaction of its own (so a crash loses at most the step under way,
  * which rolls back whole); process_pending() runs them all in the caller's
  * transaction.  Steps of concurrent passes in one database serialise on a
@@ -23,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "aggregate.h"
+#include "alert.h"
 #include "evaluate.h"
 #include "fold.h"
 #include "metric_anomaly.h"
@@ -57,6 +58,7 @@ typedef struct PassState
 	TimestampTz start;
 	TimestampTz last_closed;
 	TimestampTz purge_before;	/* 0: keep events */
+	TimestampTz alert_purge_before; /* 0: keep alerts */
 	int			batch_size;
 	int64		next_id;		/* claim from this id on */
 	int64		last_id;		/* claim no event beyond this id */
@@ -141,6 +143,12 @@ step_purge(PassState *state)
 	return ma_purge_events(state->purge_before, state->batch_size);
 }
 
+static int64
+step_purge_alerts(PassState *state)
+{
+	return ma_purge_alerts(state->alert_purge_before, state->batch_size);
+}
+
 /*
  * Runs one pass as of as_of: minutes that ended at or before as_of are
  * closed.  With a time budget (ms, 0 for none) the batch loop stops once
@@ -159,6 +167,8 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 	state.events = 0;
 	state.purge_before = ma_event_retention_s > 0 ?
 		as_of - (TimestampTz) ma_event_retention_s * USECS_PER_SEC : 0;
+	state.alert_purge_before = ma_alert_retention_s > 0 ?
+		as_of - (TimestampTz) ma_alert_retention_s * USECS_PER_SEC : 0;
 
 	state.next_id = 0;
 	state.last_id = run_step(step_last_id, &state, own_transactions);
@@ -187,6 +197,14 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 		{
 			CHECK_FOR_INTERRUPTS();
 			n = run_step(step_purge, &state, own_transactions);
+		} while (n == state.batch_size);
+	}
+	if (state.alert_purge_before != 0)
+	{
+		do
+		{
+			CHECK_FOR_INTERRUPTS();
+			n = run_step(step_purge_alerts, &state, own_transactions);
 		} while (n == state.batch_size);
 	}
 
