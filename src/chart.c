@@ -350,6 +350,57 @@ static unsigned char cov_table[COV_TABLE_SIZE + 1];
 static double cov_table_r = -1;
 
 /*
+ * Adds the coverage of pixels rx0..rx1 of a row clear of a segment's end
+ * caps, where every pixel within reach has its nearest point inside the
+ * segment: coverage falls off with the horizontal distance u to the line's
+ * crossing of the row (u0 at rx0), scaled by perp to a perpendicular one.
+ */
+static inline void
+stroke_row_clear(unsigned char *mrow, int rx0, int rx1, double u0, double r,
+				 double perp)
+{
+	int			px;
+
+#ifdef __SSE2__
+	/*
+	 * Four pixels at a time; those past rx1 are out of reach and get 0,
+	 * which the max leaves alone (the mask has slack after its last row).
+	 */
+	__m128		uv = _mm_add_ps(_mm_set1_ps((float) u0),
+								_mm_setr_ps(0.0f, 1.0f, 2.0f, 3.0f));
+	__m128		r255v = _mm_set1_ps((float) (r * 255 + 0.5));
+	__m128		pv = _mm_set1_ps((float) (perp * 255));
+	__m128		absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+
+	for (px = rx0; px <= rx1; px += 4)
+	{
+		__m128i		a = _mm_cvttps_epi32(_mm_sub_ps(r255v,
+													_mm_mul_ps(_mm_and_ps(uv, absmask), pv)));
+		uint32_t	m4;
+
+		a = _mm_packs_epi32(a, a);
+		a = _mm_packus_epi16(a, a); /* clamped to 0..255 */
+		memcpy(&m4, mrow + px, 4);
+		m4 = (uint32_t) _mm_cvtsi128_si32(_mm_max_epu8(_mm_cvtsi32_si128((int) m4), a));
+		memcpy(mrow + px, &m4, 4);
+		uv = _mm_add_ps(uv, _mm_set1_ps(4.0f));
+	}
+#else
+	double		u = u0;
+
+	for (px = rx0; px <= rx1; px++, u += 1.0)
+	{
+		double		cov = r - fabs(u) * perp;
+		int			a = cov >= 1.0 ? 255 : cov <= 0.0 ? 0 :
+			(int) (cov * 255 + 0.5);
+
+		if (a > mrow[px])
+			mrow[px] = (unsigned char) a;
+	}
+#endif
+}
+
+/*
  * Adds an antialiased segment of the given width (pixels) to the stroke
  * mask, as a capsule; dash, when not NULL and on > 0, cuts it into dashes
  * and carries the phase to the next segment.
@@ -493,59 +544,11 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			if (hi < rx1)
 				rx1 = hi;
 		}
-		if (fast)
+		/* rows clear of the end caps: the crossing is tmargin inside */
+		if (fast && ey0 * inv_dy >= tmargin && ey0 * inv_dy <= 1.0 - tmargin)
 		{
-			double		tc = ey0 * inv_dy;
-
-			if (tc >= tmargin && tc <= 1.0 - tmargin)
-			{
-				/*
-				 * Every candidate pixel's nearest point lies inside the
-				 * segment: coverage falls off with the horizontal distance
-				 * to the crossing, scaled to a perpendicular one.
-				 */
-				double		u = rx0 + 0.5 - xc;
-
-#ifdef __SSE2__
-				/*
-				 * Four pixels at a time; those past rx1 are out of reach and
-				 * get 0, which the max leaves alone (the mask has slack
-				 * after its last row).
-				 */
-				{
-					__m128		uv = _mm_add_ps(_mm_set1_ps((float) u),
-												_mm_setr_ps(0.0f, 1.0f, 2.0f, 3.0f));
-					__m128		r255v = _mm_set1_ps((float) (r * 255 + 0.5));
-					__m128		pv = _mm_set1_ps((float) (perp * 255));
-					__m128		absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
-
-					for (px = rx0; px <= rx1; px += 4)
-					{
-						__m128i		a = _mm_cvttps_epi32(_mm_sub_ps(r255v,
-																	_mm_mul_ps(_mm_and_ps(uv, absmask), pv)));
-						uint32_t	m4;
-
-						a = _mm_packs_epi32(a, a);
-						a = _mm_packus_epi16(a, a); /* clamped to 0..255 */
-						memcpy(&m4, mrow + px, 4);
-						m4 = (uint32_t) _mm_cvtsi128_si32(_mm_max_epu8(_mm_cvtsi32_si128((int) m4), a));
-						memcpy(mrow + px, &m4, 4);
-						uv = _mm_add_ps(uv, _mm_set1_ps(4.0f));
-					}
-					continue;
-				}
-#endif
-				for (px = rx0; px <= rx1; px++, u += 1.0)
-				{
-					double		cov = r - fabs(u) * perp;
-					int			a = cov >= 1.0 ? 255 : cov <= 0.0 ? 0 :
-						(int) (cov * 255 + 0.5);
-
-					if (a > mrow[px])
-						mrow[px] = (unsigned char) a;
-				}
-				continue;
-			}
+			stroke_row_clear(mrow, rx0, rx1, rx0 + 0.5 - xc, r, perp);
+			continue;
 		}
 		t = tbase + rx0 * tstep;
 		dp = dpbase + rx0 * dpstep;

@@ -4,8 +4,8 @@
  *
  * A pass claims and folds events in batches, then zero-fills every series
  * up to the last closed minute, evaluates the new and changed minutes, and
- * purges processed events, and finished alerts, past their retention.  The worker runs each step
- * in a transaction of its own (so a crash loses at most the step under way,
+ * purges processed events and finished alerts past their retention.  The
+ * worker runs each step in a transaction of its own (so a crash loses at most the step under way,
  * which rolls back whole); process_pending() runs them all in the caller's
  * transaction.  Steps of concurrent passes in one database serialise on a
  * transaction-level advisory lock.
@@ -149,6 +149,26 @@ step_purge_alerts(PassState *state)
 	return ma_purge_alerts(state->alert_purge_before, state->batch_size);
 }
 
+/* Repeats a purge step while it deletes whole batches. */
+static void
+run_batches(StepFn fn, PassState *state, bool own_transactions)
+{
+	int64		n;
+
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		n = run_step(fn, state, own_transactions);
+	} while (n == state->batch_size);
+}
+
+/* What is older than this is past a retention of seconds; 0 keeps all. */
+static TimestampTz
+retention_cutoff(TimestampTz as_of, int seconds)
+{
+	return seconds > 0 ? as_of - (TimestampTz) seconds * USECS_PER_SEC : 0;
+}
+
 /*
  * Runs one pass as of as_of: minutes that ended at or before as_of are
  * closed.  With a time budget (ms, 0 for none) the batch loop stops once
@@ -165,10 +185,8 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 	state.last_closed = ma_minute_floor(as_of) - USECS_PER_MINUTE;
 	state.batch_size = ma_batch_size;
 	state.events = 0;
-	state.purge_before = ma_event_retention_s > 0 ?
-		as_of - (TimestampTz) ma_event_retention_s * USECS_PER_SEC : 0;
-	state.alert_purge_before = ma_alert_retention_s > 0 ?
-		as_of - (TimestampTz) ma_alert_retention_s * USECS_PER_SEC : 0;
+	state.purge_before = retention_cutoff(as_of, ma_event_retention_s);
+	state.alert_purge_before = retention_cutoff(as_of, ma_alert_retention_s);
 
 	state.next_id = 0;
 	state.last_id = run_step(step_last_id, &state, own_transactions);
@@ -192,21 +210,9 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 	run_step(step_finish, &state, own_transactions);
 
 	if (state.purge_before != 0)
-	{
-		do
-		{
-			CHECK_FOR_INTERRUPTS();
-			n = run_step(step_purge, &state, own_transactions);
-		} while (n == state.batch_size);
-	}
+		run_batches(step_purge, &state, own_transactions);
 	if (state.alert_purge_before != 0)
-	{
-		do
-		{
-			CHECK_FOR_INTERRUPTS();
-			n = run_step(step_purge_alerts, &state, own_transactions);
-		} while (n == state.batch_size);
-	}
+		run_batches(step_purge_alerts, &state, own_transactions);
 
 	result.events = state.events;
 	return result;
