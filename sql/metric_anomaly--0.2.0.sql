@@ -1,0 +1,566 @@
+/* metric_anomaly 0.2.0: install script. */
+
+\echo Use "CREATE EXTENSION metric_anomaly" to load this file. \quit
+
+/*
+ * The role that administers the extension: reads and writes settings and
+ * channels, runs passes by hand, starts workers.  Roles are cluster-wide, so
+ * it is created only when it does not exist yet and is not dropped with the
+ * extension.
+ */
+DO $role$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'metric_anomaly_admin') THEN
+        CREATE ROLE metric_anomaly_admin NOLOGIN;
+    END IF;
+END
+$role$;
+
+GRANT USAGE ON SCHEMA metric_anomaly TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Raw events: what applications write.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.business_events (
+    id              bigserial PRIMARY KEY,
+    event_type      text NOT NULL
+                    CONSTRAINT business_events_event_type_check
+                    CHECK (pg_catalog.length(event_type) BETWEEN 1 AND 200),
+    event_timestamp timestamptz NOT NULL DEFAULT pg_catalog.now()
+                    CONSTRAINT business_events_event_timestamp_check
+                    CHECK (pg_catalog.isfinite(event_timestamp)),
+    payload         jsonb,
+    is_processed    boolean NOT NULL DEFAULT false
+);
+
+-- Claiming walks this small index in id order; processed rows leave it.
+CREATE INDEX business_events_pending_idx
+    ON metric_anomaly.business_events (id) WHERE NOT is_processed;
+-- Reads by time and the retention sweep.
+CREATE INDEX business_events_timestamp_idx
+    ON metric_anomaly.business_events (event_timestamp, event_type);
+
+COMMENT ON TABLE metric_anomaly.business_events IS
+    'Raw business events written by applications; the worker folds unprocessed rows into aggregated_metrics exactly once.';
+COMMENT ON COLUMN metric_anomaly.business_events.event_type IS
+    'What happened (1 to 200 characters); becomes the metric name.';
+COMMENT ON COLUMN metric_anomaly.business_events.is_processed IS
+    'Set by the aggregation pass in the same transaction that counts the event.';
+
+------------------------------------------------------------------------------
+-- Per-minute metrics: what the worker writes and detection evaluates.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.aggregated_metrics (
+    metric_name      text NOT NULL,
+    metric_timestamp timestamptz NOT NULL,
+    metric_value     double precision NOT NULL,
+    sample_count     bigint NOT NULL,
+    is_anomaly       boolean NOT NULL DEFAULT false,
+    anomaly_context  jsonb,
+    needs_eval       boolean NOT NULL DEFAULT true,
+    -- metric_value is included so that detection reads history from the
+    -- index alone.
+    CONSTRAINT aggregated_metrics_pkey PRIMARY KEY (metric_name, metric_timestamp)
+        INCLUDE (metric_value)
+);
+
+-- Rows that detection still has to (re-)evaluate.
+CREATE INDEX aggregated_metrics_needs_eval_idx
+    ON metric_anomaly.aggregated_metrics (metric_name, metric_timestamp) WHERE needs_eval;
+-- Recent anomalies, newest first.
+CREATE INDEX aggregated_metrics_anomaly_idx
+    ON metric_anomaly.aggregated_metrics (metric_timestamp DESC) WHERE is_anomaly;
+
+COMMENT ON TABLE metric_anomaly.aggregated_metrics IS
+    'One row per metric per minute (UTC minute start): the value, how many events made it, and the detection verdict with its evidence.';
+COMMENT ON COLUMN metric_anomaly.aggregated_metrics.metric_timestamp IS
+    'Start of the minute.';
+COMMENT ON COLUMN metric_anomaly.aggregated_metrics.sample_count IS
+    'Number of events folded into this row (0 for a zero-filled minute).';
+COMMENT ON COLUMN metric_anomaly.aggregated_metrics.anomaly_context IS
+    'Evidence of the last evaluation (method, mean, std_dev, boundaries, z_score, sigma, window); NULL when not evaluated.';
+COMMENT ON COLUMN metric_anomaly.aggregated_metrics.needs_eval IS
+    'True while detection still has to evaluate (or re-evaluate, after a late event) this row.';
+
+------------------------------------------------------------------------------
+-- Series seen so far and how far each is zero-filled.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.series (
+    metric_name  text PRIMARY KEY,
+    filled_until timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE metric_anomaly.series IS
+    'Every series seen so far; minutes up to filled_until exist as rows (a minute without events is a 0).';
+
+------------------------------------------------------------------------------
+-- Per-metric detection settings; NULL means the GUC default.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.metrics (
+    metric_name text PRIMARY KEY,
+    sigma       double precision CHECK (sigma > 0 AND sigma <= 100),
+    window_size integer CHECK (window_size BETWEEN 2 AND 10080),
+    min_points  integer CHECK (min_points BETWEEN 2 AND 10080),
+    direction   text NOT NULL DEFAULT 'both' CHECK (direction IN ('both', 'up', 'down')),
+    enabled     boolean NOT NULL DEFAULT true,
+    description text
+);
+
+COMMENT ON TABLE metric_anomaly.metrics IS
+    'Per-metric detection settings: sigma, window_size (points of history), min_points, direction (both, up, down), enabled. NULL settings take the metric_anomaly.sigma, .window and .min_points defaults.';
+
+------------------------------------------------------------------------------
+-- The worker's own bookkeeping (one row).
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.worker_state (
+    singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    last_pass_start  timestamptz,
+    last_pass_end    timestamptz,
+    last_pass_events bigint NOT NULL DEFAULT 0,
+    total_events     bigint NOT NULL DEFAULT 0,
+    passes           bigint NOT NULL DEFAULT 0,
+    last_error       text,
+    last_error_at    timestamptz
+);
+INSERT INTO metric_anomaly.worker_state DEFAULT VALUES;
+
+COMMENT ON TABLE metric_anomaly.worker_state IS
+    'Bookkeeping of aggregation passes in this database; read it through worker_status.';
+
+CREATE VIEW metric_anomaly.worker_status AS
+SELECT pg_catalog.current_database() AS database,
+       a.pid,
+       a.pid IS NOT NULL AS running,
+       s.last_pass_start,
+       s.last_pass_end,
+       s.last_pass_events,
+       s.total_events,
+       s.passes,
+       (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
+         WHERE NOT e.is_processed) AS pending_events,
+       s.last_error,
+       s.last_error_at
+  FROM metric_anomaly.worker_state s
+  LEFT JOIN pg_catalog.pg_stat_activity a
+         ON a.backend_type = 'metric_anomaly worker'
+        AND a.datname = pg_catalog.current_database();
+
+COMMENT ON VIEW metric_anomaly.worker_status IS
+    'The aggregation worker of this database: its pid when running, the last pass, events folded in it and in total, the pending backlog and the last error.';
+
+CREATE VIEW metric_anomaly.anomalies AS
+SELECT m.metric_name,
+       m.metric_timestamp,
+       m.metric_value,
+       m.sample_count,
+       (m.anomaly_context ->> 'mean')::double precision AS mean,
+       (m.anomaly_context ->> 'std_dev')::double precision AS std_dev,
+       (m.anomaly_context ->> 'z_score')::double precision AS z_score,
+       m.anomaly_context
+  FROM metric_anomaly.aggregated_metrics m
+ WHERE m.is_anomaly
+ ORDER BY m.metric_timestamp DESC, m.metric_name;
+
+COMMENT ON VIEW metric_anomaly.anomalies IS
+    'Anomalous points with their evidence, newest first.';
+
+------------------------------------------------------------------------------
+-- Functions.
+------------------------------------------------------------------------------
+CREATE FUNCTION metric_anomaly.process_pending(as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS bigint
+LANGUAGE c VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_process_pending';
+
+COMMENT ON FUNCTION metric_anomaly.process_pending(timestamptz) IS
+    'Runs one aggregation pass in this session (the worker''s code path): folds every unprocessed event, zero-fills and evaluates minutes closed before as_of; returns the number of events folded.';
+
+CREATE FUNCTION metric_anomaly.start_worker()
+RETURNS integer
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_start_worker';
+
+COMMENT ON FUNCTION metric_anomaly.start_worker() IS
+    'Starts the aggregation worker and the alert delivery worker for the current database as dynamic background workers and returns the aggregation worker''s pid; they do not survive a server restart.';
+
+CREATE FUNCTION metric_anomaly.three_sigma(history double precision[],
+                                           value double precision,
+                                           sigma double precision DEFAULT 3.0)
+RETURNS jsonb
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_three_sigma';
+
+COMMENT ON FUNCTION metric_anomaly.three_sigma(double precision[], double precision, double precision) IS
+    'Evaluates value against history with the 3-sigma rule and returns the evidence detection stores (NULL elements ignored; NaN and infinities are an error).';
+
+------------------------------------------------------------------------------
+-- Privileges: the read side is public, the rest belongs to the admins.
+------------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION metric_anomaly.process_pending(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.start_worker() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.process_pending(timestamptz) TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.start_worker() TO metric_anomaly_admin;
+
+GRANT SELECT ON metric_anomaly.aggregated_metrics, metric_anomaly.series,
+                metric_anomaly.metrics, metric_anomaly.anomalies,
+                metric_anomaly.worker_status TO PUBLIC;
+GRANT ALL ON metric_anomaly.business_events, metric_anomaly.aggregated_metrics,
+             metric_anomaly.series, metric_anomaly.metrics,
+             metric_anomaly.worker_state TO metric_anomaly_admin;
+GRANT USAGE ON SEQUENCE metric_anomaly.business_events_id_seq TO metric_anomaly_admin;
+
+------------------------------------------------------------------------------
+-- pg_dump keeps the rows of the tables users fill and the worker's results.
+------------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.business_events', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.business_events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.aggregated_metrics', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.series', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metrics', '');
+
+------------------------------------------------------------------------------
+-- Charts
+------------------------------------------------------------------------------
+CREATE FUNCTION metric_anomaly.render_metric_chart(
+    metric_name text,
+    since timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) interval '3 hours',
+    until timestamptz DEFAULT pg_catalog.now(),
+    width integer DEFAULT 1200,
+    height integer DEFAULT 600)
+RETURNS bytea
+LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_render_metric_chart';
+
+COMMENT ON FUNCTION metric_anomaly.render_metric_chart(text, timestamptz, timestamptz, integer, integer) IS
+    'PNG chart of a metric''s minutes from since to until: the values (a missing minute is a gap), the expected band from each minute''s evidence, anomalies as red dots, times in the session time zone; width and height 100 to 4000 pixels, at most 100000 points.';
+
+CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_accum';
+CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_accum';
+CREATE FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, text, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_accum';
+CREATE FUNCTION metric_anomaly.line_chart_final(internal)
+RETURNS bytea
+LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_line_chart_final';
+
+COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision) IS
+    'Transition function of line_chart.';
+COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, jsonb) IS
+    'Transition function of line_chart.';
+COMMENT ON FUNCTION metric_anomaly.line_chart_accum(internal, timestamptz, double precision, text, jsonb) IS
+    'Transition function of line_chart.';
+COMMENT ON FUNCTION metric_anomaly.line_chart_final(internal) IS
+    'Final function of line_chart: draws the collected points as a PNG.';
+
+CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precision) (
+    SFUNC = metric_anomaly.line_chart_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.line_chart_final,
+    PARALLEL = SAFE
+);
+CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precision, options jsonb) (
+    SFUNC = metric_anomaly.line_chart_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.line_chart_final,
+    PARALLEL = SAFE
+);
+CREATE AGGREGATE metric_anomaly.line_chart(ts timestamptz, value double precision, series text, options jsonb) (
+    SFUNC = metric_anomaly.line_chart_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.line_chart_final,
+    PARALLEL = SAFE
+);
+
+COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision) IS
+    'PNG line chart of (ts, value) rows; a NULL value breaks the line, NaN and infinities are skipped; no rows give NULL.';
+COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision, jsonb) IS
+    'PNG line chart of (ts, value) rows with options: title, subtitle, label, y_label, width, height (100 to 4000), gap (seconds), dashed, markers (true).';
+COMMENT ON AGGREGATE metric_anomaly.line_chart(timestamptz, double precision, text, jsonb) IS
+    'PNG line chart with one line per distinct series value (at most 16) and options: title, subtitle, y_label, y2_label, width, height, gap, right_axis, dashed and markers (arrays of series names).';
+
+------------------------------------------------------------------------------
+-- Alerting
+--
+-- Detection (and the threshold rules below) write alerts into an outbox in
+-- the same transaction as the verdict, with pg_notify('metric_anomaly', json)
+-- and one delivery row per routed channel.  The delivery worker posts them
+-- outside any transaction and records the outcome.  Channels hold secrets
+-- (webhook URLs, tokens, signing keys): only metric_anomaly_admin reads them.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.alert_channels (
+    name       text PRIMARY KEY
+               CONSTRAINT alert_channels_name_check
+               CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    kind       text NOT NULL DEFAULT 'webhook'
+               CONSTRAINT alert_channels_kind_check
+               CHECK (kind IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk')),
+    url        text NOT NULL,
+    secret     text,
+    options    jsonb NOT NULL DEFAULT '{}'
+               CONSTRAINT alert_channels_options_check
+               CHECK (pg_catalog.jsonb_typeof(options) = 'object'),
+    enabled    boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE metric_anomaly.alert_channels IS
+    'Where alerts go: kind webhook, slack (incoming webhook), slack_bot (Web API base URL, bot token in secret, options.channel), wecom, feishu, dingtalk; url and secret are secrets readable only by metric_anomaly_admin.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.url IS
+    'Endpoint (http or https only); for slack_bot the Web API base, e.g. https://slack.com/api.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.secret IS
+    'Signing secret (feishu, dingtalk), bot token (slack_bot) or bearer token (webhook, sent as Authorization: Bearer); NULL when unused.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
+    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}.';
+
+/*
+ * Refuses URLs that are not http(s) with a clear error; never repeats the URL
+ * (it is a secret) in the message.
+ */
+CREATE FUNCTION metric_anomaly.alert_channels_check_url()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NEW.name IS NULL OR NEW.name !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_name',
+            MESSAGE = 'alert channel name must be 1 to 64 letters, digits, dots, dashes or underscores',
+            HINT = 'Choose a name such as ops-team.';
+    END IF;
+    IF NEW.kind IS NULL OR NEW.kind NOT IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" has an unknown kind', NEW.name),
+            HINT = 'Use one of webhook, slack, slack_bot, wecom, feishu, dingtalk.';
+    END IF;
+    IF NEW.url !~* '^https?://[^/?#@[:space:]]+' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('url of alert channel "%s" must be an http or https URL', NEW.name),
+            DETAIL = 'Only the http and https schemes are accepted, without spaces or control characters.',
+            HINT = 'Use an address such as https://hooks.example.com/path.';
+    END IF;
+    IF NEW.secret ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('secret of alert channel "%s" must not contain control characters', NEW.name),
+            HINT = 'Paste the token or signing secret without line breaks.';
+    END IF;
+    IF NEW.kind = 'slack_bot' AND coalesce(NEW.options ->> 'channel', '') = '' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" of kind slack_bot needs options.channel', NEW.name),
+            HINT = 'Set options to {"channel": "<channel id>"} and the bot token in secret.';
+    END IF;
+    IF NEW.kind = 'slack_bot' AND NEW.secret IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" of kind slack_bot needs a bot token in secret', NEW.name),
+            HINT = 'Set secret to the xoxb- token of the Slack app.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.alert_channels_check_url() IS
+    'Trigger function refusing alert channels of an unknown kind, whose url is not http(s), whose secret has control characters, or of kind slack_bot without a channel or token; its messages never repeat the url or secret.';
+
+CREATE TRIGGER alert_channels_check_url
+    BEFORE INSERT OR UPDATE ON metric_anomaly.alert_channels
+    FOR EACH ROW EXECUTE FUNCTION metric_anomaly.alert_channels_check_url();
+
+-- Routing: a metric with rows here goes only to those channels; a metric
+-- without rows goes to every enabled channel.
+CREATE TABLE metric_anomaly.alert_routes (
+    metric_name text NOT NULL,
+    channel     text NOT NULL
+                REFERENCES metric_anomaly.alert_channels (name)
+                ON UPDATE CASCADE ON DELETE CASCADE,
+    PRIMARY KEY (metric_name, channel)
+);
+
+COMMENT ON TABLE metric_anomaly.alert_routes IS
+    'Routing of metrics to channels: a metric listed here alerts only the listed (enabled) channels; a metric not listed alerts every enabled channel.';
+
+-- Static threshold rules, beside 3-sigma.
+CREATE TABLE metric_anomaly.alert_rules (
+    rule_name   text PRIMARY KEY
+                CONSTRAINT alert_rules_rule_name_check
+                CHECK (rule_name ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    metric_name text NOT NULL,
+    above       double precision,
+    below       double precision,
+    for_minutes integer NOT NULL DEFAULT 1
+                CONSTRAINT alert_rules_for_minutes_check
+                CHECK (for_minutes BETWEEN 1 AND 10080),
+    enabled     boolean NOT NULL DEFAULT true,
+    CONSTRAINT alert_rules_bound_check CHECK (above IS NOT NULL OR below IS NOT NULL)
+);
+
+CREATE INDEX alert_rules_metric_idx ON metric_anomaly.alert_rules (metric_name);
+
+COMMENT ON TABLE metric_anomaly.alert_rules IS
+    'Static threshold rules: the metric fires when its value is above "above" or below "below" for for_minutes consecutive minutes, and resolves like a 3-sigma episode.';
+
+-- Outbox.
+CREATE TABLE metric_anomaly.alerts (
+    id            bigserial PRIMARY KEY,
+    metric_name   text NOT NULL,
+    minute        timestamptz NOT NULL,
+    value         double precision NOT NULL,
+    context       jsonb,
+    state         text NOT NULL
+                  CONSTRAINT alerts_state_check CHECK (state IN ('firing', 'resolved')),
+    source        text NOT NULL,
+    episode_start timestamptz NOT NULL,
+    summary       text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT alerts_episode_key UNIQUE (metric_name, source, episode_start, state)
+);
+
+CREATE INDEX alerts_minute_idx ON metric_anomaly.alerts (minute DESC);
+CREATE INDEX alerts_created_at_idx ON metric_anomaly.alerts (created_at);
+
+COMMENT ON TABLE metric_anomaly.alerts IS
+    'Outbox of alerts: one firing row when an episode starts, one resolved row when it ends; written in the detection transaction together with pg_notify(''metric_anomaly'', json).  Deleted with their deliveries metric_anomaly.alert_retention after created_at, once every delivery is sent or dead.';
+COMMENT ON COLUMN metric_anomaly.alerts.source IS
+    '3-sigma, or threshold:<rule_name>.';
+COMMENT ON COLUMN metric_anomaly.alerts.episode_start IS
+    'First minute of the episode this alert belongs to.';
+
+-- Episode state per series and source: survives restarts, so a restart never
+-- repeats an alert.
+CREATE TABLE metric_anomaly.alert_episodes (
+    metric_name    text NOT NULL,
+    source         text NOT NULL,
+    firing         boolean NOT NULL DEFAULT false,
+    muted          boolean NOT NULL DEFAULT false,
+    episode_start  timestamptz,
+    breach_streak  integer NOT NULL DEFAULT 0,
+    ok_streak      integer NOT NULL DEFAULT 0,
+    last_minute    timestamptz NOT NULL,
+    last_fired_at  timestamptz,
+    PRIMARY KEY (metric_name, source)
+);
+
+COMMENT ON TABLE metric_anomaly.alert_episodes IS
+    'Alerting state of each series and source (3-sigma or a threshold rule): whether an episode is open, the streaks of breaching and normal minutes, the last minute seen and when it last fired (for the cooldown).';
+
+CREATE TABLE metric_anomaly.deliveries (
+    id              bigserial PRIMARY KEY,
+    alert_id        bigint NOT NULL REFERENCES metric_anomaly.alerts (id) ON DELETE CASCADE,
+    channel         text NOT NULL
+                    REFERENCES metric_anomaly.alert_channels (name)
+                    ON UPDATE CASCADE ON DELETE CASCADE,
+    idempotency_key text NOT NULL,
+    state           text NOT NULL DEFAULT 'pending'
+                    CONSTRAINT deliveries_state_check
+                    CHECK (state IN ('pending', 'sent', 'failed', 'dead')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_attempt_at timestamptz,
+    http_status     integer,
+    last_error      text,
+    sent_at         timestamptz,
+    in_flight       boolean NOT NULL DEFAULT false,
+    steps_done      integer NOT NULL DEFAULT 0,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT deliveries_alert_channel_key UNIQUE (alert_id, channel),
+    CONSTRAINT deliveries_idempotency_key_key UNIQUE (idempotency_key)
+);
+
+CREATE INDEX deliveries_due_idx ON metric_anomaly.deliveries (next_attempt_at)
+    WHERE state IN ('pending', 'failed');
+
+COMMENT ON TABLE metric_anomaly.deliveries IS
+    'One row per alert and routed channel: pending until first tried, failed while retried with backoff, sent, or dead (4xx, or attempts exhausted).  A claimed row has next_attempt_at pushed forward by a lease, so a crashed attempt is retried with the same idempotency_key.';
+COMMENT ON COLUMN metric_anomaly.deliveries.idempotency_key IS
+    'Sent as the Idempotency-Key header on every attempt; derived from the alert id and the channel.';
+COMMENT ON COLUMN metric_anomaly.deliveries.steps_done IS
+    'Requests of a multi-request delivery (WeCom markdown then image) already accepted; a retry sends only the rest.';
+COMMENT ON COLUMN metric_anomaly.deliveries.last_error IS
+    'Last failure (at most 500 characters); never contains the URL or secret.';
+
+CREATE VIEW metric_anomaly.delivery_status AS
+SELECT d.id AS delivery_id,
+       d.alert_id,
+       a.metric_name,
+       a.minute,
+       a.state AS alert_state,
+       a.source,
+       d.channel,
+       c.kind,
+       d.state,
+       d.attempts,
+       d.next_attempt_at,
+       d.last_attempt_at,
+       d.http_status,
+       d.last_error,
+       d.sent_at,
+       d.idempotency_key
+  FROM metric_anomaly.deliveries d
+  JOIN metric_anomaly.alerts a ON a.id = d.alert_id
+  JOIN metric_anomaly.alert_channels c ON c.name = d.channel;
+
+COMMENT ON VIEW metric_anomaly.delivery_status IS
+    'Every delivery with its alert and channel kind (no URL, no secret): state, attempts, next attempt, last HTTP status and error.';
+
+CREATE FUNCTION metric_anomaly.test_channel(name text)
+RETURNS integer
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_test_channel';
+
+COMMENT ON FUNCTION metric_anomaly.test_channel(text) IS
+    'Sends a test message to the channel from this session and returns the HTTP status (0 when no answer).  The network I/O runs in the caller''s transaction, because a SQL function cannot commit: call it outside long transactions; it holds no lock on alerting tables while it waits.';
+
+CREATE FUNCTION metric_anomaly.evaluate_alerts(from_minute timestamptz, to_minute timestamptz)
+RETURNS integer
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_evaluate_alerts';
+
+COMMENT ON FUNCTION metric_anomaly.evaluate_alerts(timestamptz, timestamptz) IS
+    'Runs alerting (episodes, threshold rules, outbox, deliveries) over the stored verdicts of the minutes in [from_minute, to_minute), as detection does after each pass, and returns the number of alerts written; minutes alerting has already seen are skipped.';
+
+CREATE FUNCTION metric_anomaly.start_delivery_worker()
+RETURNS integer
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_start_delivery_worker';
+
+COMMENT ON FUNCTION metric_anomaly.start_delivery_worker() IS
+    'Starts the delivery worker for the current database as a dynamic background worker and returns its pid, or returns the pid of the one already running; the launcher normally does this.';
+
+REVOKE ALL ON metric_anomaly.alert_channels, metric_anomaly.alert_routes,
+              metric_anomaly.alert_rules, metric_anomaly.alerts,
+              metric_anomaly.alert_episodes, metric_anomaly.deliveries,
+              metric_anomaly.delivery_status FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.test_channel(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.evaluate_alerts(timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.start_delivery_worker() FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.alert_channels_check_url() FROM PUBLIC;
+GRANT ALL ON metric_anomaly.alert_channels, metric_anomaly.alert_routes,
+             metric_anomaly.alert_rules, metric_anomaly.alerts,
+             metric_anomaly.alert_episodes, metric_anomaly.deliveries,
+             metric_anomaly.delivery_status TO metric_anomaly_admin;
+GRANT USAGE ON SEQUENCE metric_anomaly.alerts_id_seq,
+                        metric_anomaly.deliveries_id_seq TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.test_channel(text) TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.evaluate_alerts(timestamptz, timestamptz) TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.start_delivery_worker() TO metric_anomaly_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_channels', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_routes', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_rules', '');
