@@ -172,7 +172,7 @@ $$;
 -- Fallback with too little history: min_points 3, no seasonal history.
 -- Point 4: history 10, 12, 11 has median 11 and MAD 1, so 1.4826; the
 -- values are counts, so the Poisson floor sqrt(11) = 3.3166 wins and the
--- band is 11 +- 5 * 3.3166.  Point 6: 50 is 11.76 robust sigmas from the
+-- band is 11 +- 6 * 3.3166.  Point 6: 50 is 11.76 robust sigmas from the
 -- median 11.5 of 10, 12, 11, 13, 10 (scale sqrt(11.5)).
 SELECT n, value, expected, round(lower::numeric, 4) AS lower,
        round(upper::numeric, 4) AS upper, round(score::numeric, 4) AS score,

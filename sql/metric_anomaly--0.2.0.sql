@@ -113,11 +113,11 @@ CREATE TABLE metric_anomaly.metrics (
 );
 
 COMMENT ON TABLE metric_anomaly.metrics IS
-    'Per-metric detection settings: method (robust, the default, or 3-sigma), sigma (3-sigma), sensitivity (robust, default 5), window_size (points of history), min_points, direction (both, up, down), seasonality (auto, daily, weekly, none), alert_after and alert_window (alert when alert_after of the last alert_window judged minutes are anomalous), enabled. NULL settings take the defaults (metric_anomaly.sigma, .window, .min_points GUCs).';
+    'Per-metric detection settings: method (robust, the default, or 3-sigma), sigma (3-sigma), sensitivity (robust, default 6), window_size (points of history), min_points, direction (both, up, down), seasonality (auto, daily, weekly, none), alert_after and alert_window (alert when alert_after of the last alert_window judged minutes are anomalous), enabled. NULL settings take the defaults (metric_anomaly.sigma, .window, .min_points GUCs).';
 COMMENT ON COLUMN metric_anomaly.metrics.sensitivity IS
-    'Robust method: a point is anomalous when it is more than sensitivity robust sigmas from every baseline that judges it; NULL means 5.';
+    'Robust method: a point is anomalous when it is more than sensitivity robust sigmas from every baseline that judges it; NULL means 6.';
 COMMENT ON COLUMN metric_anomaly.metrics.alert_after IS
-    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 1).';
+    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 3 for robust, 1 for 3-sigma).';
 
 ------------------------------------------------------------------------------
 -- The worker's own bookkeeping (one row).

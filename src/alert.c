@@ -41,6 +41,7 @@
 
 #include "alert.h"
 #include "delivery.h"
+#include "detect.h"
 #include "episode.h"
 #include "http.h"
 #include "spi_util.h"
@@ -643,9 +644,17 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 		pts[i].context = isnull ? NULL : DatumGetJsonbPCopy(d);
 		pts[i].method = SPI_getvalue(tup, desc, 7);
 		d = SPI_getbinval(tup, desc, 8, &isnull);
-		pts[i].alert_after = isnull ? 1 : DatumGetInt32(d);
+		pts[i].alert_after = isnull ? 0 : DatumGetInt32(d);
 		d = SPI_getbinval(tup, desc, 9, &isnull);
-		pts[i].alert_window = isnull ? pts[i].alert_after : DatumGetInt32(d);
+		pts[i].alert_window = isnull ? 0 : DatumGetInt32(d);
+		{
+			MaDetectSettings s = {0};
+
+			(void) ma_method_parse(pts[i].method, &s.method);
+			s.alert_after = pts[i].alert_after;
+			s.alert_window = pts[i].alert_window;
+			ma_detect_alert_rule(&s, &pts[i].alert_after, &pts[i].alert_window);
+		}
 	}
 	ignore_max_age = true;
 	PG_TRY();

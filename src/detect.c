@@ -103,6 +103,30 @@ ma_direction_parse(const char *name, MaDirection *direction)
 	return true;
 }
 
+/*
+ * The N of M a series alerts by: its settings', or its method's default
+ * (2 of 3 for robust; 1 for 3-sigma, as before).
+ */
+void
+ma_detect_alert_rule(const MaDetectSettings *s, int *need, int *window)
+{
+	if (s->alert_after > 0)
+	{
+		*need = s->alert_after;
+		*window = Max(s->alert_after, s->alert_window);
+	}
+	else if (s->method == MA_METHOD_ROBUST)
+	{
+		*need = MA_DEFAULT_ALERT_AFTER;
+		*window = Max(MA_DEFAULT_ALERT_WINDOW, s->alert_window);
+	}
+	else
+	{
+		*need = 1;
+		*window = Max(1, s->alert_window);
+	}
+}
+
 const char *
 ma_method_name(MaMethod m)
 {

@@ -110,9 +110,10 @@ typedef enum MaMethod
 	MA_METHOD_THREE_SIGMA
 } MaMethod;
 
-#define MA_DEFAULT_SENSITIVITY	5.0
-#define MA_DEFAULT_ALERT_AFTER	1
-#define MA_DEFAULT_ALERT_WINDOW 1
+#define MA_DEFAULT_SENSITIVITY	6.0
+/* robust alerts on 2 of 3 anomalous minutes; 3-sigma, as the seed, on 1 */
+#define MA_DEFAULT_ALERT_AFTER	2
+#define MA_DEFAULT_ALERT_WINDOW 3
 
 typedef struct MaDetectSettings
 {
@@ -124,7 +125,7 @@ typedef struct MaDetectSettings
 	MaDirection direction;
 	bool		daily;
 	bool		weekly;
-	int			alert_after;	/* N of M */
+	int			alert_after;	/* N of M; 0: the method's default */
 	int			alert_window;
 } MaDetectSettings;
 
@@ -146,6 +147,7 @@ extern void ma_detect_point(const MaDetectSettings *s,
 							const double *recent, int nrecent,
 							const TimestampTz *sts, const double *svals, int sn,
 							TimestampTz t, double value, MaVerdict *v);
+extern void ma_detect_alert_rule(const MaDetectSettings *s, int *need, int *window);
 extern const char *ma_method_name(MaMethod m);
 extern bool ma_method_parse(const char *name, MaMethod *m);
 

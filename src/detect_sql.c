@@ -228,8 +228,8 @@ ma_detect_settings_defaults(MaDetectSettings *s)
 	s->min_points = ma_min_points;
 	s->direction = MA_DIRECTION_BOTH;
 	s->daily = s->weekly = true;
-	s->alert_after = MA_DEFAULT_ALERT_AFTER;
-	s->alert_window = MA_DEFAULT_ALERT_WINDOW;
+	s->alert_after = 0;
+	s->alert_window = 0;
 }
 
 static void
@@ -341,6 +341,4 @@ ma_detect_settings_apply(MaDetectSettings *s, Jsonb *settings)
 	if (s->sigma == 0 || s->sensitivity == 0)
 		settings_error(s->sigma == 0 ? "sigma" : "sensitivity",
 					   "a number greater than 0 and at most 100");
-	if (s->alert_window < s->alert_after)
-		s->alert_window = s->alert_after;
 }

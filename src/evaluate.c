@@ -150,8 +150,7 @@ verdicts_add(Verdicts *v, const Series *s, int i, const MaVerdict *r)
 	p->evaluated = r != NULL && r->judged;
 	p->is_anomaly = p->evaluated ? r->is_anomaly : false;
 	p->method = ma_method_name(s->settings.method);
-	p->alert_after = s->settings.alert_after;
-	p->alert_window = s->settings.alert_window;
+	ma_detect_alert_rule(&s->settings, &p->alert_after, &p->alert_window);
 	if (p->evaluated)
 	{
 		MemoryContext old = MemoryContextSwitchTo(v->cxt);

@@ -28,7 +28,13 @@ ma_replay_init(MaReplay *r, const MaDetectSettings *s, int capacity)
 {
 	memset(r, 0, sizeof(*r));
 	r->s = *s;
-	ma_alert_replay_rule(&r->rule, s->alert_after, s->alert_window);
+	{
+		int			need;
+		int			window;
+
+		ma_detect_alert_rule(s, &need, &window);
+		ma_alert_replay_rule(&r->rule, need, window);
+	}
 	ma_episode_init(&r->st);
 	r->cap = Max(capacity, 1);
 	r->vals = palloc(sizeof(double) * r->cap);
