@@ -11,6 +11,16 @@
 \echo Use "ALTER EXTENSION metric_anomaly UPDATE" to load this file. \quit
 
 ------------------------------------------------------------------------------
+-- Security, dumps and upgrades
+------------------------------------------------------------------------------
+-- pg_dump keeps the alert state (see the install script).
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_episodes', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries_id_seq', '');
+
+------------------------------------------------------------------------------
 -- Detection wing: per-metric settings, N-of-M alerting state, replay and
 -- backtest.
 ------------------------------------------------------------------------------

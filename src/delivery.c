@@ -52,6 +52,7 @@
 #include "alert.h"
 #include "channel.h"
 #include "delivery.h"
+#include "extension.h"
 #include "http.h"
 #include "metric_anomaly.h"
 
@@ -587,6 +588,11 @@ delivery_step(MemoryContext keep)
 		return MISSING_POLL_MS;
 	}
 	missing_logged = false;
+	if (!ma_extension_is_current())
+	{
+		end_xact();				/* said once in the log by extension.c */
+		return MISSING_POLL_MS;
+	}
 	if (!have_lock)
 		become_the_worker();
 	c = claim_one(keep);

@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "delivery.h"
+#include "extension.h"
 #include "metric_anomaly.h"
 #include "pass.h"
 #include "spi_util.h"
@@ -274,6 +275,8 @@ worker_ready(bool *reported)
 					 errhint("Run CREATE EXTENSION metric_anomaly in that database.")));
 		*reported = true;
 	}
+	else if (!ma_extension_is_current())
+		ok = false;				/* said once in the log by extension.c */
 	else if (!DatumGetBool(DirectFunctionCall1(pg_try_advisory_lock_int8,
 											   Int64GetDatum(WORKER_LOCK_KEY))))
 	{
