@@ -25,18 +25,33 @@ SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries_id_seq', '
 -- backtest.
 ------------------------------------------------------------------------------
 ALTER TABLE metric_anomaly.metrics
-    ADD COLUMN method      text CHECK (method IN ('robust', '3-sigma')),
-    ADD COLUMN sensitivity double precision CHECK (sensitivity > 0 AND sensitivity <= 100),
-    ADD COLUMN seasonality text CHECK (seasonality IN ('auto', 'daily', 'weekly', 'none')),
-    ADD COLUMN alert_after integer CHECK (alert_after BETWEEN 1 AND 60),
-    ADD COLUMN alert_window integer CHECK (alert_window BETWEEN 1 AND 60 AND alert_window >= alert_after);
+    ADD COLUMN method      text
+                CONSTRAINT metrics_method_check CHECK (method IN ('robust', '3-sigma')),
+    ADD COLUMN sensitivity double precision
+                CONSTRAINT metrics_sensitivity_check CHECK (sensitivity > 0 AND sensitivity <= 100),
+    ADD COLUMN seasonality text
+                CONSTRAINT metrics_seasonality_check CHECK (seasonality IN ('auto', 'daily', 'weekly', 'none')),
+    ADD COLUMN alert_after integer
+                CONSTRAINT metrics_alert_after_check CHECK (alert_after BETWEEN 1 AND 60),
+    ADD COLUMN alert_window integer
+                CONSTRAINT metrics_alert_window_check CHECK (alert_window BETWEEN 1 AND 60 AND alert_window >= alert_after);
 
 COMMENT ON TABLE metric_anomaly.metrics IS
     'Per-metric detection settings: method (robust, the default, or 3-sigma), sigma (3-sigma), sensitivity (robust, default 6), window_size (points of history), min_points, direction (both, up, down), seasonality (auto, daily, weekly, none), alert_after and alert_window (alert when alert_after of the last alert_window judged minutes are anomalous), enabled. NULL settings take the defaults (metric_anomaly.sigma, .window, .min_points GUCs).';
 COMMENT ON COLUMN metric_anomaly.metrics.sensitivity IS
     'Robust method: a point is anomalous when it is more than sensitivity robust sigmas from every baseline that judges it; NULL means 6.';
 COMMENT ON COLUMN metric_anomaly.metrics.alert_after IS
-    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 3 for robust, 1 for 3-sigma).';
+    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 20 for robust, 1 for 3-sigma).';
+
+ALTER TABLE metric_anomaly.series
+    ADD COLUMN detect_errors        bigint NOT NULL DEFAULT 0,
+    ADD COLUMN detect_last_error    text,
+    ADD COLUMN detect_last_error_at timestamptz;
+
+COMMENT ON COLUMN metric_anomaly.series.detect_errors IS
+    'Passes in which this series'' detection or alerting failed; the pass went on without it.';
+COMMENT ON COLUMN metric_anomaly.series.detect_last_error IS
+    'The last such failure: the stage (detection, alerting) and the error message.';
 
 ALTER TABLE metric_anomaly.alert_episodes
     ADD COLUMN recent_breaches bigint NOT NULL DEFAULT 0;

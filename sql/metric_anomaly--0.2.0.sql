@@ -88,11 +88,18 @@ COMMENT ON COLUMN metric_anomaly.aggregated_metrics.needs_eval IS
 CREATE TABLE metric_anomaly.series (
     metric_name  text PRIMARY KEY,
     filled_until timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    detect_errors        bigint NOT NULL DEFAULT 0,
+    detect_last_error    text,
+    detect_last_error_at timestamptz
 );
 
 COMMENT ON TABLE metric_anomaly.series IS
     'Every series seen so far; minutes up to filled_until exist as rows (a minute without events is a 0).';
+COMMENT ON COLUMN metric_anomaly.series.detect_errors IS
+    'Passes in which this series'' detection or alerting failed; the pass went on without it.';
+COMMENT ON COLUMN metric_anomaly.series.detect_last_error IS
+    'The last such failure: the stage (detection, alerting) and the error message.';
 
 ------------------------------------------------------------------------------
 -- Per-metric detection settings; NULL means the GUC default.
@@ -105,11 +112,16 @@ CREATE TABLE metric_anomaly.metrics (
     direction   text NOT NULL DEFAULT 'both' CHECK (direction IN ('both', 'up', 'down')),
     enabled     boolean NOT NULL DEFAULT true,
     description text,
-    method      text CHECK (method IN ('robust', '3-sigma')),
-    sensitivity double precision CHECK (sensitivity > 0 AND sensitivity <= 100),
-    seasonality text CHECK (seasonality IN ('auto', 'daily', 'weekly', 'none')),
-    alert_after integer CHECK (alert_after BETWEEN 1 AND 60),
-    alert_window integer CHECK (alert_window BETWEEN 1 AND 60 AND alert_window >= alert_after)
+    method      text
+                CONSTRAINT metrics_method_check CHECK (method IN ('robust', '3-sigma')),
+    sensitivity double precision
+                CONSTRAINT metrics_sensitivity_check CHECK (sensitivity > 0 AND sensitivity <= 100),
+    seasonality text
+                CONSTRAINT metrics_seasonality_check CHECK (seasonality IN ('auto', 'daily', 'weekly', 'none')),
+    alert_after integer
+                CONSTRAINT metrics_alert_after_check CHECK (alert_after BETWEEN 1 AND 60),
+    alert_window integer
+                CONSTRAINT metrics_alert_window_check CHECK (alert_window BETWEEN 1 AND 60 AND alert_window >= alert_after)
 );
 
 COMMENT ON TABLE metric_anomaly.metrics IS
@@ -117,7 +129,7 @@ COMMENT ON TABLE metric_anomaly.metrics IS
 COMMENT ON COLUMN metric_anomaly.metrics.sensitivity IS
     'Robust method: a point is anomalous when it is more than sensitivity robust sigmas from every baseline that judges it; NULL means 6.';
 COMMENT ON COLUMN metric_anomaly.metrics.alert_after IS
-    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 3 for robust, 1 for 3-sigma).';
+    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 20 for robust, 1 for 3-sigma).';
 
 ------------------------------------------------------------------------------
 -- The worker's own bookkeeping (one row).

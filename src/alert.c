@@ -44,6 +44,7 @@
 #include "detect.h"
 #include "episode.h"
 #include "http.h"
+#include "isolate.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);
@@ -547,10 +548,29 @@ alert_series(const MaEvaluatedPoint *pts, int n, List *rules, HTAB *states)
 	}
 }
 
+/* One series' alerting, run in a subtransaction of its own. */
+typedef struct AlertJob
+{
+	const MaEvaluatedPoint *pts;
+	int			n;
+	List	   *rules;
+	HTAB	   *states;
+} AlertJob;
+
+static void
+alert_job(void *arg)
+{
+	AlertJob   *job = (AlertJob *) arg;
+
+	alert_series(job->pts, job->n, job->rules, job->states);
+}
+
 /*
  * See alert.h.  Points are grouped by metric; the rules and stored states
  * of all their metrics are read in two statements, then each group runs
- * through every source of its metric.
+ * through every source of its metric, in a subtransaction of its own: an
+ * error in one series is recorded against it (isolate.c) and the others
+ * still alert.
  */
 void
 ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
@@ -585,7 +605,12 @@ ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
 
 		while (j < npoints && strcmp(points[j].metric_name, points[i].metric_name) == 0)
 			j++;
-		alert_series(points + i, j - i, rules, states);
+		{
+			AlertJob	job = {points + i, j - i, rules, states};
+
+			(void) ma_run_isolated(alert_job, &job, points[i].metric_name,
+								   "alerting", 0);
+		}
 		i = j;
 	}
 

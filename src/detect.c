@@ -105,7 +105,7 @@ ma_direction_parse(const char *name, MaDirection *direction)
 
 /*
  * The N of M a series alerts by: its settings', or its method's default
- * (2 of 3 for robust; 1 for 3-sigma, as before).
+ * (2 of 20 for robust; 1 for 3-sigma, as before).
  */
 void
 ma_detect_alert_rule(const MaDetectSettings *s, int *need, int *window)

@@ -53,6 +53,14 @@ extern bool ma_direction_parse(const char *name, MaDirection *direction);
 #define MA_SEASON_SAMPLES	(MA_SEASONS_BACK * (2 * MA_SEASON_HALF + 1))
 #define MA_SEASON_MIN_SEASONS	2	/* seasons with a sample to be used */
 
+/*
+ * The novelty guard: a point is not anomalous when the recent window, less
+ * its newest MA_NOVELTY_SKIP points, holds MA_NOVELTY_REPEATS separate
+ * excursions at least as far on the same side.
+ */
+#define MA_NOVELTY_SKIP		15
+#define MA_NOVELTY_REPEATS	2
+
 #define MA_DAY_S			86400
 #define MA_WEEK_S			(7 * 86400)
 
@@ -88,6 +96,8 @@ typedef struct MaRobust
 	bool		counts;			/* the recent values are all counts */
 	MaBaseline	b[MA_BASELINES];
 	int			judge;			/* baseline that judged: the nearest */
+	int			repeats;		/* earlier excursions as far (novelty) */
+	bool		outside_band;	/* every baseline put it outside */
 	double		expected;
 	double		lower;
 	double		upper;
@@ -111,9 +121,9 @@ typedef enum MaMethod
 } MaMethod;
 
 #define MA_DEFAULT_SENSITIVITY	6.0
-/* robust alerts on 2 of 3 anomalous minutes; 3-sigma, as the seed, on 1 */
+/* robust alerts on 2 anomalous of 20 judged minutes; 3-sigma, as the seed, on 1 */
 #define MA_DEFAULT_ALERT_AFTER	2
-#define MA_DEFAULT_ALERT_WINDOW 3
+#define MA_DEFAULT_ALERT_WINDOW 20
 
 typedef struct MaDetectSettings
 {

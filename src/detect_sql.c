@@ -176,7 +176,9 @@ robust_context(const MaRobust *r)
 					 r->counts ? "true" : "false", ma_baseline_name(r->judge));
 	for (int b = 0; b < MA_BASELINES; b++)
 		append_baseline(&buf, r, b, &first);
-	appendStringInfo(&buf, "}, \"is_anomaly\": %s}", r->is_anomaly ? "true" : "false");
+	appendStringInfo(&buf, "}, \"outside_band\": %s", r->outside_band ? "true" : "false");
+	appendStringInfo(&buf, ", \"repeats\": %d", r->repeats);
+	appendStringInfo(&buf, ", \"is_anomaly\": %s}", r->is_anomaly ? "true" : "false");
 	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 												CStringGetDatum(buf.data)));
 	pfree(buf.data);

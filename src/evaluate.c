@@ -4,11 +4,19 @@
  *
  * Rows of aggregated_metrics with needs_eval set (new minutes, zero-filled
  * minutes, and minutes a late event changed) are evaluated once their minute
- * is closed.  One cursor reads, per series, the dirty rows together with the
- * window of history before them, as arrays in time order; each dirty point is judged
- * against the previous window_size points by detect.c, and the verdicts are
- * written back in batches, in the caller's transaction.  Cost per point is
- * O(window).
+ * is closed.  One cursor reads, per series, its settings (the row of
+ * metric_anomaly.metrics as jsonb, parsed by the code that parses
+ * detect_series() settings), the dirty rows together with the window of
+ * history before them, and, for the robust method, the seasonal lag samples
+ * of the dirty minutes (MA_SEASON_SAMPLES per season and dirty minute, read
+ * by primary key, and only once the series is two seasons old: a young
+ * series costs no seasonal reads).  Each dirty point is judged by
+ * ma_detect_point() (detect.c), exactly as detect_series() judges it, and
+ * the verdicts are written back in batches, in the caller's transaction.
+ * Cost per point is O(window log window) for robust (two medians), O(window)
+ * for 3-sigma; memory is one fetch of FETCH_SERIES series and at most
+ * FLUSH_POINTS verdicts.  Each series runs in a subtransaction of its own
+ * (isolate.c): one that fails is recorded and skipped.
  */
 #include "postgres.h"
 
@@ -23,6 +31,7 @@
 #include "detect.h"
 #include "detect_sql.h"
 #include "evaluate.h"
+#include "isolate.h"
 #include "metric_anomaly.h"
 #include "spi_util.h"
 
@@ -303,6 +312,25 @@ series_read(Series *s, HeapTuple tup, TupleDesc desc)
 	}
 }
 
+/* One series' detection, run in a subtransaction of its own. */
+typedef struct SeriesJob
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+	Verdicts   *v;
+	int64		evaluated;
+} SeriesJob;
+
+static void
+series_job(void *arg)
+{
+	SeriesJob  *job = (SeriesJob *) arg;
+	Series		s;
+
+	series_read(&s, job->tup, job->desc);
+	job->evaluated = series_evaluate(&s, job->v);
+}
+
 /*
  * Evaluates every row that needs it and whose minute is at or before
  * last_closed; returns the number of points judged (points with too little
@@ -347,11 +375,20 @@ ma_evaluate_pending(TimestampTz last_closed)
 			break;
 		for (uint64 row = 0; row < nrows; row++)
 		{
-			Series		s;
+			SeriesJob	job;
+			int			before = v.n;
 
 			old = MemoryContextSwitchTo(series_cxt);
-			series_read(&s, tt->vals[row], tt->tupdesc);
-			evaluated += series_evaluate(&s, &v);
+			job.tup = tt->vals[row];
+			job.desc = tt->tupdesc;
+			job.v = &v;
+			job.evaluated = 0;
+			/* a series that fails leaves no verdict behind */
+			if (ma_run_isolated(series_job, &job, SPI_getvalue(job.tup, job.desc, 1),
+								"detection", last_closed))
+				evaluated += job.evaluated;
+			else
+				v.n = before;
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(series_cxt);
 
