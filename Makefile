@@ -50,3 +50,4 @@ demo:
 
 bench:
 	bash test/bench/aggregate.sh
+	bash test/bench/delivery.sh

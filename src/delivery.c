@@ -592,6 +592,8 @@ release_settled(Worker *w, bool committed)
 			continue;
 		}
 		forget(w, d);
+		/* its channel has a free slot now: look for what waits for it */
+		w->next_claim = GetCurrentTimestamp();
 	}
 }
 
@@ -892,9 +894,10 @@ extension_ready(Worker *w)
 
 /*
  * Step 2 of the file header: one transaction recording what is settled and
- * claiming what there is room for.  A claim that filled the room is repeated
- * as soon as room frees; otherwise the table is looked at again after
- * POLL_MS (MISSING_POLL_MS while the extension is missing).
+ * claiming what there is room for.  A claim that found work is repeated at
+ * the next turn (a channel limited to one delivery at a time has more due
+ * behind the one it took); one that found none waits POLL_MS
+ * (MISSING_POLL_MS while the extension is missing).
  */
 static void
 record_and_claim(Worker *w)
@@ -917,7 +920,7 @@ record_and_claim(Worker *w)
 		become_the_worker(w);
 	/* claimed rows can settle at once (refused ones): record after claiming */
 	if (claiming)
-		w->next_claim = claim(w, room) < room ? TimestampTzPlusMilliseconds(now, POLL_MS) : now;
+		w->next_claim = claim(w, room) > 0 ? now : TimestampTzPlusMilliseconds(now, POLL_MS);
 	record_settled(w);
 	end_xact();
 	dlist_init(&w->fresh);

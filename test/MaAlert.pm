@@ -144,7 +144,7 @@ sub requests
 		{
 			$answer = <$af>;
 			close $af;
-			chomp $answer if defined $answer;
+			$answer =~ s/\r?\n$// if defined $answer;
 		}
 		push @out, { method => $method, path => $path, headers => \%h, body => $body,
 			answer => $answer };
