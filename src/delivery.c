@@ -105,6 +105,7 @@ typedef struct Pace
 {
 	char	   *name;
 	int			active;
+	int			ending;			/* of them settled, their outcome being recorded */
 	int			reserved;		/* rows a claim is taking, not yet adopted */
 	int			limit;			/* per minute; 0 none */
 	int			next;			/* ring position of the oldest start */
@@ -385,6 +386,7 @@ static void
 settle(Worker *w, Delivery *d, const char *result, long status, const char *error)
 {
 	d->result = result;
+	d->pace->ending++;
 	d->status = status;
 	d->error = error ? MemoryContextStrdup(d->cxt, error) : NULL;
 	dlist_push_tail(&w->settled, &d->node);
@@ -601,6 +603,8 @@ release_settled(Worker *w, bool committed)
 static void
 forget(Worker *w, Delivery *d)
 {
+	if (d->result)
+		d->pace->ending--;
 	d->pace->active--;
 	w->active--;
 	MemoryContextDelete(d->cxt);
@@ -776,12 +780,15 @@ adopt(Worker *w, HeapTuple tup, TupleDesc desc)
 
 /*
  * How many deliveries channel p may take now: its free concurrency slots,
- * and no more than its rate limit lets start.
+ * and no more than its rate limit lets start.  Deliveries whose outcome is
+ * recorded in this same transaction free their slots already (should the
+ * transaction fail, the new claims go with it), so a channel's next
+ * delivery is claimed in the turn its previous one ends.
  */
 static int
 channel_budget(const Pace *p, TimestampTz now)
 {
-	int			free = ma_alert_channel_concurrency - p->active;
+	int			free = ma_alert_channel_concurrency - (p->active - p->ending);
 
 	if (free <= 0)
 		return 0;
