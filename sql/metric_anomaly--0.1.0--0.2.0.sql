@@ -11,6 +11,16 @@
 \echo Use "ALTER EXTENSION metric_anomaly UPDATE" to load this file. \quit
 
 ------------------------------------------------------------------------------
+-- Security, dumps and upgrades
+------------------------------------------------------------------------------
+-- pg_dump keeps the alert state (see the install script).
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_episodes', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries_id_seq', '');
+
+------------------------------------------------------------------------------
 -- Workers (issue 9, 17): worker_status finds the aggregation worker by the
 -- lock it holds while serving the database, in pg_locks, which every role
 -- sees whole (pg_stat_activity hides the backend type of the superuser's

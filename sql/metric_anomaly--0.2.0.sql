@@ -567,3 +567,17 @@ GRANT EXECUTE ON FUNCTION metric_anomaly.start_delivery_worker() TO metric_anoma
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_channels', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_routes', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_rules', '');
+
+------------------------------------------------------------------------------
+-- Security, dumps and upgrades (0.2.0)
+--
+-- pg_dump keeps the alert state with its sequences, so that a restored
+-- database never repeats an alert (the episodes say which are already
+-- firing, the outbox what was sent) nor reuses an alert id in an
+-- idempotency key.
+------------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_episodes', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries_id_seq', '');

@@ -52,6 +52,7 @@
 #include "alert.h"
 #include "channel.h"
 #include "delivery.h"
+#include "extension.h"
 #include "http.h"
 #include "metric_anomaly.h"
 #include "worker.h"
@@ -583,6 +584,11 @@ delivery_step(MemoryContext keep)
 		return MISSING_POLL_MS;
 	}
 	missing_logged = false;
+	if (!ma_extension_is_current())
+	{
+		end_xact();				/* said once in the log by extension.c */
+		return MISSING_POLL_MS;
+	}
 	if (!have_lock && !become_the_worker())
 	{
 		end_xact();

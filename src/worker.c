@@ -63,6 +63,7 @@
 #include "utils/timestamp.h"
 
 #include "delivery.h"
+#include "extension.h"
 #include "metric_anomaly.h"
 #include "pass.h"
 #include "spi_util.h"
@@ -493,6 +494,7 @@ static bool
 worker_ready(bool *reported_other, bool *reported_missing)
 {
 	bool		extension;
+	bool		current;
 
 	if (!ma_worker_claim(MA_LOCK_AGGREGATION, reported_other))
 		return false;
@@ -500,6 +502,8 @@ worker_ready(bool *reported_other, bool *reported_missing)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	extension = OidIsValid(get_extension_oid(MA_EXTENSION_NAME, true));
+	/* A database holding another version is said once by extension.c. */
+	current = extension && ma_extension_is_current();
 	CommitTransactionCommand();
 	if (!extension && !*reported_missing)
 		ereport(LOG,
@@ -507,7 +511,7 @@ worker_ready(bool *reported_other, bool *reported_missing)
 						MA_EXTENSION_NAME, worker_database),
 				 errhint("Run CREATE EXTENSION metric_anomaly in that database.")));
 	*reported_missing = !extension;
-	return extension;
+	return current;
 }
 
 /* The next multiple of interval_s on the wall clock after now. */
