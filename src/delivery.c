@@ -26,10 +26,12 @@
  * the claim, so a burst waits in the table, in order, and is paced rather
  * than dropped or sent into 429s.
  *
- * A worker that dies leaves its claimed rows in flight: the next worker
- * (one per database, guarded by a session advisory lock) releases them when
- * it starts, and otherwise their lease expires; either way the alert is sent
- * again with the same Idempotency-Key from the first step not recorded.
+ * A worker that dies, or steps aside for a database command, leaves its
+ * claimed rows in flight: the next worker (one per database, made unique by
+ * the extension's lock MA_LOCK_DELIVERY, taken as the aggregation worker
+ * takes its own: worker.c) releases them when it starts, and otherwise their
+ * lease expires; either way the alert is sent again with the same
+ * Idempotency-Key from the first step not recorded.
  */
 #include "postgres.h"
 
@@ -66,9 +68,11 @@
 #include "channel.h"
 #include "chart_sql.h"
 #include "delivery.h"
+#include "extension.h"
 #include "http.h"
 #include "metric_anomaly.h"
 #include "spi_util.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_test_channel);
 
@@ -87,8 +91,6 @@ PG_FUNCTION_INFO_V1(metric_anomaly_test_channel);
 #define MAX_BACKOFF_MS		3600000.0
 /* The window of the rate limits. */
 #define RATE_WINDOW_US		(60 * USECS_PER_SEC)
-/* "ma_deli": the session lock that makes the worker unique per database. */
-#define DELIVERY_LOCK_KEY	INT64CONST(0x6d615f64656c6900)
 
 /* Settings. */
 static int	ma_alert_max_attempts = 8;
@@ -144,7 +146,8 @@ typedef struct Worker
 	int			npaces;
 	Pace	  **paces;
 	TimestampTz next_claim;
-	bool		have_lock;
+	bool		released;		/* interrupted deliveries released */
+	bool		claim_reported; /* said that another worker serves */
 	bool		missing_logged;
 } Worker;
 
@@ -857,39 +860,35 @@ claim(Worker *w, int room)
 /* ---------- the worker ---------- */
 
 /*
- * Takes the per-database advisory lock as the aggregation worker does (and
- * exits when another delivery worker holds it), then releases deliveries a
- * dead predecessor left in flight.
+ * Releases, once the worker serves the database, the deliveries a
+ * predecessor left in flight.
  */
 static void
-become_the_worker(Worker *w)
+release_interrupted(Worker *w)
 {
-	uint64		n;
+	uint64		n = ma_execute(&release_stmt, NULL, NULL, SPI_OK_UPDATE, 0);
 
-	if (!DatumGetBool(DirectFunctionCall1(pg_try_advisory_lock_int8,
-										  Int64GetDatum(DELIVERY_LOCK_KEY))))
-	{
-		ereport(LOG,
-				(errmsg("metric_anomaly: another delivery worker runs in database \"%s\", exiting",
-						get_database_name(MyDatabaseId))));
-		proc_exit(0);
-	}
-	w->have_lock = true;
-	n = ma_execute(&release_stmt, NULL, NULL, SPI_OK_UPDATE, 0);
+	w->released = true;
 	if (n > 0)
 		ereport(LOG,
 				(errmsg("metric_anomaly: %llu interrupted deliveries will be sent again",
 						(unsigned long long) n)));
 }
 
-/* Is the extension there?  Says once when it is not. */
+/*
+ * Does this worker serve the database (its lock is claimed before the
+ * extension exists, so start_worker() sees it), with the extension there
+ * and at this library's version?  Says once when it is missing.
+ */
 static bool
-extension_ready(Worker *w)
+worker_ready(Worker *w)
 {
+	if (!ma_worker_claim(MA_LOCK_DELIVERY, &w->claim_reported))
+		return false;
 	if (OidIsValid(get_extension_oid(MA_EXTENSION_NAME, true)))
 	{
 		w->missing_logged = false;
-		return true;
+		return ma_extension_is_current();	/* extension.c says why not */
 	}
 	if (!w->missing_logged)
 		ereport(LOG,
@@ -916,15 +915,15 @@ record_and_claim(Worker *w)
 	if (dlist_is_empty(&w->settled) && !claiming)
 		return;
 	begin_xact("recording and claiming alert deliveries");
-	if (!extension_ready(w))
+	if (!worker_ready(w))
 	{
 		end_xact();
 		release_settled(w, false);
 		w->next_claim = TimestampTzPlusMilliseconds(now, MISSING_POLL_MS);
 		return;
 	}
-	if (!w->have_lock)
-		become_the_worker(w);
+	if (!w->released)
+		release_interrupted(w);
 	/* claimed rows can settle at once (refused ones): record after claiming */
 	if (claiming)
 		w->next_claim = claim(w, room) > 0 ? now : TimestampTzPlusMilliseconds(now, POLL_MS);
@@ -942,11 +941,11 @@ ms_until(TimestampTz ts)
 }
 
 /*
- * One turn of the loop (see the file header).  Waits in libcurl while
- * transfers run, else on the latch, never past the next claim or rate slot.
+ * Starts what may start, then waits: in libcurl while transfers run, else on
+ * the latch, never past the next claim or rate slot.
  */
 static void
-delivery_turn(Worker *w, MemoryContext loop_ctx)
+wait_for_work(Worker *w)
 {
 	long		slot_ms = start_waiting(w);
 	long		wait_ms = ms_until(w->next_claim);
@@ -963,26 +962,35 @@ delivery_turn(Worker *w, MemoryContext loop_ctx)
 						 wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-	CHECK_FOR_INTERRUPTS();
-	collect_answers(w, loop_ctx);
-	record_and_claim(w);
 }
 
 /*
- * Runs one turn; an error is reported and the transaction aborted, and the
- * worker goes on after a pause instead of exiting (what the error left in
- * flight comes back when its lease expires).
+ * One turn of the loop (see the file header).  Waiting is not busy: a
+ * database command the workers give way to does not wait for it.  An error
+ * is reported and the transaction aborted, and the worker goes on after a
+ * pause instead of exiting (what the error left in flight comes back when
+ * its lease expires).
  */
 static void
-guarded_turn(Worker *w, MemoryContext loop_ctx)
+delivery_turn(Worker *w, MemoryContext loop_ctx)
 {
+	wait_for_work(w);
+	CHECK_FOR_INTERRUPTS();
+	ma_worker_set_busy(true);
 	PG_TRY();
 	{
-		delivery_turn(w, loop_ctx);
+		collect_answers(w, loop_ctx);
+		record_and_claim(w);
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(loop_ctx);
+		/* stepping aside leaves rows in flight: sent again, same key */
+		if (ma_worker_stepping_aside())
+		{
+			FlushErrorState();
+			ma_worker_step_aside_exit();
+		}
 		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
@@ -992,6 +1000,7 @@ guarded_turn(Worker *w, MemoryContext loop_ctx)
 		w->next_claim = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MISSING_POLL_MS);
 	}
 	PG_END_TRY();
+	ma_worker_set_busy(false);
 }
 
 /* Entry point of the delivery worker; main_arg is the database OID. */
@@ -1002,11 +1011,7 @@ ma_delivery_main(Datum main_arg)
 	MemoryContext loop_ctx;
 	Worker		w;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname(MA_DELIVERY_BGW_TYPE);
+	ma_worker_connect(dboid, MA_DELIVERY_BGW_TYPE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
 
 	memset(&w, 0, sizeof(w));
@@ -1019,10 +1024,12 @@ ma_delivery_main(Datum main_arg)
 	w.next_claim = GetCurrentTimestamp();
 	loop_ctx = AllocSetContextCreate(TopMemoryContext, "metric_anomaly delivery loop",
 									 ALLOCSET_DEFAULT_SIZES);
-	ereport(LOG, (errmsg("metric_anomaly: delivery worker started for database %u", dboid)));
+	ereport(DEBUG1, (errmsg("metric_anomaly: delivery worker started for database %u", dboid)));
 
 	for (;;)
 	{
+		if (ma_worker_stepping_aside())
+			ma_worker_step_aside_exit();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -1030,7 +1037,7 @@ ma_delivery_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		MemoryContextReset(loop_ctx);
-		guarded_turn(&w, loop_ctx);
+		delivery_turn(&w, loop_ctx);
 	}
 }
 
