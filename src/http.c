@@ -287,12 +287,6 @@ setup_transfer(Transfer *t, const MaHttpRequest *req)
 	CURLcode	rc;
 	ListCell   *lc;
 
-	if (!curl_ready)
-	{
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			elog(ERROR, "could not initialize libcurl");
-		curl_ready = true;
-	}
 	t->curl = curl = curl_easy_init();
 	if (curl == NULL)
 		return CURLE_OUT_OF_MEMORY;
@@ -346,13 +340,21 @@ setup_transfer(Transfer *t, const MaHttpRequest *req)
 
 /*
  * A zeroed transfer for req, or one already marked refused when the URL is
- * not allowed (then nothing is sent).
+ * not allowed (then nothing is sent).  Initialises libcurl on first use.
  */
 static Transfer *
 new_transfer(const MaHttpRequest *req, void *tag)
 {
-	Transfer   *t = calloc(1, sizeof(Transfer));
+	Transfer   *t;
 	char	   *reason;
+
+	if (!curl_ready)
+	{
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			elog(ERROR, "could not initialize libcurl");
+		curl_ready = true;
+	}
+	t = calloc(1, sizeof(Transfer));
 
 	if (t == NULL)
 		ereport(ERROR,
