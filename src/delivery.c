@@ -61,9 +61,6 @@
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-#if PG_VERSION_NUM >= 150000
-#include "common/pg_prng.h"
-#endif
 
 #include "channel.h"
 #include "chart_sql.h"
@@ -71,6 +68,7 @@
 #include "extension.h"
 #include "http.h"
 #include "metric_anomaly.h"
+#include "pg_compat.h"
 #include "spi_util.h"
 #include "worker.h"
 
@@ -259,17 +257,6 @@ unix_ms(void)
 		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
 }
 
-/* A uniform random number in [0, 1). */
-static double
-random_fraction(void)
-{
-#if PG_VERSION_NUM >= 150000
-	return pg_prng_double(&pg_global_prng_state);
-#else
-	return (double) random() / ((double) MAX_RANDOM_VALUE + 1);
-#endif
-}
-
 /* Milliseconds before attempt number attempts + 1: exponential, jittered. */
 static double
 backoff_ms(int attempts)
@@ -278,7 +265,7 @@ backoff_ms(int attempts)
 
 	if (d > MAX_BACKOFF_MS)
 		d = MAX_BACKOFF_MS;
-	return d / 2 + random_fraction() * d / 2;
+	return d / 2 + MA_RANDOM_FRACTION() * d / 2;
 }
 
 /*
