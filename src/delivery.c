@@ -418,7 +418,7 @@ prepare_next(Worker *w, Delivery *d, bool after_step)
 	MemoryContextSwitchTo(old);
 	d->req = req;
 	if (failure)
-		settle(w, d, "failed", 0, failure);
+		settle(w, d, d->attempts < ma_alert_max_attempts ? "failed" : "dead", 0, failure);
 	else if (req == NULL)
 		settle(w, d, "sent", d->status, NULL);
 	else if (after_step)
@@ -812,7 +812,11 @@ claim(Worker *w, int room)
 	ArrayBuildState *ids = initArrayResult(INT8OID, CurrentMemoryContext, false);
 	int			n = 0;
 	uint64		rows;
+	SPITupleTable *tt;
 
+	/* an error in an earlier claim may have left reservations behind */
+	for (int i = 0; i < w->npaces; i++)
+		w->paces[i]->reserved = 0;
 	args[0] = full_channels(w, now);
 	args[1] = Int32GetDatum(ma_alert_channel_concurrency);
 	args[2] = Int32GetDatum(room);
@@ -839,8 +843,10 @@ claim(Worker *w, int room)
 	args[0] = makeArrayResult(ids, CurrentMemoryContext);
 	args[1] = Float8GetDatum(lease_ms());
 	rows = ma_execute(&claim_stmt, args, NULL, SPI_OK_UPDATE_RETURNING, 0);
+	/* charts run SPI of their own: keep hold of this result */
+	tt = SPI_tuptable;
 	for (uint64 i = 0; i < rows; i++)
-		adopt(w, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		adopt(w, tt->vals[i], tt->tupdesc);
 	return n;
 }
 
