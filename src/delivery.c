@@ -69,6 +69,7 @@
 #include "http.h"
 #include "metric_anomaly.h"
 #include "pg_compat.h"
+#include "rate_limit.h"
 #include "spi_util.h"
 #include "worker.h"
 
@@ -87,8 +88,6 @@ PG_FUNCTION_INFO_V1(metric_anomaly_test_channel);
 #define MAX_ERROR_LEN		500
 /* Largest backoff. */
 #define MAX_BACKOFF_MS		3600000.0
-/* The window of the rate limits. */
-#define RATE_WINDOW_US		(60 * USECS_PER_SEC)
 
 /* Settings. */
 static int	ma_alert_max_attempts = 8;
@@ -98,8 +97,7 @@ static int	ma_alert_channel_concurrency = 1;
 
 /*
  * What the worker knows of one channel: its deliveries in memory and the
- * start times of its requests of the last minute, a ring of `limit` slots
- * (a request may start when the oldest is more than a minute old).
+ * starts of its requests within the rate limit's window.
  */
 typedef struct Pace
 {
@@ -107,9 +105,7 @@ typedef struct Pace
 	int			active;
 	int			ending;			/* of them settled, their outcome being recorded */
 	int			reserved;		/* rows a claim is taking, not yet adopted */
-	int			limit;			/* per minute; 0 none */
-	int			next;			/* ring position of the oldest start */
-	TimestampTz *starts;		/* limit entries, 0 = unused */
+	MaRateLimit rate;			/* ma_channel_rate_limit() requests a minute */
 } Pace;
 
 /* One claimed delivery, alive until its outcome is recorded. */
@@ -313,62 +309,6 @@ pace_of(Worker *w, const char *name)
 	return p;
 }
 
-/* Sets the channel's rate limit; a changed limit starts a fresh window. */
-static void
-pace_set_limit(Worker *w, Pace *p, int limit)
-{
-	if (p->limit == limit)
-		return;
-	if (p->starts)
-		pfree(p->starts);
-	p->starts = limit > 0 ? MemoryContextAllocZero(w->cxt, sizeof(TimestampTz) * limit) : NULL;
-	p->limit = limit;
-	p->next = 0;
-}
-
-/* Microseconds until the channel may start a request (0: now). */
-static int64
-pace_wait_us(const Pace *p, TimestampTz now)
-{
-	TimestampTz oldest;
-
-	if (p->limit == 0)
-		return 0;
-	oldest = p->starts[p->next];
-	if (oldest == 0 || now - oldest >= RATE_WINDOW_US)
-		return 0;
-	return RATE_WINDOW_US - (now - oldest);
-}
-
-/* Requests the channel may start now, at most `cap`. */
-static int
-pace_free(const Pace *p, TimestampTz now, int cap)
-{
-	int			n = 0;
-
-	if (p->limit == 0)
-		return cap;
-	for (int i = 0; i < p->limit && n < cap; i++)
-	{
-		TimestampTz t = p->starts[(p->next + i) % p->limit];
-
-		if (t != 0 && now - t < RATE_WINDOW_US)
-			break;
-		n++;
-	}
-	return n;
-}
-
-/* Counts a request start against the channel's limit. */
-static void
-pace_take(Pace *p, TimestampTz now)
-{
-	if (p->limit == 0)
-		return;
-	p->starts[p->next] = now;
-	p->next = (p->next + 1) % p->limit;
-}
-
 /* ---------- the life of a delivery ---------- */
 
 /* Ends a delivery with a result (sent, failed or dead) to record. */
@@ -473,7 +413,7 @@ start_waiting(Worker *w)
 	dlist_foreach_modify(it, &w->waiting)
 	{
 		Delivery   *d = dlist_container(Delivery, node, it.cur);
-		int64		wait = pace_wait_us(d->pace, now);
+		int64		wait = ma_rate_wait_us(&d->pace->rate, now);
 
 		if (wait > 0)
 		{
@@ -482,7 +422,7 @@ start_waiting(Worker *w)
 			continue;
 		}
 		dlist_delete(&d->node);
-		pace_take(d->pace, now);
+		ma_rate_take(&d->pace->rate, now);
 		ma_http_multi_start(d->req, d);
 	}
 	return soonest < 0 ? -1 : (long) ((soonest + 999) / 1000);
@@ -760,7 +700,7 @@ adopt(Worker *w, HeapTuple tup, TupleDesc desc)
 		settle(w, d, "dead", 0, refused);
 		return;
 	}
-	pace_set_limit(w, d->pace, ma_channel_rate_limit(&d->ch));
+	ma_rate_set_limit(&d->pace->rate, ma_channel_rate_limit(&d->ch), w->cxt);
 	if (ma_channel_carries_images(&d->ch))
 		d->msg.png = render_chart(d->msg.metric,
 								  DatumGetTimestampTz(SPI_getbinval(tup, desc, 20, &isnull)),
@@ -782,7 +722,7 @@ channel_budget(const Pace *p, TimestampTz now)
 
 	if (free <= 0)
 		return 0;
-	return Max(pace_free(p, now, free) - p->reserved, 0);
+	return Max(ma_rate_free(&p->rate, now, free) - p->reserved, 0);
 }
 
 /* The channels that can take nothing now, as a text[] for the claim. */
