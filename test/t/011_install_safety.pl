@@ -43,6 +43,7 @@ CREATE DATABASE app1 OWNER mallory;
 CREATE DATABASE app2;
 CREATE DATABASE app3;
 CREATE DATABASE app4;
+CREATE DATABASE app5;
 });
 
 # --- A schema pre-created by mallory, with an operator that matches the
@@ -177,6 +178,17 @@ like($err, qr/ERROR:  permission denied for table business_events/, 'nor truncat
 ($ret, $out, $err) = as_user('alice', 'app4',
 	'CREATE TABLE alice.pin (id bigint REFERENCES metric_anomaly.business_events (id))');
 like($err, qr/ERROR:  permission denied for table business_events/, 'nor reference a table');
+
+# --- The upgrade makes the same checks: a 0.1.0 schema others were allowed
+# to create in is refused until that is revoked. ---
+$node->safe_psql('app5', q{CREATE EXTENSION metric_anomaly VERSION '0.1.0';
+	GRANT CREATE ON SCHEMA metric_anomaly TO mallory});
+($ret, $out, $err) = $node->psql('app5', 'ALTER EXTENSION metric_anomaly UPDATE');
+like($err, qr/ERROR:  roles that are not superusers may create objects in schema "metric_anomaly"/,
+	'ALTER EXTENSION UPDATE refuses a schema others may create in');
+$node->safe_psql('app5', 'REVOKE CREATE ON SCHEMA metric_anomaly FROM mallory; ALTER EXTENSION metric_anomaly UPDATE');
+is($node->safe_psql('app5', q{SELECT extversion FROM pg_extension WHERE extname = 'metric_anomaly'}),
+	'0.2.0', 'and updates once it is revoked');
 
 # --- Every function that may run SQL pins search_path: all but the
 # immutable ones and the aggregates' support functions (which run no SQL,
