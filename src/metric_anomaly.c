@@ -1,7 +1,8 @@
 /*
  * metric_anomaly.c
- *		Module entry point: defines the settings and, when the library is
- *		preloaded, registers the launcher that starts the aggregation worker.
+ *		Module entry point: defines the settings, installs the hook that
+ *		makes the workers step aside for database commands and, when the
+ *		library is preloaded, registers the launcher that starts the workers.
  */
 #include "postgres.h"
 
@@ -12,6 +13,8 @@
 #include "utils/guc.h"
 
 #include "alert.h"
+#include "delivery.h"
+#include "http.h"
 #include "metric_anomaly.h"
 #include "worker.h"
 
@@ -104,6 +107,8 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ma_alert_define_gucs();
+	ma_delivery_define_gucs();
+	ma_http_define_gucs();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("metric_anomaly");
@@ -111,6 +116,7 @@ _PG_init(void)
 	EmitWarningsOnPlaceholders("metric_anomaly");
 #endif
 
+	ma_step_aside_install();
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
 		ma_register_launcher();
 }
