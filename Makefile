@@ -53,4 +53,6 @@ demo:
 
 bench:
 	bash test/bench/aggregate.sh
+	bash test/bench/detect.sh
+	bash test/bench/nab.sh
 	bash test/bench/delivery.sh

@@ -239,10 +239,16 @@ COMMENT ON COLUMN metric_anomaly.metrics.sensitivity IS
 COMMENT ON COLUMN metric_anomaly.metrics.alert_after IS
     'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 20 for robust, 1 for 3-sigma).';
 
+-- A column added with a default keeps it as a "missing value" in the
+-- catalog, which a fresh install has not: add it bare, then fill it.
 ALTER TABLE metric_anomaly.series
-    ADD COLUMN detect_errors        bigint NOT NULL DEFAULT 0,
+    ADD COLUMN detect_errors        bigint,
     ADD COLUMN detect_last_error    text,
     ADD COLUMN detect_last_error_at timestamptz;
+UPDATE metric_anomaly.series SET detect_errors = 0;
+ALTER TABLE metric_anomaly.series
+    ALTER COLUMN detect_errors SET DEFAULT 0,
+    ALTER COLUMN detect_errors SET NOT NULL;
 
 COMMENT ON COLUMN metric_anomaly.series.detect_errors IS
     'Passes in which this series'' detection or alerting failed; the pass went on without it.';
@@ -250,7 +256,11 @@ COMMENT ON COLUMN metric_anomaly.series.detect_last_error IS
     'The last such failure: the stage (detection, alerting) and the error message.';
 
 ALTER TABLE metric_anomaly.alert_episodes
-    ADD COLUMN recent_breaches bigint NOT NULL DEFAULT 0;
+    ADD COLUMN recent_breaches bigint;
+UPDATE metric_anomaly.alert_episodes SET recent_breaches = 0;
+ALTER TABLE metric_anomaly.alert_episodes
+    ALTER COLUMN recent_breaches SET DEFAULT 0,
+    ALTER COLUMN recent_breaches SET NOT NULL;
 
 COMMENT ON COLUMN metric_anomaly.alert_episodes.recent_breaches IS
     'Bit i set: the judged minute i steps back breached (for alert_after of alert_window).';

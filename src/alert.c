@@ -472,11 +472,16 @@ alert_series(const MaEvaluatedPoint *pts, int n, List *rules, HTAB *states)
 	List	   *eps = NIL;
 	ListCell   *lc;
 	Episode    *ep;
+	int			first;
 
+	/* the detection source: the method of the first judged point */
+	first = 0;
+	while (first < n - 1 && !pts[first].evaluated)
+		first++;
 	ep = palloc0(sizeof(Episode));
-	ep->source = (char *) (pts[0].method ? pts[0].method : "3-sigma");
-	ep->need = Max(1, pts[0].alert_after);
-	ep->window = Max(ep->need, pts[0].alert_window);
+	ep->source = (char *) (pts[first].method ? pts[first].method : "3-sigma");
+	ep->need = Max(1, pts[first].alert_after);
+	ep->window = Max(ep->need, pts[first].alert_window);
 	eps = lappend(eps, ep);
 	foreach(lc, rules)
 	{
@@ -592,7 +597,7 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	ret = SPI_execute_with_args("SELECT m.metric_name, m.metric_timestamp, m.metric_value,"
 								"       m.anomaly_context IS NOT NULL, m.is_anomaly, m.anomaly_context,"
-								"       coalesce(m.anomaly_context ->> 'method', '3-sigma'),"
+								"       coalesce(m.anomaly_context ->> 'method', c.method, 'robust'),"
 								"       c.alert_after, c.alert_window"
 								"  FROM metric_anomaly.aggregated_metrics m"
 								"  LEFT JOIN metric_anomaly.metrics c ON c.metric_name = m.metric_name"
