@@ -162,6 +162,8 @@ SELECT metric_anomaly.three_sigma(array[1e308, 1e308], 1);
 ------------------------------------------------------------------------------
 -- The robust method, the default, through detect_series().
 ------------------------------------------------------------------------------
+-- The series above would be zero-filled up to the dates below: drop them.
+TRUNCATE metric_anomaly.aggregated_metrics, metric_anomaly.series;
 -- A series at 1-minute spacing from 2026-03-01 00:00 UTC.
 CREATE FUNCTION pg_temp.minutes(vals float8[]) RETURNS timestamptz[]
 LANGUAGE sql AS $$
@@ -211,6 +213,8 @@ INSERT INTO metric_anomaly.series (metric_name, filled_until) VALUES ('daily', '
 SELECT metric_anomaly.process_pending('2026-03-04 12:11+00') AS folded;
 SELECT jsonb_pretty(anomaly_context) FROM metric_anomaly.aggregated_metrics
  WHERE metric_name = 'daily' AND metric_timestamp = '2026-03-04 12:10+00';
+DELETE FROM metric_anomaly.aggregated_metrics WHERE metric_name = 'daily';
+DELETE FROM metric_anomaly.series WHERE metric_name = 'daily';
 
 -- The contamination guard: three hours of about 100, a 10-minute collapse
 -- to 0, then 100 again.  The robust band 30 minutes after the collapse is
@@ -334,10 +338,10 @@ INSERT INTO metric_anomaly.metrics (metric_name, alert_after, alert_window) VALU
 -- series and the pass goes on (isolate.c).  Here alerting fails for a
 -- 200-character CJK name (600 bytes, longer than alerting's state key);
 -- the plain series next to it, in the same batch, is judged and alerted.
-SELECT sum(pg_temp.events(n, '2026-03-20 00:00+00'::timestamptz + i * interval '1 minute',
+SELECT sum(pg_temp.events(n, '2026-03-10 05:00+00'::timestamptz + i * interval '1 minute',
                           CASE WHEN i >= 98 THEN 0 ELSE 50 END)) AS added
   FROM generate_series(0, 100) AS i, unnest(array[repeat('注', 200), 'plain']) AS n;
-SELECT metric_anomaly.process_pending('2026-03-20 01:41+00') AS folded;
+SELECT metric_anomaly.process_pending('2026-03-10 06:41+00') AS folded;
 SELECT left(s.metric_name, 5) AS series, s.detect_errors,
        left(s.detect_last_error, 60) AS last_error, s.detect_last_error_at IS NOT NULL AS when_known,
        (SELECT count(*) FILTER (WHERE a.is_anomaly) FROM metric_anomaly.aggregated_metrics a
