@@ -1,6 +1,8 @@
 /*
  * detect.c
- *		The 3-sigma rule over a window of history: pure statistics, no SPI.
+ *		The 3-sigma rule over a window of history, and ma_detect_point(), the
+ *		one entry the worker and detect_series() judge a point through:
+ *		pure statistics, no SPI.  The robust method is detect_robust.c.
  *
  * A value is anomalous when it lies strictly outside mean +- sigma * std_dev
  * of the history (population standard deviation), on the sides the

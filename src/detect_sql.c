@@ -1,7 +1,8 @@
 /*
  * detect_sql.c
- *		The evidence of a 3-sigma evaluation as jsonb, and the SQL function
- *		metric_anomaly.three_sigma().
+ *		The evidence of a verdict (3-sigma, robust) as jsonb, detection
+ *		settings from jsonb (the keys of metric_anomaly.metrics, for the
+ *		worker and detect_series() alike), and metric_anomaly.three_sigma().
  */
 #include "postgres.h"
 
@@ -154,7 +155,9 @@ append_baseline(StringInfo buf, const MaRobust *r, int b, bool *first)
  * Evidence of a robust verdict: method, value, expected, lower_boundary and
  * upper_boundary (the band charts draw), score, sensitivity, direction,
  * counts, judged_by (the nearest baseline), baselines (each used one with
- * its points, seasons, median, scale and score) and is_anomaly.
+ * its points, seasons, median, scale and score), outside_band (every
+ * baseline put it outside its band), repeats (earlier excursions as far,
+ * for the novelty guard) and is_anomaly.
  */
 static Jsonb *
 robust_context(const MaRobust *r)

@@ -22,7 +22,7 @@ max_wal_size = '8GB'"
 
 load() {
 	q -d postgres -c "CREATE DATABASE $1"
-	q -d "$1" -c "CREATE EXTENSION metric_anomaly" -c "${2:-SELECT 1}" -c "
+	q -d "$1" -c "CREATE EXTENSION metric_anomaly" -c "${2:-SET client_min_messages = notice}" -c "
 		INSERT INTO metric_anomaly.aggregated_metrics
 		       (metric_name, metric_timestamp, metric_value, sample_count, needs_eval)
 		SELECT 'series_' || s, timestamptz '2026-11-20 09:00+00' + m * interval '1 minute',
@@ -35,7 +35,7 @@ load() {
 		SELECT 'series_' || s, timestamptz '2026-11-20 12:00:30+00' FROM generate_series(1, $S) AS s" -c "
 		VACUUM ANALYZE"
 }
-echo "loading $S series x 180 minutes into two identical databases ..."
+echo "loading $S series x 180 minutes into four databases (identical but for the settings and the seasonal samples) ..."
 load det_ext
 load det_sigma "INSERT INTO metric_anomaly.metrics (metric_name, method) SELECT 'series_' || s, '3-sigma' FROM generate_series(1, $S) AS s"
 # the 21 daily and 21 weekly lag samples of 12:00, three weeks back
