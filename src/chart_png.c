@@ -598,8 +598,9 @@ encode_rgb(const ChartCanvas *c, const char *const *text_keys,
  * 282 KB (RGB, fixed codes) to about 50 KB, under matplotlib's 85 KB
  * with zlib, for about the same time, because the matches are still found
  * by comparing with the pixel before and the row above, never searched.
- * Beyond 256 colours the most frequent 256 are kept exactly and each other
- * colour becomes its nearest kept one (the rare edge blends of strokes and
+ * Beyond 256 colours the 192 most frequent are kept exactly, then the 64
+ * colours farthest from those kept, and each other colour becomes its
+ * nearest kept one (the rare edge blends of strokes and
  * glyphs, a step of a few levels of one channel); beyond PAL_MAX_COLORS
  * distinct colours the RGB encoder above is used.
  * ---------------------------------------------------------------------
@@ -692,9 +693,9 @@ cmp_count(const void *a, const void *b)
 
 /*
  * Chooses the palette (into pal, returning its size) and each colour's
- * index: every colour when there are at most 256, else the 256 most
- * frequent, the others mapped to the nearest of those (squared RGB
- * distance).
+ * index: every colour when there are at most 256, else 192 by frequency
+ * and 64 by distance (see above), the others mapped to the nearest of
+ * those (squared RGB distance).
  */
 static int
 choose_palette(ColorTable *t, int *pal)
@@ -711,6 +712,57 @@ choose_palette(ColorTable *t, int *pal)
 	{
 		pal[i] = t->key[order[i]];
 		t->index[order[i]] = (uint8_t) i;
+	}
+	if (t->n > 256)
+	{
+		/*
+		 * The last 64 entries go to the colours farthest from all kept
+		 * ones, so that a rare but distinct colour (a single red anomaly
+		 * dot among thousands of blue blends) stays exact.
+		 */
+		static int	mind[PAL_MAX_COLORS];
+		int			kept = 192;
+
+		for (i = kept; i < t->n; i++)
+			mind[i] = INT32_MAX;
+		for (;;)
+		{
+			int			far = -1;
+
+			for (i = kept; i < t->n; i++)
+			{
+				int			p = t->key[order[i]];
+
+				for (k = (mind[i] == INT32_MAX ? 0 : kept - 1); k < kept; k++)
+				{
+					int			dr = ((p >> 16) & 0xff) - ((pal[k] >> 16) & 0xff),
+								dg = ((p >> 8) & 0xff) - ((pal[k] >> 8) & 0xff),
+								db = (p & 0xff) - (pal[k] & 0xff);
+					int			d = dr * dr + dg * dg + db * db;
+
+					if (d < mind[i])
+						mind[i] = d;
+				}
+				if (mind[i] > 0 && (far < 0 || mind[i] > mind[far]))
+					far = i;
+			}
+			if (kept == 256 || far < 0)
+				break;
+			/* swap the farthest colour into place kept */
+			{
+				int			o = order[far],
+							md = mind[far];
+
+				order[far] = order[kept];
+				mind[far] = mind[kept];
+				order[kept] = o;
+				mind[kept] = md;
+			}
+			pal[kept] = t->key[order[kept]];
+			t->index[order[kept]] = (uint8_t) kept;
+			kept++;
+		}
+		n = kept;
 	}
 	for (i = n; i < t->n; i++)
 	{

@@ -288,7 +288,7 @@ chart_value_ticks(double lo, double hi, int max_ticks, ChartTicks *out)
 	{
 		double		t = k * step;
 
-		if (t > hi + step * 1e-9)
+		if (!isfinite(t) || (t > hi && t - hi > step * 1e-9))
 			break;
 		if (fabs(t) < step * 1e-9)
 			t = 0;
