@@ -718,69 +718,77 @@ choose_palette(ColorTable *t, int *pal)
 		/*
 		 * The last 64 entries go to the colours farthest from all kept
 		 * ones, so that a rare but distinct colour (a single red anomaly
-		 * dot among thousands of blue blends) stays exact.
+		 * dot among thousands of blue blends) stays exact.  Each other
+		 * colour tracks its nearest kept one as entries are added, which
+		 * is then its index.  Channels in separate arrays and the loop
+		 * over colours innermost let the compiler vectorise it.
 		 */
-		static int	mind[PAL_MAX_COLORS];
-		int			kept = 192;
+		static int	cr[PAL_MAX_COLORS],
+					cg[PAL_MAX_COLORS],
+					cb[PAL_MAX_COLORS],
+					mind[PAL_MAX_COLORS],
+					near[PAL_MAX_COLORS];
+		int			m = t->n - 192; /* candidates, at cr[0 .. m-1] */
+		int			kept;
 
-		for (i = kept; i < t->n; i++)
+		for (i = 0; i < m; i++)
+		{
+			int			p = t->key[order[192 + i]];
+
+			cr[i] = (p >> 16) & 0xff;
+			cg[i] = (p >> 8) & 0xff;
+			cb[i] = p & 0xff;
 			mind[i] = INT32_MAX;
-		for (;;)
+			near[i] = 0;
+		}
+		for (kept = 0;; kept++)
 		{
-			int			far = -1;
+			int			pr,
+						pg,
+						pb,
+						far = 0;
 
-			for (i = kept; i < t->n; i++)
-			{
-				int			p = t->key[order[i]];
-
-				for (k = (mind[i] == INT32_MAX ? 0 : kept - 1); k < kept; k++)
-				{
-					int			dr = ((p >> 16) & 0xff) - ((pal[k] >> 16) & 0xff),
-								dg = ((p >> 8) & 0xff) - ((pal[k] >> 8) & 0xff),
-								db = (p & 0xff) - (pal[k] & 0xff);
-					int			d = dr * dr + dg * dg + db * db;
-
-					if (d < mind[i])
-						mind[i] = d;
-				}
-				if (mind[i] > 0 && (far < 0 || mind[i] > mind[far]))
-					far = i;
-			}
-			if (kept == 256 || far < 0)
+			if (kept == 256)
 				break;
-			/* swap the farthest colour into place kept */
+			if (kept >= 192)
 			{
-				int			o = order[far],
-							md = mind[far];
+				/* the farthest candidate left becomes entry kept */
+				int			o;
 
-				order[far] = order[kept];
-				mind[far] = mind[kept];
-				order[kept] = o;
-				mind[kept] = md;
+				for (i = 1; i < m; i++)
+					if (mind[i] > mind[far])
+						far = i;
+				if (m == 0 || mind[far] == 0)
+					break;
+				o = order[192 + far];
+				pal[kept] = t->key[o];
+				t->index[o] = (uint8_t) kept;
+				/* drop it from the candidates */
+				m--;
+				order[192 + far] = order[192 + m];
+				cr[far] = cr[m];
+				cg[far] = cg[m];
+				cb[far] = cb[m];
+				mind[far] = mind[m];
+				near[far] = near[m];
 			}
-			pal[kept] = t->key[order[kept]];
-			t->index[order[kept]] = (uint8_t) kept;
-			kept++;
+			pr = (pal[kept] >> 16) & 0xff;
+			pg = (pal[kept] >> 8) & 0xff;
+			pb = pal[kept] & 0xff;
+			for (i = 0; i < m; i++)
+			{
+				int			dr = cr[i] - pr,
+							dg = cg[i] - pg,
+							db = cb[i] - pb;
+				int			d = dr * dr + dg * dg + db * db;
+
+				near[i] = d < mind[i] ? kept : near[i];
+				mind[i] = d < mind[i] ? d : mind[i];
+			}
 		}
+		for (i = 0; i < m; i++)
+			t->index[order[192 + i]] = (uint8_t) near[i];
 		n = kept;
-	}
-	for (i = n; i < t->n; i++)
-	{
-		int			p = t->key[order[i]];
-		int			best = 0;
-		int			best_d = INT32_MAX;
-
-		for (k = 0; k < n; k++)
-		{
-			int			dr = ((p >> 16) & 0xff) - ((pal[k] >> 16) & 0xff),
-						dg = ((p >> 8) & 0xff) - ((pal[k] >> 8) & 0xff),
-						db = (p & 0xff) - (pal[k] & 0xff);
-			int			d = dr * dr + dg * dg + db * db;
-
-			if (d < best_d)
-				best_d = d, best = k;
-		}
-		t->index[order[i]] = (uint8_t) best;
 	}
 	return n;
 }
@@ -800,11 +808,17 @@ typedef struct TokenBuf
 	size_t		n;
 	size_t		cap;
 	bool		failed;
+	uint32_t	lit_freq[256];	/* literals */
+	uint32_t	len_freq[259][2];	/* matches by length and distance */
 } TokenBuf;
 
 static inline void
 add_token(TokenBuf *tb, uint32_t tok)
 {
+	if (TOKEN_LEN(tok) == 0)
+		tb->lit_freq[tok & 0xff]++;
+	else
+		tb->len_freq[TOKEN_LEN(tok)][TOKEN_FAR(tok)]++;
 	if (tb->n == tb->cap)
 	{
 		size_t		cap = tb->cap * 2 + 4096;
@@ -920,9 +934,27 @@ bytes_adler(const uint8_t *p, int n, uint64_t *s, uint64_t *bsum)
 {
 	uint64_t	a = 0,
 				b = 0;
-	int			i;
+	int			i = 0;
 
-	for (i = 0; i < n; i++)
+	/*
+	 * Sixteen bytes at a time: b gains 16 a plus each byte weighted by
+	 * the bytes left, so the sums do not wait on each other byte by byte.
+	 */
+	for (; i + 16 <= n; i += 16)
+	{
+		uint32_t	s16 = 0,
+					w16 = 0;
+		int			k;
+
+		for (k = 0; k < 16; k++)
+		{
+			s16 += p[i + k];
+			w16 += (uint32_t) (16 - k) * p[i + k];
+		}
+		b += 16 * a + w16;
+		a += s16;
+	}
+	for (; i < n; i++)
 	{
 		a += p[i];
 		b += a;
@@ -1197,17 +1229,13 @@ put_deflate(PngOut *o, const TokenBuf *tb, int stride, uint32_t adler)
 
 	dist_sym(1, &dsym[0], &dxb[0], &dxn[0]);
 	dist_sym(stride, &dsym[1], &dxb[1], &dxn[1]);
-	for (i = 0; i < tb->n; i++)
+	for (i = 0; i < 256; i++)
+		ll_freq[i] = tb->lit_freq[i];
+	for (i = 3; i <= 258; i++)
 	{
-		uint32_t	t = tb->t[i];
-
-		if (TOKEN_LEN(t) == 0)
-			ll_freq[t & 0xff]++;
-		else
-		{
-			ll_freq[len_sym[TOKEN_LEN(t)]]++;
-			d_freq[dsym[TOKEN_FAR(t)]]++;
-		}
+		ll_freq[len_sym[i]] += tb->len_freq[i][0] + tb->len_freq[i][1];
+		d_freq[dsym[0]] += tb->len_freq[i][0];
+		d_freq[dsym[1]] += tb->len_freq[i][1];
 	}
 	ll_freq[256] = 1;			/* end of block */
 	huffman_lengths(ll_freq, 286, MAX_BITS, ll_len);
@@ -1267,7 +1295,7 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 {
 	PngOut		o = {0};
 	ColorTable *t = malloc(sizeof(ColorTable));
-	TokenBuf	tb = {0};
+	TokenBuf	tb;
 	int			pal[256];
 	int			npal,
 				w = c->width,
@@ -1283,6 +1311,7 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 	size_t		idat_start;
 
 	*too_many = false;
+	memset(&tb, 0, sizeof(tb));
 	if (t == NULL)
 		return NULL;
 	if (!count_colors(c, t))
@@ -1293,6 +1322,11 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 	}
 	npal = choose_palette(t, pal);
 	rows = malloc((size_t) stride * 2);
+	/* about one token per 3 pixels on dense charts: grow rarely */
+	tb.cap = (size_t) w * h / 4 + 1024;
+	tb.t = malloc(tb.cap * sizeof(uint32_t));
+	if (tb.t == NULL)
+		tb.failed = true;
 	o.cap = (size_t) w * h / 8 + 65536;
 	o.buf = malloc(o.cap);
 	if (rows == NULL || o.buf == NULL)
