@@ -631,51 +631,6 @@ color_slot(const ColorTable *t, int color)
 	return (int) h;
 }
 
-/*
- * Counts the canvas' colours, one per run of a colour in a row that is not
- * a copy of the row above; false when there are more than PAL_MAX_COLORS.
- */
-static bool
-count_colors(const ChartCanvas *c, ColorTable *t)
-{
-	int			x,
-				y;
-
-	memset(t->key, 0xff, sizeof(t->key));
-	memset(t->count, 0, sizeof(t->count));
-	t->n = 0;
-	for (y = 0; y < c->height; y++)
-	{
-		const int  *row = c->im->tpixels[y];
-		const int  *above = y > 0 ? c->im->tpixels[y - 1] : NULL;
-
-		if (above && same_prefix(row, above, c->width) == c->width)
-			continue;
-		for (x = 0; x < c->width; x++)
-		{
-			int			h;
-
-			if (above && row[x] == above[x])
-			{
-				x += same_prefix(row + x, above + x, c->width - x) - 1;
-				continue;
-			}
-			if (x > 0 && row[x] == row[x - 1])
-				continue;
-			h = color_slot(t, row[x]);
-			if (t->key[h] == -1)
-			{
-				if (t->n >= PAL_MAX_COLORS)
-					return false;
-				t->key[h] = row[x];
-				t->slot_of[t->n++] = h;
-			}
-			t->count[h]++;
-		}
-	}
-	return true;
-}
-
 /* Orders slots by falling count, then colour, so palettes are stable. */
 static const ColorTable *sort_table;
 
@@ -794,13 +749,16 @@ choose_palette(ColorTable *t, int *pal)
 }
 
 /*
- * Deflate tokens: a literal byte (len 0) or a match of len 3..258 bytes at
+ * Deflate tokens: a literal (len 0), either the filter byte 0 or the
+ * palette index of a colour table slot (SLOT_FLAG set: the index is only
+ * known once every colour is counted), or a match of len 3..258 bytes at
  * distance 1 (far 0) or one row back (far 1).
  */
-#define TOKEN_LIT(b)		((uint32_t) (b))
-#define TOKEN_MATCH(l, far)	((uint32_t) (l) << 16 | (uint32_t) (far) << 8)
+#define SLOT_FLAG			0x8000
+#define TOKEN_LIT(v)		((uint32_t) (v))
+#define TOKEN_MATCH(l, far)	((uint32_t) (l) << 16 | (uint32_t) (far) << 15)
 #define TOKEN_LEN(t)		((t) >> 16)
-#define TOKEN_FAR(t)		(((t) >> 8) & 1)
+#define TOKEN_FAR(t)		(((t) >> 15) & 1)
 
 typedef struct TokenBuf
 {
@@ -808,7 +766,8 @@ typedef struct TokenBuf
 	size_t		n;
 	size_t		cap;
 	bool		failed;
-	uint32_t	lit_freq[256];	/* literals */
+	uint32_t	filter_freq;	/* filter byte literals */
+	uint32_t	slot_freq[PAL_SLOTS];	/* colour literals by slot */
 	uint32_t	len_freq[259][2];	/* matches by length and distance */
 } TokenBuf;
 
@@ -816,7 +775,12 @@ static inline void
 add_token(TokenBuf *tb, uint32_t tok)
 {
 	if (TOKEN_LEN(tok) == 0)
-		tb->lit_freq[tok & 0xff]++;
+	{
+		if (tok & SLOT_FLAG)
+			tb->slot_freq[tok & (PAL_SLOTS - 1)]++;
+		else
+			tb->filter_freq++;
+	}
 	else
 		tb->len_freq[TOKEN_LEN(tok)][TOKEN_FAR(tok)]++;
 	if (tb->n == tb->cap)
@@ -850,13 +814,15 @@ add_matches(TokenBuf *tb, int len, int far)
 	}
 }
 
-/* Number of leading bytes (0..n) on which a and b agree, 8 at a time. */
+/*
+ * Number of leading entries (0..n) on which a and b agree, four at a time.
+ */
 static inline int
-same_bytes(const uint8_t *a, const uint8_t *b, int n)
+same_slots(const uint16_t *a, const uint16_t *b, int n)
 {
 	int			i = 0;
 
-	while (i + 8 <= n)
+	while (i + 4 <= n)
 	{
 		uint64_t	wa,
 					wb;
@@ -865,28 +831,28 @@ same_bytes(const uint8_t *a, const uint8_t *b, int n)
 		memcpy(&wb, b + i, 8);
 		if (wa != wb)
 			break;
-		i += 8;
+		i += 4;
 	}
 	while (i < n && a[i] == b[i])
 		i++;
 	return i;
 }
 
-/* Number of leading bytes (0..n) of a equal to v. */
+/* Number of leading entries (0..n) of a equal to v. */
 static inline int
-run_of(const uint8_t *a, uint8_t v, int n)
+run_of(const uint16_t *a, uint16_t v, int n)
 {
-	uint64_t	vv = 0x0101010101010101ull * v;
+	uint64_t	vv = 0x0001000100010001ull * v;
 	int			i = 0;
 
-	while (i + 8 <= n)
+	while (i + 4 <= n)
 	{
 		uint64_t	wa;
 
 		memcpy(&wa, a + i, 8);
 		if (wa != vv)
 			break;
-		i += 8;
+		i += 4;
 	}
 	while (i < n && a[i] == v)
 		i++;
@@ -894,13 +860,18 @@ run_of(const uint8_t *a, uint8_t v, int n)
 }
 
 /*
- * Tokens of one row of stride bytes (filter byte first) given the row
- * above (NULL for the first): at each byte the longer of the run equal to
- * the row above and the run equal to the byte before, when it has at
- * least 3 bytes, else a literal.
+ * Tokens of one row of stride entries (the filter byte, FILTER_SLOT, then
+ * a colour table slot per pixel) given the row above (NULL for the first):
+ * at each entry the longer of the run equal to the row above and the run
+ * equal to the entry before, when it has at least 3 entries, else a
+ * literal.  Equal slots are equal palette indices, so the matches hold for
+ * the bytes; slots that become the same index are matched only where they
+ * are the same colour, which costs little (they are rare blends).
  */
+#define FILTER_SLOT		0xffff
+
 static void
-tokenize_row(TokenBuf *tb, const uint8_t *cur, const uint8_t *prev, int stride)
+tokenize_row(TokenBuf *tb, const uint16_t *cur, const uint16_t *prev, int stride)
 {
 	int			i = 0;
 
@@ -910,7 +881,7 @@ tokenize_row(TokenBuf *tb, const uint8_t *cur, const uint8_t *prev, int stride)
 					left = 0;
 
 		if (prev)
-			up = same_bytes(cur + i, prev + i, stride - i);
+			up = same_slots(cur + i, prev + i, stride - i);
 		if (i > 0)
 			left = run_of(cur + i, cur[i - 1], stride - i);
 		if (up >= 3 && up >= left)
@@ -924,7 +895,11 @@ tokenize_row(TokenBuf *tb, const uint8_t *cur, const uint8_t *prev, int stride)
 			i += left;
 		}
 		else
-			add_token(tb, TOKEN_LIT(cur[i++]));
+		{
+			add_token(tb, cur[i] == FILTER_SLOT ? TOKEN_LIT(0) :
+					  TOKEN_LIT(SLOT_FLAG | cur[i]));
+			i++;
+		}
 	}
 }
 
@@ -1211,7 +1186,8 @@ put_dynamic_header(BitSink *bs, const uint8_t *ll_len, int hlit,
  * (adler: the Adler-32 of the raw bytes), into o.
  */
 static void
-put_deflate(PngOut *o, const TokenBuf *tb, int stride, uint32_t adler)
+put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
+			int stride, uint32_t adler)
 {
 	uint32_t	ll_freq[286] = {0},
 				d_freq[30] = {0};
@@ -1229,8 +1205,9 @@ put_deflate(PngOut *o, const TokenBuf *tb, int stride, uint32_t adler)
 
 	dist_sym(1, &dsym[0], &dxb[0], &dxn[0]);
 	dist_sym(stride, &dsym[1], &dxb[1], &dxn[1]);
-	for (i = 0; i < 256; i++)
-		ll_freq[i] = tb->lit_freq[i];
+	ll_freq[0] = tb->filter_freq;
+	for (i = 0; i < PAL_SLOTS; i++)
+		ll_freq[slot_index[i]] += tb->slot_freq[i];
 	for (i = 3; i <= 258; i++)
 	{
 		ll_freq[len_sym[i]] += tb->len_freq[i][0] + tb->len_freq[i][1];
@@ -1264,7 +1241,11 @@ put_deflate(PngOut *o, const TokenBuf *tb, int stride, uint32_t adler)
 		int			l = (int) TOKEN_LEN(t);
 
 		if (l == 0)
-			put_bits(&bs, ll_code[t & 0xff], ll_len[t & 0xff]);
+		{
+			int			v = (t & SLOT_FLAG) ? slot_index[t & (PAL_SLOTS - 1)] : 0;
+
+			put_bits(&bs, ll_code[v], ll_len[v]);
+		}
 		else
 		{
 			int			ls = len_sym[l],
@@ -1284,6 +1265,134 @@ put_deflate(PngOut *o, const TokenBuf *tb, int stride, uint32_t adler)
 }
 
 /*
+ * One pass over the canvas: each row that is not a copy of the row above
+ * becomes a row of colour table slots (kept, for the Adler-32 once the
+ * indices are known) and its tokens; colours are counted on the way.
+ * false when out of memory or when there are more than PAL_MAX_COLORS
+ * colours (*too_many).
+ */
+typedef struct SlotRows
+{
+	uint16_t   *buf;			/* nrows rows of stride entries */
+	int			nrows;
+	int			cap;			/* rows */
+	int		   *row_of;			/* per canvas row: its slot row */
+} SlotRows;
+
+static bool
+scan_canvas(const ChartCanvas *c, ColorTable *t, SlotRows *sr, TokenBuf *tb,
+			bool *too_many)
+{
+	int			w = c->width,
+				stride = w + 1,
+				x,
+				y;
+
+	for (y = 0; y < c->height && !tb->failed; y++)
+	{
+		const int  *row = c->im->tpixels[y];
+		const int  *above = y > 0 ? c->im->tpixels[y - 1] : NULL;
+		uint16_t   *cur,
+				   *prev = y > 0 ? sr->buf + (size_t) sr->row_of[y - 1] * stride : NULL;
+
+		if (above && same_prefix(row, above, w) == w)
+		{
+			/* the whole row, filter byte included, repeats the one above */
+			sr->row_of[y] = sr->row_of[y - 1];
+			add_matches(tb, stride, 1);
+			continue;
+		}
+		if (sr->nrows == sr->cap)
+		{
+			int			cap = sr->cap * 2 + 64;
+			uint16_t   *nb = realloc(sr->buf, (size_t) cap * stride * sizeof(uint16_t));
+
+			if (nb == NULL)
+				return false;
+			sr->buf = nb;
+			sr->cap = cap;
+			prev = y > 0 ? sr->buf + (size_t) sr->row_of[y - 1] * stride : NULL;
+		}
+		sr->row_of[y] = sr->nrows;
+		cur = sr->buf + (size_t) sr->nrows++ * stride;
+		cur[0] = FILTER_SLOT;
+		for (x = 0; x < w; x++)
+		{
+			int			h;
+
+			if (above && row[x] == above[x])
+			{
+				int			n = same_prefix(row + x, above + x, w - x);
+
+				memcpy(cur + x + 1, prev + x + 1, n * sizeof(uint16_t));
+				x += n - 1;
+				continue;
+			}
+			if (x > 0 && row[x] == row[x - 1])
+			{
+				cur[x + 1] = cur[x];
+				continue;
+			}
+			h = color_slot(t, row[x]);
+			if (t->key[h] == -1)
+			{
+				if (t->n >= PAL_MAX_COLORS)
+				{
+					*too_many = true;
+					return false;
+				}
+				t->key[h] = row[x];
+				t->slot_of[t->n++] = h;
+			}
+			t->count[h]++;
+			cur[x + 1] = (uint16_t) h;
+		}
+		tokenize_row(tb, cur, prev, stride);
+	}
+	return !tb->failed;
+}
+
+/*
+ * Adler-32 of the image bytes (filter byte and palette index per pixel),
+ * from the slot rows: each slot row's sums are computed once and reused
+ * for the rows that copy it.
+ */
+static uint32_t
+image_adler(const SlotRows *sr, const ColorTable *t, int w, int h)
+{
+	int			stride = w + 1,
+				y,
+				x,
+				last = -1;
+	uint64_t	a = 1,
+				b = 0,
+				row_s = 0,
+				row_b = 0;
+	uint8_t    *bytes = malloc(stride);
+
+	if (bytes == NULL)
+		return 0;
+	for (y = 0; y < h; y++)
+	{
+		if (sr->row_of[y] != last)
+		{
+			const uint16_t *r = sr->buf + (size_t) sr->row_of[y] * stride;
+
+			last = sr->row_of[y];
+			bytes[0] = 0;
+			for (x = 1; x < stride; x++)
+				bytes[x] = t->index[r[x]];
+			bytes_adler(bytes, stride, &row_s, &row_b);
+		}
+		/* each of the row's bytes adds the running a to b */
+		b = (b + (uint64_t) stride * a + row_b) % 65521;
+		a = (a + row_s) % 65521;
+	}
+	free(bytes);
+	return (uint32_t) ((b << 16) | a);
+}
+
+/*
  * Encodes the canvas as an indexed-colour PNG (see above); NULL with
  * *too_many set when it has more colours than the palette path takes,
  * NULL alone when out of memory.
@@ -1295,87 +1404,36 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 {
 	PngOut		o = {0};
 	ColorTable *t = malloc(sizeof(ColorTable));
-	TokenBuf	tb;
+	TokenBuf   *tb = calloc(1, sizeof(TokenBuf));
+	SlotRows	sr = {0};
 	int			pal[256];
 	int			npal,
 				w = c->width,
 				h = c->height,
-				stride = w + 1,
-				x,
-				y;
-	uint8_t    *rows = NULL;
-	uint64_t	a = 1,
-				b = 0,
-				row_s = 0,
-				row_b = 0;
+				stride = w + 1;
+	uint32_t	adler;
 	size_t		idat_start;
 
 	*too_many = false;
-	memset(&tb, 0, sizeof(tb));
-	if (t == NULL)
-		return NULL;
-	if (!count_colors(c, t))
-	{
-		free(t);
-		*too_many = true;
-		return NULL;
-	}
-	npal = choose_palette(t, pal);
-	rows = malloc((size_t) stride * 2);
+	sr.row_of = malloc(sizeof(int) * h);
+	if (t == NULL || tb == NULL || sr.row_of == NULL)
+		goto fail;
+	memset(t->key, 0xff, sizeof(t->key));
+	memset(t->count, 0, sizeof(t->count));
+	memset(t->index, 0, sizeof(t->index));
+	t->n = 0;
 	/* about one token per 3 pixels on dense charts: grow rarely */
-	tb.cap = (size_t) w * h / 4 + 1024;
-	tb.t = malloc(tb.cap * sizeof(uint32_t));
-	if (tb.t == NULL)
-		tb.failed = true;
+	tb->cap = (size_t) w * h / 4 + 1024;
+	tb->t = malloc(tb->cap * sizeof(uint32_t));
+	if (tb->t == NULL || !scan_canvas(c, t, &sr, tb, too_many))
+		goto fail;
+	npal = choose_palette(t, pal);
+	adler = image_adler(&sr, t, w, h);
+
 	o.cap = (size_t) w * h / 8 + 65536;
 	o.buf = malloc(o.cap);
-	if (rows == NULL || o.buf == NULL)
+	if (o.buf == NULL)
 		goto fail;
-
-	for (y = 0; y < h && !tb.failed; y++)
-	{
-		const int  *row = c->im->tpixels[y];
-		uint8_t    *cur = rows + (size_t) (y & 1) * stride;
-		uint8_t    *prev = y > 0 ? rows + (size_t) ((y - 1) & 1) * stride : NULL;
-
-		if (prev && same_prefix(row, c->im->tpixels[y - 1], w) == w)
-		{
-			/* the whole row, filter byte included, repeats the one above */
-			memcpy(cur, prev, stride);
-			add_matches(&tb, stride, 1);
-		}
-		else
-		{
-			int			idx = 0;
-
-			const int  *above = y > 0 ? c->im->tpixels[y - 1] : NULL;
-
-			cur[0] = 0;			/* filter type None */
-			for (x = 0; x < w; x++)
-			{
-				if (above && row[x] == above[x])
-				{
-					int			n = same_prefix(row + x, above + x, w - x);
-
-					memcpy(cur + x + 1, prev + x + 1, n);
-					x += n - 1;
-					idx = prev[x + 1];
-					continue;
-				}
-				if (x == 0 || row[x] != row[x - 1])
-					idx = t->index[color_slot(t, row[x])];
-				cur[x + 1] = (uint8_t) idx;
-			}
-			tokenize_row(&tb, cur, prev, stride);
-			bytes_adler(cur, stride, &row_s, &row_b);
-		}
-		/* each of the row's bytes adds the running a to b */
-		b = (b + (uint64_t) stride * a + row_b) % 65521;
-		a = (a + row_s) % 65521;
-	}
-	if (tb.failed)
-		goto fail;
-
 	put_header(&o, w, h, 3, text_keys, text_values, ntext);
 	{
 		unsigned char plte[4 + 3 * 256];
@@ -1395,7 +1453,7 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 	out_be32(&o, 0);			/* IDAT length, patched below */
 	idat_start = o.len;
 	out_bytes(&o, "IDAT", 4);
-	put_deflate(&o, &tb, stride, (uint32_t) ((b << 16) | a));
+	put_deflate(&o, tb, t->index, stride, adler);
 	if (!o.failed)
 	{
 		uint32_t	n = (uint32_t) (o.len - idat_start - 4);
@@ -1412,15 +1470,21 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 	if (o.failed)
 		goto fail;
 	free(t);
-	free(tb.t);
-	free(rows);
+	if (tb)
+		free(tb->t);
+	free(tb);
+	free(sr.buf);
+	free(sr.row_of);
 	*len = o.len;
 	return o.buf;
 
 fail:
 	free(t);
-	free(tb.t);
-	free(rows);
+	if (tb)
+		free(tb->t);
+	free(tb);
+	free(sr.buf);
+	free(sr.row_of);
 	free(o.buf);
 	return NULL;
 }
