@@ -614,8 +614,11 @@ encode_rgb(const ChartCanvas *c, const char *const *text_keys,
 /* Colour hash table: colour -> occurrences (of runs) and palette index. */
 typedef struct ColorTable
 {
-	int32_t		key[PAL_SLOTS];	/* colour, or -1 */
-	uint32_t	count[PAL_SLOTS];
+	struct
+	{
+		int32_t		key;		/* colour, or -1 */
+		uint32_t	count;		/* next to the key: one cache line */
+	}			slot[PAL_SLOTS];
 	uint8_t		index[PAL_SLOTS];
 	int			n;
 	int			slot_of[PAL_MAX_COLORS];	/* insertion order */
@@ -626,7 +629,7 @@ color_slot(const ColorTable *t, int color)
 {
 	uint32_t	h = ((uint32_t) color * 2654435769u) >> 19;
 
-	while (t->key[h] != color && t->key[h] != -1)
+	while (t->slot[h].key != color && t->slot[h].key != -1)
 		h = (h + 1) & (PAL_SLOTS - 1);
 	return (int) h;
 }
@@ -640,10 +643,60 @@ cmp_count(const void *a, const void *b)
 	int			sa = *(const int *) a,
 				sb = *(const int *) b;
 
-	if (sort_table->count[sa] != sort_table->count[sb])
-		return sort_table->count[sa] > sort_table->count[sb] ? -1 : 1;
-	return sort_table->key[sa] < sort_table->key[sb] ? -1 :
-		sort_table->key[sa] > sort_table->key[sb];
+	if (sort_table->slot[sa].count != sort_table->slot[sb].count)
+		return sort_table->slot[sa].count > sort_table->slot[sb].count ? -1 : 1;
+	return sort_table->slot[sa].key < sort_table->slot[sb].key ? -1 :
+		sort_table->slot[sa].key > sort_table->slot[sb].key;
+}
+
+/*
+ * For candidates 0 .. m-1 (channels as int16: r, g in rg and b, 0 in bz),
+ * lowers mind to the squared distance to colour p and sets near to k
+ * where p is nearer.  Four at a time with SSE2 (the arrays have room past
+ * m); the plain C loop gives the same result.
+ */
+static void
+nearest_update(const int16_t *rg, const int16_t *bz, int32_t *mind,
+			   int32_t *near, int m, int p, int k)
+{
+	int			pr = (p >> 16) & 0xff,
+				pg = (p >> 8) & 0xff,
+				pb = p & 0xff;
+	int			i = 0;
+
+#ifdef __SSE2__
+	__m128i		vrg = _mm_set1_epi32(pr | pg << 16),
+				vb = _mm_set1_epi32(pb),
+				vk = _mm_set1_epi32(k);
+
+	for (; i < m; i += 4)
+	{
+		__m128i		drg = _mm_sub_epi16(_mm_loadu_si128((const __m128i *) (rg + 2 * i)), vrg),
+					db = _mm_sub_epi16(_mm_loadu_si128((const __m128i *) (bz + 2 * i)), vb),
+					d = _mm_add_epi32(_mm_madd_epi16(drg, drg), _mm_madd_epi16(db, db)),
+					md = _mm_loadu_si128((const __m128i *) (mind + i)),
+					nr = _mm_loadu_si128((const __m128i *) (near + i)),
+					lt = _mm_cmplt_epi32(d, md);
+
+		_mm_storeu_si128((__m128i *) (mind + i),
+						 _mm_or_si128(_mm_and_si128(lt, d), _mm_andnot_si128(lt, md)));
+		_mm_storeu_si128((__m128i *) (near + i),
+						 _mm_or_si128(_mm_and_si128(lt, vk), _mm_andnot_si128(lt, nr)));
+	}
+#endif
+	for (; i < m; i++)
+	{
+		int			dr = rg[2 * i] - pr,
+					dg = rg[2 * i + 1] - pg,
+					db = bz[2 * i] - pb;
+		int			d = dr * dr + dg * dg + db * db;
+
+		if (d < mind[i])
+		{
+			mind[i] = d;
+			near[i] = k;
+		}
+	}
 }
 
 /*
@@ -657,15 +710,14 @@ choose_palette(ColorTable *t, int *pal)
 {
 	int			order[PAL_MAX_COLORS];
 	int			n = t->n > 256 ? 256 : t->n;
-	int			i,
-				k;
+	int			i;
 
 	memcpy(order, t->slot_of, sizeof(int) * t->n);
 	sort_table = t;
 	qsort(order, t->n, sizeof(int), cmp_count);
 	for (i = 0; i < n; i++)
 	{
-		pal[i] = t->key[order[i]];
+		pal[i] = t->slot[order[i]].key;
 		t->index[order[i]] = (uint8_t) i;
 	}
 	if (t->n > 256)
@@ -678,30 +730,27 @@ choose_palette(ColorTable *t, int *pal)
 		 * is then its index.  Channels in separate arrays and the loop
 		 * over colours innermost let the compiler vectorise it.
 		 */
-		static int	cr[PAL_MAX_COLORS],
-					cg[PAL_MAX_COLORS],
-					cb[PAL_MAX_COLORS],
-					mind[PAL_MAX_COLORS],
-					near[PAL_MAX_COLORS];
-		int			m = t->n - 192; /* candidates, at cr[0 .. m-1] */
+		static int16_t rg[2 * PAL_MAX_COLORS + 8],	/* r, g per candidate */
+					bz[2 * PAL_MAX_COLORS + 8];	/* b, 0 per candidate */
+		static int32_t mind[PAL_MAX_COLORS + 4],
+					near[PAL_MAX_COLORS + 4];
+		int			m = t->n - 192; /* candidates, entries 0 .. m-1 */
 		int			kept;
 
-		for (i = 0; i < m; i++)
+		for (i = 0; i < m + 4; i++)
 		{
-			int			p = t->key[order[192 + i]];
+			int			p = i < m ? t->slot[order[192 + i]].key : 0;
 
-			cr[i] = (p >> 16) & 0xff;
-			cg[i] = (p >> 8) & 0xff;
-			cb[i] = p & 0xff;
+			rg[2 * i] = (int16_t) ((p >> 16) & 0xff);
+			rg[2 * i + 1] = (int16_t) ((p >> 8) & 0xff);
+			bz[2 * i] = (int16_t) (p & 0xff);
+			bz[2 * i + 1] = 0;
 			mind[i] = INT32_MAX;
 			near[i] = 0;
 		}
 		for (kept = 0;; kept++)
 		{
-			int			pr,
-						pg,
-						pb,
-						far = 0;
+			int			far = 0;
 
 			if (kept == 256)
 				break;
@@ -716,30 +765,18 @@ choose_palette(ColorTable *t, int *pal)
 				if (m == 0 || mind[far] == 0)
 					break;
 				o = order[192 + far];
-				pal[kept] = t->key[o];
+				pal[kept] = t->slot[o].key;
 				t->index[o] = (uint8_t) kept;
 				/* drop it from the candidates */
 				m--;
 				order[192 + far] = order[192 + m];
-				cr[far] = cr[m];
-				cg[far] = cg[m];
-				cb[far] = cb[m];
+				rg[2 * far] = rg[2 * m];
+				rg[2 * far + 1] = rg[2 * m + 1];
+				bz[2 * far] = bz[2 * m];
 				mind[far] = mind[m];
 				near[far] = near[m];
 			}
-			pr = (pal[kept] >> 16) & 0xff;
-			pg = (pal[kept] >> 8) & 0xff;
-			pb = pal[kept] & 0xff;
-			for (i = 0; i < m; i++)
-			{
-				int			dr = cr[i] - pr,
-							dg = cg[i] - pg,
-							db = cb[i] - pb;
-				int			d = dr * dr + dg * dg + db * db;
-
-				near[i] = d < mind[i] ? kept : near[i];
-				mind[i] = d < mind[i] ? d : mind[i];
-			}
+			nearest_update(rg, bz, mind, near, m, pal[kept], kept);
 		}
 		for (i = 0; i < m; i++)
 			t->index[order[192 + i]] = (uint8_t) near[i];
@@ -815,95 +852,12 @@ add_matches(TokenBuf *tb, int len, int far)
 }
 
 /*
- * Number of leading entries (0..n) on which a and b agree, four at a time.
+ * Adler-32 sums of n bytes (n <= 4096) started from a = 0, b = 0: *s is
+ * the sum of the bytes, *bsum the sum of the running sums.  Sixteen bytes
+ * at a time: a block adds 16 times the running sum before it plus each
+ * byte weighted by 16 - its place, so no sum waits on the byte before
+ * (SSE2: widened to 16 bits and multiplied-added in pairs).
  */
-static inline int
-same_slots(const uint16_t *a, const uint16_t *b, int n)
-{
-	int			i = 0;
-
-	while (i + 4 <= n)
-	{
-		uint64_t	wa,
-					wb;
-
-		memcpy(&wa, a + i, 8);
-		memcpy(&wb, b + i, 8);
-		if (wa != wb)
-			break;
-		i += 4;
-	}
-	while (i < n && a[i] == b[i])
-		i++;
-	return i;
-}
-
-/* Number of leading entries (0..n) of a equal to v. */
-static inline int
-run_of(const uint16_t *a, uint16_t v, int n)
-{
-	uint64_t	vv = 0x0001000100010001ull * v;
-	int			i = 0;
-
-	while (i + 4 <= n)
-	{
-		uint64_t	wa;
-
-		memcpy(&wa, a + i, 8);
-		if (wa != vv)
-			break;
-		i += 4;
-	}
-	while (i < n && a[i] == v)
-		i++;
-	return i;
-}
-
-/*
- * Tokens of one row of stride entries (the filter byte, FILTER_SLOT, then
- * a colour table slot per pixel) given the row above (NULL for the first):
- * at each entry the longer of the run equal to the row above and the run
- * equal to the entry before, when it has at least 3 entries, else a
- * literal.  Equal slots are equal palette indices, so the matches hold for
- * the bytes; slots that become the same index are matched only where they
- * are the same colour, which costs little (they are rare blends).
- */
-#define FILTER_SLOT		0xffff
-
-static void
-tokenize_row(TokenBuf *tb, const uint16_t *cur, const uint16_t *prev, int stride)
-{
-	int			i = 0;
-
-	while (i < stride)
-	{
-		int			up = 0,
-					left = 0;
-
-		if (prev)
-			up = same_slots(cur + i, prev + i, stride - i);
-		if (i > 0)
-			left = run_of(cur + i, cur[i - 1], stride - i);
-		if (up >= 3 && up >= left)
-		{
-			add_matches(tb, up, 1);
-			i += up;
-		}
-		else if (left >= 3)
-		{
-			add_matches(tb, left, 0);
-			i += left;
-		}
-		else
-		{
-			add_token(tb, cur[i] == FILTER_SLOT ? TOKEN_LIT(0) :
-					  TOKEN_LIT(SLOT_FLAG | cur[i]));
-			i++;
-		}
-	}
-}
-
-/* Adler-32 sums of one row's bytes started from a = 0, b = 0. */
 static void
 bytes_adler(const uint8_t *p, int n, uint64_t *s, uint64_t *bsum)
 {
@@ -911,10 +865,35 @@ bytes_adler(const uint8_t *p, int n, uint64_t *s, uint64_t *bsum)
 				b = 0;
 	int			i = 0;
 
-	/*
-	 * Sixteen bytes at a time: b gains 16 a plus each byte weighted by
-	 * the bytes left, so the sums do not wait on each other byte by byte.
-	 */
+#ifdef __SSE2__
+	{
+		const __m128i zero = _mm_setzero_si128();
+		const __m128i w_lo = _mm_setr_epi16(16, 15, 14, 13, 12, 11, 10, 9);
+		const __m128i w_hi = _mm_setr_epi16(8, 7, 6, 5, 4, 3, 2, 1);
+		__m128i		va = zero,	/* byte sums, two 64-bit lanes */
+					vpa = zero, /* sum of va before each block */
+					vw = zero;	/* weighted sums, four 32-bit lanes */
+		uint64_t	lanes[2];
+		uint32_t	wl[4];
+
+		for (; i + 16 <= n; i += 16)
+		{
+			__m128i		v = _mm_loadu_si128((const __m128i *) (p + i));
+
+			vpa = _mm_add_epi64(vpa, va);
+			va = _mm_add_epi64(va, _mm_sad_epu8(v, zero));
+			vw = _mm_add_epi32(vw, _mm_add_epi32(
+								   _mm_madd_epi16(_mm_unpacklo_epi8(v, zero), w_lo),
+								   _mm_madd_epi16(_mm_unpackhi_epi8(v, zero), w_hi)));
+		}
+		_mm_storeu_si128((__m128i *) lanes, va);
+		a = lanes[0] + lanes[1];
+		_mm_storeu_si128((__m128i *) lanes, vpa);
+		b = 16 * (lanes[0] + lanes[1]);
+		_mm_storeu_si128((__m128i *) wl, vw);
+		b += (uint64_t) wl[0] + wl[1] + wl[2] + wl[3];
+	}
+#else
 	for (; i + 16 <= n; i += 16)
 	{
 		uint32_t	s16 = 0,
@@ -929,6 +908,7 @@ bytes_adler(const uint8_t *p, int n, uint64_t *s, uint64_t *bsum)
 		b += 16 * a + w16;
 		a += s16;
 	}
+#endif
 	for (; i < n; i++)
 	{
 		a += p[i];
@@ -1187,8 +1167,11 @@ put_dynamic_header(BitSink *bs, const uint8_t *ll_len, int hlit,
  */
 static void
 put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
-			int stride, uint32_t adler)
+			int stride, uint8_t *img, size_t img_len)
 {
+	size_t		pos = 0;
+	uint64_t	a = 1,
+				b = 0;
 	uint32_t	ll_freq[286] = {0},
 				d_freq[30] = {0};
 	uint8_t		ll_len[286],
@@ -1245,11 +1228,26 @@ put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
 			int			v = (t & SLOT_FLAG) ? slot_index[t & (PAL_SLOTS - 1)] : 0;
 
 			put_bits(&bs, ll_code[v], ll_len[v]);
+			img[pos++] = (uint8_t) v;
 		}
 		else
 		{
 			int			ls = len_sym[l],
 						f = (int) TOKEN_FAR(t);
+
+			/* the bytes, for the Adler-32: what inflate will rebuild */
+			if (f == 0)
+				memset(img + pos, img[pos - 1], l);
+			else if (l <= stride)
+				memcpy(img + pos, img + pos - stride, l);
+			else
+			{
+				int			k;
+
+				for (k = 0; k < l; k++)
+					img[pos + k] = img[pos + k - stride];
+			}
+			pos += l;
 
 			put_bits(&bs, ll_code[ls] | (uint32_t) len_xbits[l] << ll_len[ls],
 					 ll_len[ls] + len_xn[l]);
@@ -1261,27 +1259,60 @@ put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
 	if (bs.nbits > 0)
 		*bs.p++ = (unsigned char) bs.bits;
 	o->len = bs.p - o->buf;
-	out_be32(o, adler);
+	/* Adler-32 in blocks short enough that the sums cannot overflow */
+	for (i = 0; i < img_len; i += 4096)
+	{
+		uint64_t	s,
+					bs_;
+		int			n = (int) (img_len - i < 4096 ? img_len - i : 4096);
+
+		bytes_adler(img + i, n, &s, &bs_);
+		b = (b + (uint64_t) n * a + bs_) % 65521;
+		a = (a + s) % 65521;
+	}
+	out_be32(o, (uint32_t) ((b << 16) | a));
+}
+
+/* The colour table slot of colour p, counted; -1 past PAL_MAX_COLORS. */
+static inline int
+count_color(ColorTable *t, int p)
+{
+	int			h = color_slot(t, p);
+
+	if (t->slot[h].key == -1)
+	{
+		if (t->n >= PAL_MAX_COLORS)
+			return -1;
+		t->slot[h].key = p;
+		t->slot_of[t->n++] = h;
+	}
+	t->slot[h].count++;
+	return h;
+}
+
+/* Adds n (1 or 2) literals of colour p; false past PAL_MAX_COLORS. */
+static inline bool
+add_color_literals(TokenBuf *tb, ColorTable *t, int p, int n)
+{
+	int			h = count_color(t, p);
+
+	if (h < 0)
+		return false;
+	while (n-- > 0)
+		add_token(tb, TOKEN_LIT(SLOT_FLAG | h));
+	return true;
 }
 
 /*
- * One pass over the canvas: each row that is not a copy of the row above
- * becomes a row of colour table slots (kept, for the Adler-32 once the
- * indices are known) and its tokens; colours are counted on the way.
- * false when out of memory or when there are more than PAL_MAX_COLORS
- * colours (*too_many).
+ * The one pass over the canvas: tokens straight from comparing pixels, as
+ * the RGB encoder does, with colour literals standing for their colour
+ * table slot; colours are counted as they are met.  A row that repeats the
+ * row above is one match; otherwise runs that repeat the row above or the
+ * pixel before become matches (3 bytes or more) and the rest literals.
+ * false when out of memory or past PAL_MAX_COLORS colours (*too_many).
  */
-typedef struct SlotRows
-{
-	uint16_t   *buf;			/* nrows rows of stride entries */
-	int			nrows;
-	int			cap;			/* rows */
-	int		   *row_of;			/* per canvas row: its slot row */
-} SlotRows;
-
 static bool
-scan_canvas(const ChartCanvas *c, ColorTable *t, SlotRows *sr, TokenBuf *tb,
-			bool *too_many)
+scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 {
 	int			w = c->width,
 				stride = w + 1,
@@ -1291,105 +1322,53 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, SlotRows *sr, TokenBuf *tb,
 	for (y = 0; y < c->height && !tb->failed; y++)
 	{
 		const int  *row = c->im->tpixels[y];
-		const int  *above = y > 0 ? c->im->tpixels[y - 1] : NULL;
-		uint16_t   *cur,
-				   *prev = y > 0 ? sr->buf + (size_t) sr->row_of[y - 1] * stride : NULL;
+		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : NULL;
 
-		if (above && same_prefix(row, above, w) == w)
+		if (prev && same_prefix(row, prev, w) == w)
 		{
 			/* the whole row, filter byte included, repeats the one above */
-			sr->row_of[y] = sr->row_of[y - 1];
 			add_matches(tb, stride, 1);
 			continue;
 		}
-		if (sr->nrows == sr->cap)
+		add_token(tb, TOKEN_LIT(0));	/* filter type None */
+		x = 0;
+		while (x < w)
 		{
-			int			cap = sr->cap * 2 + 64;
-			uint16_t   *nb = realloc(sr->buf, (size_t) cap * stride * sizeof(uint16_t));
+			int			p = row[x],
+						n;
 
-			if (nb == NULL)
-				return false;
-			sr->buf = nb;
-			sr->cap = cap;
-			prev = y > 0 ? sr->buf + (size_t) sr->row_of[y - 1] * stride : NULL;
-		}
-		sr->row_of[y] = sr->nrows;
-		cur = sr->buf + (size_t) sr->nrows++ * stride;
-		cur[0] = FILTER_SLOT;
-		for (x = 0; x < w; x++)
-		{
-			int			h;
-
-			if (above && row[x] == above[x])
+			if (prev && prev[x] == p)
 			{
-				int			n = same_prefix(row + x, above + x, w - x);
-
-				memcpy(cur + x + 1, prev + x + 1, n * sizeof(uint16_t));
-				x += n - 1;
+				n = same_prefix(row + x, prev + x, w - x);
+				if (n >= 3)
+					add_matches(tb, n, 1);
+				else if (!add_color_literals(tb, t, p, 1) ||
+						 (n == 2 && !add_color_literals(tb, t, row[x + 1], 1)))
+					goto too_many;
+				x += n;
 				continue;
 			}
-			if (x > 0 && row[x] == row[x - 1])
+			/* a run of p that does not repeat the row above */
+			for (n = 1; x + n < w && row[x + n] == p && !(prev && prev[x + n] == p); n++)
+				;
+			if (x > 0 && row[x - 1] == p && n >= 3)
+				add_matches(tb, n, 0);
+			else if (n >= 4)
 			{
-				cur[x + 1] = cur[x];
-				continue;
+				if (!add_color_literals(tb, t, p, 1))
+					goto too_many;
+				add_matches(tb, n - 1, 0);
 			}
-			h = color_slot(t, row[x]);
-			if (t->key[h] == -1)
-			{
-				if (t->n >= PAL_MAX_COLORS)
-				{
-					*too_many = true;
-					return false;
-				}
-				t->key[h] = row[x];
-				t->slot_of[t->n++] = h;
-			}
-			t->count[h]++;
-			cur[x + 1] = (uint16_t) h;
+			else if (!add_color_literals(tb, t, p, n))
+				goto too_many;
+			x += n;
 		}
-		tokenize_row(tb, cur, prev, stride);
 	}
 	return !tb->failed;
-}
 
-/*
- * Adler-32 of the image bytes (filter byte and palette index per pixel),
- * from the slot rows: each slot row's sums are computed once and reused
- * for the rows that copy it.
- */
-static uint32_t
-image_adler(const SlotRows *sr, const ColorTable *t, int w, int h)
-{
-	int			stride = w + 1,
-				y,
-				x,
-				last = -1;
-	uint64_t	a = 1,
-				b = 0,
-				row_s = 0,
-				row_b = 0;
-	uint8_t    *bytes = malloc(stride);
-
-	if (bytes == NULL)
-		return 0;
-	for (y = 0; y < h; y++)
-	{
-		if (sr->row_of[y] != last)
-		{
-			const uint16_t *r = sr->buf + (size_t) sr->row_of[y] * stride;
-
-			last = sr->row_of[y];
-			bytes[0] = 0;
-			for (x = 1; x < stride; x++)
-				bytes[x] = t->index[r[x]];
-			bytes_adler(bytes, stride, &row_s, &row_b);
-		}
-		/* each of the row's bytes adds the running a to b */
-		b = (b + (uint64_t) stride * a + row_b) % 65521;
-		a = (a + row_s) % 65521;
-	}
-	free(bytes);
-	return (uint32_t) ((b << 16) | a);
+too_many:
+	*too_many = true;
+	return false;
 }
 
 /*
@@ -1405,30 +1384,35 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 	PngOut		o = {0};
 	ColorTable *t = malloc(sizeof(ColorTable));
 	TokenBuf   *tb = calloc(1, sizeof(TokenBuf));
-	SlotRows	sr = {0};
 	int			pal[256];
 	int			npal,
 				w = c->width,
 				h = c->height,
 				stride = w + 1;
-	uint32_t	adler;
+	size_t		img_len = (size_t) stride * h;
+	uint8_t    *img = malloc(img_len);
 	size_t		idat_start;
 
 	*too_many = false;
-	sr.row_of = malloc(sizeof(int) * h);
-	if (t == NULL || tb == NULL || sr.row_of == NULL)
+	if (t == NULL || tb == NULL || img == NULL)
 		goto fail;
-	memset(t->key, 0xff, sizeof(t->key));
-	memset(t->count, 0, sizeof(t->count));
+	{
+		int			i;
+
+		for (i = 0; i < PAL_SLOTS; i++)
+		{
+			t->slot[i].key = -1;
+			t->slot[i].count = 0;
+		}
+	}
 	memset(t->index, 0, sizeof(t->index));
 	t->n = 0;
 	/* about one token per 3 pixels on dense charts: grow rarely */
 	tb->cap = (size_t) w * h / 4 + 1024;
 	tb->t = malloc(tb->cap * sizeof(uint32_t));
-	if (tb->t == NULL || !scan_canvas(c, t, &sr, tb, too_many))
+	if (tb->t == NULL || !scan_canvas(c, t, tb, too_many))
 		goto fail;
 	npal = choose_palette(t, pal);
-	adler = image_adler(&sr, t, w, h);
 
 	o.cap = (size_t) w * h / 8 + 65536;
 	o.buf = malloc(o.cap);
@@ -1453,7 +1437,7 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 	out_be32(&o, 0);			/* IDAT length, patched below */
 	idat_start = o.len;
 	out_bytes(&o, "IDAT", 4);
-	put_deflate(&o, tb, t->index, stride, adler);
+	put_deflate(&o, tb, t->index, stride, img, img_len);
 	if (!o.failed)
 	{
 		uint32_t	n = (uint32_t) (o.len - idat_start - 4);
@@ -1473,8 +1457,7 @@ encode_indexed(const ChartCanvas *c, const char *const *text_keys,
 	if (tb)
 		free(tb->t);
 	free(tb);
-	free(sr.buf);
-	free(sr.row_of);
+	free(img);
 	*len = o.len;
 	return o.buf;
 
@@ -1483,8 +1466,7 @@ fail:
 	if (tb)
 		free(tb->t);
 	free(tb);
-	free(sr.buf);
-	free(sr.row_of);
+	free(img);
 	free(o.buf);
 	return NULL;
 }
