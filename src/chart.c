@@ -39,10 +39,12 @@
 
 /*
  * Fonts of a fallback list kept per style: fontconfig's trimmed sort lists
- * every font that adds coverage (about 20 on a desktop); the first ones
- * cover any script a chart is likely to show.
+ * only fonts that add coverage (15 on a Debian 12 machine with DejaVu,
+ * WenQuanYi and matplotlib's fonts, WenQuanYi fifth); 32 covers any script
+ * a chart is likely to show.  A lookup tries them in order, at a glyph's
+ * first use only.
  */
-#define CHART_MAX_FALLBACKS	12
+#define CHART_MAX_FALLBACKS	32
 
 /*
  * Non-ASCII glyphs cached per face: an open-addressed table, emptied when

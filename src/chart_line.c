@@ -724,11 +724,11 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 		axis_ticks(&c, &L, &L.left, L.y1 - L.y0);
 	if (L.right.used)
 		axis_ticks(&c, &L, &L.right, L.y1 - L.y0);
-	if (!nlegend && L.y1 - L.y0 > 2 * th_tick + 20 &&
+	if (L.y1 - L.y0 > 2 * th_tick + 20 &&
 		((L.left.used && L.left.ticks.offset_label[0]) ||
 		 (L.right.used && L.right.ticks.offset_label[0])))
 	{
-		/* room above the plot for the offset ("+1e9"), the legend's row */
+		/* room above the plot for the offset ("+1e9") */
 		L.y0 += th_tick;
 		if (L.left.used)
 			axis_ticks(&c, &L, &L.left, L.y1 - L.y0);
