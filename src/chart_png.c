@@ -20,7 +20,7 @@ static uint32_t crc_table[8][256];	/* slicing-by-8 */
 static bool crc_ready = false;
 
 static void
-png_crc_init(void)
+chart_png_crc_init(void)
 {
 	uint32_t	n,
 				k;
@@ -42,7 +42,7 @@ png_crc_init(void)
 
 /* CRC-32 (PNG, zlib) of n bytes, eight at a time. */
 uint32_t
-png_crc(uint32_t crc, const unsigned char *p, size_t n)
+chart_png_crc(uint32_t crc, const unsigned char *p, size_t n)
 {
 	while (n >= 8)
 	{
@@ -64,7 +64,7 @@ png_crc(uint32_t crc, const unsigned char *p, size_t n)
 }
 
 void
-png_reserve(PngOut *o, size_t more)
+chart_png_reserve(PngOut *o, size_t more)
 {
 	if (o->failed || o->len + more <= o->cap)
 		return;
@@ -83,9 +83,9 @@ png_reserve(PngOut *o, size_t more)
 }
 
 void
-png_bytes(PngOut *o, const void *p, size_t n)
+chart_png_bytes(PngOut *o, const void *p, size_t n)
 {
-	png_reserve(o, n);
+	chart_png_reserve(o, n);
 	if (o->failed)
 		return;
 	memcpy(o->buf + o->len, p, n);
@@ -93,33 +93,33 @@ png_bytes(PngOut *o, const void *p, size_t n)
 }
 
 void
-png_be32(PngOut *o, uint32_t v)
+chart_png_be32(PngOut *o, uint32_t v)
 {
 	unsigned char b[4] = {v >> 24, v >> 16, v >> 8, v};
 
-	png_bytes(o, b, 4);
+	chart_png_bytes(o, b, 4);
 }
 
 /* Writes the signature, IHDR of the given colour type, and tEXt chunks. */
 void
-png_put_header(PngOut *o, int w, int h, int color_type,
-		   const char *const *text_keys, const char *const *text_values,
-		   int ntext)
+chart_png_put_header(PngOut *o, int w, int h, int color_type,
+					 const char *const *text_keys,
+					 const char *const *text_values, int ntext)
 {
 	static const unsigned char sig[8] = {137, 'P', 'N', 'G', 13, 10, 26, 10};
 	unsigned char ihdr[17];
 	int			x;
 
-	png_bytes(o, sig, 8);
+	chart_png_bytes(o, sig, 8);
 	memcpy(ihdr, "IHDR", 4);
 	ihdr[4] = w >> 24, ihdr[5] = w >> 16, ihdr[6] = w >> 8, ihdr[7] = w;
 	ihdr[8] = h >> 24, ihdr[9] = h >> 16, ihdr[10] = h >> 8, ihdr[11] = h;
 	ihdr[12] = 8;				/* bit depth */
 	ihdr[13] = (unsigned char) color_type;
 	ihdr[14] = ihdr[15] = ihdr[16] = 0;
-	png_be32(o, 13);
-	png_bytes(o, ihdr, 17);
-	png_be32(o, png_crc(0xffffffffu, ihdr, 17) ^ 0xffffffffu);
+	chart_png_be32(o, 13);
+	chart_png_bytes(o, ihdr, 17);
+	chart_png_be32(o, chart_png_crc(0xffffffffu, ihdr, 17) ^ 0xffffffffu);
 
 	for (x = 0; x < ntext; x++)
 	{
@@ -127,25 +127,25 @@ png_put_header(PngOut *o, int w, int h, int color_type,
 					vl = strlen(text_values[x]);
 		size_t		start;
 
-		png_be32(o, (uint32_t) (kl + 1 + vl));
+		chart_png_be32(o, (uint32_t) (kl + 1 + vl));
 		start = o->len;
-		png_bytes(o, "tEXt", 4);
-		png_bytes(o, text_keys[x], kl + 1);
-		png_bytes(o, text_values[x], vl);
+		chart_png_bytes(o, "tEXt", 4);
+		chart_png_bytes(o, text_keys[x], kl + 1);
+		chart_png_bytes(o, text_values[x], vl);
 		if (!o->failed)
-			png_be32(o, png_crc(0xffffffffu, o->buf + start, o->len - start) ^ 0xffffffffu);
+			chart_png_be32(o, chart_png_crc(0xffffffffu, o->buf + start, o->len - start) ^ 0xffffffffu);
 	}
 }
 
 /* Writes the IDAT chunk's length placeholder and type; returns its start. */
 size_t
-png_begin_idat(PngOut *o)
+chart_png_begin_idat(PngOut *o)
 {
 	size_t		start;
 
-	png_be32(o, 0);				/* patched by png_end_idat */
+	chart_png_be32(o, 0);				/* patched by chart_png_end_idat */
 	start = o->len;
-	png_bytes(o, "IDAT", 4);
+	chart_png_bytes(o, "IDAT", 4);
 	return start;
 }
 
@@ -154,7 +154,7 @@ png_begin_idat(PngOut *o)
  * its length), or NULL, freeing the buffer, when out of memory.
  */
 unsigned char *
-png_end_idat(PngOut *o, size_t idat_start, size_t *len)
+chart_png_end_idat(PngOut *o, size_t idat_start, size_t *len)
 {
 	if (!o->failed)
 	{
@@ -164,11 +164,11 @@ png_end_idat(PngOut *o, size_t idat_start, size_t *len)
 		o->buf[idat_start - 3] = n >> 16;
 		o->buf[idat_start - 2] = n >> 8;
 		o->buf[idat_start - 1] = n;
-		png_be32(o, png_crc(0xffffffffu, o->buf + idat_start, o->len - idat_start) ^ 0xffffffffu);
+		chart_png_be32(o, chart_png_crc(0xffffffffu, o->buf + idat_start, o->len - idat_start) ^ 0xffffffffu);
 	}
-	png_be32(o, 0);
-	png_bytes(o, "IEND", 4);
-	png_be32(o, 0xae426082u);
+	chart_png_be32(o, 0);
+	chart_png_bytes(o, "IEND", 4);
+	chart_png_be32(o, 0xae426082u);
 	if (o->failed)
 	{
 		free(o->buf);
@@ -193,7 +193,7 @@ chart_png_encode(const ChartCanvas *c, const char *const *text_keys,
 	bool		too_many;
 
 	if (!crc_ready)
-		png_crc_init();
+		chart_png_crc_init();
 	png = chart_png_encode_palette(c, text_keys, text_values, ntext, len,
 								   &too_many);
 	if (png == NULL && too_many)

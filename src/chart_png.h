@@ -5,7 +5,7 @@
  *
  * chart_png.c frames the file (signature, IHDR, tEXt, CRC-32, IDAT length,
  * IEND) and chooses the encoder; an encoder writes its pixel data between
- * png_begin_idat and png_end_idat:
+ * chart_png_begin_idat and chart_png_end_idat:
  *	chart_png_palette.c		indexed colour, dynamic Huffman codes (charts)
  *	chart_png_rgb.c			8-bit RGB, fixed Huffman codes (more than
  *							4,096 colours)
@@ -41,15 +41,16 @@ typedef struct BitSink
 	int			nbits;
 } BitSink;
 
-extern uint32_t png_crc(uint32_t crc, const unsigned char *p, size_t n);
-extern void png_reserve(PngOut *o, size_t more);
-extern void png_bytes(PngOut *o, const void *p, size_t n);
-extern void png_be32(PngOut *o, uint32_t v);
-extern void png_put_header(PngOut *o, int w, int h, int color_type,
-						   const char *const *text_keys,
-						   const char *const *text_values, int ntext);
-extern size_t png_begin_idat(PngOut *o);
-extern unsigned char *png_end_idat(PngOut *o, size_t idat_start, size_t *len);
+extern uint32_t chart_png_crc(uint32_t crc, const unsigned char *p, size_t n);
+extern void chart_png_reserve(PngOut *o, size_t more);
+extern void chart_png_bytes(PngOut *o, const void *p, size_t n);
+extern void chart_png_be32(PngOut *o, uint32_t v);
+extern void chart_png_put_header(PngOut *o, int w, int h, int color_type,
+								 const char *const *text_keys,
+								 const char *const *text_values, int ntext);
+extern size_t chart_png_begin_idat(PngOut *o);
+extern unsigned char *chart_png_end_idat(PngOut *o, size_t idat_start,
+										 size_t *len);
 
 extern unsigned char *chart_png_encode_palette(const ChartCanvas *c,
 											   const char *const *text_keys,

@@ -628,13 +628,13 @@ put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
 		hdist--;
 
 	/* at most 48 bits a token, plus the header */
-	png_reserve(o, tb->n * 6 + 1024);
+	chart_png_reserve(o, tb->n * 6 + 1024);
 	if (o->failed)
 		return;
 	{
 		unsigned char zh[2] = {0x78, 0x01};
 
-		png_bytes(o, zh, 2);
+		chart_png_bytes(o, zh, 2);
 	}
 	bs.p = o->buf + o->len;
 	put_dynamic_header(&bs, ll_len, hlit, d_len, hdist);
@@ -690,7 +690,7 @@ put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
 		b = (b + (uint64_t) n * a + bs_) % 65521;
 		a = (a + s) % 65521;
 	}
-	png_be32(o, (uint32_t) ((b << 16) | a));
+	chart_png_be32(o, (uint32_t) ((b << 16) | a));
 }
 
 /* The colour table slot of colour p, counted; -1 past PAL_MAX_COLORS. */
@@ -901,7 +901,7 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 	o.buf = malloc(o.cap);
 	if (o.buf == NULL)
 		goto fail;
-	png_put_header(&o, w, h, 3, text_keys, text_values, ntext);
+	chart_png_put_header(&o, w, h, 3, text_keys, text_values, ntext);
 	{
 		unsigned char plte[4 + 3 * 256];
 		int			i;
@@ -913,16 +913,16 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 			plte[5 + 3 * i] = (unsigned char) (pal[i] >> 8);
 			plte[6 + 3 * i] = (unsigned char) pal[i];
 		}
-		png_be32(&o, (uint32_t) (3 * npal));
-		png_bytes(&o, plte, 4 + 3 * npal);
-		png_be32(&o, png_crc(0xffffffffu, plte, 4 + 3 * npal) ^ 0xffffffffu);
+		chart_png_be32(&o, (uint32_t) (3 * npal));
+		chart_png_bytes(&o, plte, 4 + 3 * npal);
+		chart_png_be32(&o, chart_png_crc(0xffffffffu, plte, 4 + 3 * npal) ^ 0xffffffffu);
 	}
-	idat_start = png_begin_idat(&o);
+	idat_start = chart_png_begin_idat(&o);
 	put_deflate(&o, tb, t->index, stride, img, img_len);
 	free(t);
 	release_scratch(tb->t, tb->cap, img, img_cap);
 	free(tb);
-	return png_end_idat(&o, idat_start, len);
+	return chart_png_end_idat(&o, idat_start, len);
 
 fail:
 	free(t);

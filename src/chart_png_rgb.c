@@ -232,13 +232,13 @@ chart_png_encode_rgb(const ChartCanvas *c, const char *const *text_keys,
 	if (o.buf == NULL)
 		return NULL;
 
-	png_put_header(&o, w, h, 2, text_keys, text_values, ntext);
+	chart_png_put_header(&o, w, h, 2, text_keys, text_values, ntext);
 
-	idat_start = png_begin_idat(&o);
+	idat_start = chart_png_begin_idat(&o);
 	{
 		unsigned char zh[2] = {0x78, 0x01};
 
-		png_bytes(&o, zh, 2);
+		chart_png_bytes(&o, zh, 2);
 	}
 	bs.bits = 3;				/* BFINAL = 1, BTYPE = 01 (fixed) */
 	bs.nbits = 3;
@@ -249,7 +249,7 @@ chart_png_encode_rgb(const ChartCanvas *c, const char *const *text_keys,
 		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : NULL;
 
 		/* worst case: 9 bits per byte, plus slack for the bit buffer */
-		png_reserve(&o, (size_t) stride * 2 + 64);
+		chart_png_reserve(&o, (size_t) stride * 2 + 64);
 		if (o.failed)
 			break;
 		bs.p = o.buf + o.len;
@@ -345,7 +345,7 @@ chart_png_encode_rgb(const ChartCanvas *c, const char *const *text_keys,
 		b = (b + (uint64_t) stride * a + row_b) % 65521;
 		a = (a + row_s) % 65521;
 	}
-	png_reserve(&o, 64);
+	chart_png_reserve(&o, 64);
 	if (!o.failed)
 	{
 		bs.p = o.buf + o.len;
@@ -354,6 +354,6 @@ chart_png_encode_rgb(const ChartCanvas *c, const char *const *text_keys,
 			*bs.p++ = (unsigned char) bs.bits;
 		o.len = bs.p - o.buf;
 	}
-	png_be32(&o, (uint32_t) ((b << 16) | a));
-	return png_end_idat(&o, idat_start, len);
+	chart_png_be32(&o, (uint32_t) ((b << 16) | a));
+	return chart_png_end_idat(&o, idat_start, len);
 }
