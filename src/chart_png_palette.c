@@ -14,10 +14,10 @@
  * by comparing with the pixel before and the row above, never searched.
  * Beyond 256 colours the 192 most frequent are kept exactly, then the 64
  * colours farthest from those kept, and each other colour becomes its
- * nearest kept one (the rare edge blends of strokes and
- * glyphs, a step of a few levels of one channel); beyond PAL_MAX_COLORS
- * distinct colours chart_png_encode uses the RGB encoder
- * (chart_png_rgb.c).
+ * nearest kept one (the rare edge blends of strokes and glyphs, a step of
+ * a few levels of one channel).  Beyond PAL_MAX_COLORS distinct colours, or
+ * when a colour would be further than PAL_MAX_DIST2 from its entry,
+ * chart_png_encode uses the lossless RGB encoder (chart_png_rgb.c).
  * Pure C: see chart.h.
  */
 #include <stdlib.h>
@@ -27,6 +27,15 @@
 
 #define PAL_SLOTS		8192	/* colour hash table, a power of two */
 #define PAL_MAX_COLORS	4096	/* at most half full */
+
+/*
+ * The largest squared RGB distance from a colour to its palette entry
+ * that the palette may show.  Charts stay far below it (41 to 75 on the
+ * reference and test charts at 640 x 480 to 4000 x 2000: a few levels of
+ * one channel); a canvas beyond it (photo-like content) is encoded as RGB
+ * instead, without loss.
+ */
+#define PAL_MAX_DIST2	300
 #define MAX_BITS		15		/* deflate's longest code */
 #define MAX_CL_BITS		7		/* longest code-length code */
 
@@ -122,7 +131,8 @@ nearest_update(const int16_t *rg, const int16_t *bz, int32_t *mind,
  * Chooses the palette (into pal, returning its size) and each colour's
  * index: every colour when there are at most 256, else 192 by frequency
  * and 64 by distance (see above), the others mapped to the nearest of
- * those (squared RGB distance).
+ * those (squared RGB distance); -1 when a colour would be further than
+ * PAL_MAX_DIST2 from its entry.
  */
 static int
 choose_palette(ColorTable *t, int *pal)
@@ -198,7 +208,11 @@ choose_palette(ColorTable *t, int *pal)
 			nearest_update(rg, bz, mind, near, m, pal[kept], kept);
 		}
 		for (i = 0; i < m; i++)
+		{
+			if (mind[i] > PAL_MAX_DIST2)
+				return -1;
 			t->index[order[192 + i]] = (uint8_t) near[i];
+		}
 		n = kept;
 	}
 	return n;
@@ -849,8 +863,8 @@ release_scratch(uint32_t *tokens, size_t tokens_cap, uint8_t *img,
 
 /*
  * Encodes the canvas as an indexed-colour PNG (see above); NULL with
- * *too_many set when it has more colours than the palette path takes,
- * NULL alone when out of memory.
+ * *too_many set when it has more colours than a palette shows faithfully
+ * (PAL_MAX_COLORS, PAL_MAX_DIST2), NULL alone when out of memory.
  */
 unsigned char *
 chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
@@ -913,6 +927,11 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 	if (tb->t == NULL || !scan_canvas(c, t, tb, too_many))
 		goto fail;
 	npal = choose_palette(t, pal);
+	if (npal < 0)
+	{
+		*too_many = true;
+		goto fail;
+	}
 
 	o.cap = 16384;				/* grown to the exact need in put_deflate */
 	o.buf = malloc(o.cap);
