@@ -12,6 +12,7 @@
 #include "utils/guc.h"
 
 #include "alert.h"
+#include "jwt_sql.h"
 #include "metric_anomaly.h"
 #include "worker.h"
 
@@ -104,6 +105,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ma_alert_define_gucs();
+	ma_jwt_define_gucs();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("metric_anomaly");
