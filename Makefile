@@ -53,3 +53,4 @@ demo:
 
 bench:
 	bash test/bench/aggregate.sh
+	bash test/bench/jwt.sh

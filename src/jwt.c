@@ -792,11 +792,6 @@ ma_jwt_signature_ok(const MaJwt *jwt, const uint8_t *key, size_t keylen)
 
 /* ------------------------------------------------------------------- claims */
 
-typedef struct ClaimsState
-{
-	MaJwt	   *jwt;
-} ClaimsState;
-
 /* Reads a NumericDate member (exp or nbf) into *out. */
 static MaJwtStatus
 numeric_date(MaJwt *jwt, const char *name, int *seen, double *out,
@@ -831,7 +826,7 @@ static MaJwtStatus
 claims_member(void *arg, const char *name, size_t namelen,
 			  const uint8_t *value, const uint8_t *value_end)
 {
-	MaJwt	   *jwt = ((ClaimsState *) arg)->jwt;
+	MaJwt	   *jwt = arg;
 
 	if (name_is(name, namelen, "exp"))
 		return numeric_date(jwt, "exp", &jwt->has_exp, &jwt->exp, value, value_end);
@@ -843,11 +838,9 @@ claims_member(void *arg, const char *name, size_t namelen,
 MaJwtStatus
 ma_jwt_read_claims(MaJwt *jwt)
 {
-	ClaimsState cs = {jwt};
-
 	jwt->has_exp = jwt->has_nbf = 0;
 	return json_top_object((const uint8_t *) jwt->claims, jwt->claims_len,
-						   "claims set", claims_member, &cs, jwt);
+						   "claims set", claims_member, jwt, jwt);
 }
 
 /*

@@ -7,7 +7,9 @@
  * against pgcrypto (OpenSSL) for every key length from 1 to 300 bytes and
  * messages on both sides of every block boundary, and the JWT fixtures
  * against Node's crypto.  Speed is not a concern here: a JWT is at most
- * 8 KB, hashed once per secret tried (about 20 us at 8 KB).
+ * 8 KB, hashed once per secret tried.  Decoding, HMAC-SHA256 and JSON of a
+ * 240-byte token take 2.7 us of CPU, of an 8 KB one 62 us (a loop over
+ * jwt.c outside the server, gcc -O2), where HMAC is 70% of the time.
  */
 #include "sha2.h"
 
