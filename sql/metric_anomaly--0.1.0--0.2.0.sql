@@ -109,7 +109,9 @@ CREATE TRIGGER jwt_secrets_check
 -- concurrent writers never wait for each other); ingest_stats counts them.
 CREATE TABLE metric_anomaly.ingest_skips (
     skipped_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    event_type text NOT NULL,
+    event_type text NOT NULL
+               CONSTRAINT ingest_skips_event_type_check
+               CHECK (pg_catalog.length(event_type) BETWEEN 1 AND 200),
     reason     text NOT NULL
                CONSTRAINT ingest_skips_reason_check CHECK (reason IN ('expired'))
 );
