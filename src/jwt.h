@@ -2,7 +2,7 @@
  * jwt.h
  *		Decoding and HMAC verification of JSON Web Tokens (RFC 7519, JWS
  *		compact serialisation of RFC 7515), in plain C without PostgreSQL
- *		headers, so that it can be fuzzed on its own (test/fuzz/fuzz_jwt.c).
+ *		headers, so that it can be built, measured and fuzzed on its own.
  *
  * Use: ma_jwt_decode() (size, structure, base64url, header, algorithm), then
  * ma_jwt_signature_ok() with each candidate secret, then ma_jwt_read_claims()
@@ -19,8 +19,9 @@
 #include "sha2.h"
 
 /*
- * Longest token accepted, in bytes: the common limit of an HTTP header line
- * (8 KB in nginx and Node), far above a real token (400 to 1,500 bytes).
+ * Longest token accepted, in bytes: the usual limit of an HTTP header line
+ * (8 KB in nginx's default large_client_header_buffers), far above a real
+ * token (200 to 1,500 bytes).
  */
 #define MA_JWT_MAX_TOKEN 8192
 
