@@ -800,6 +800,7 @@ CREATE FUNCTION metric_anomaly.jwt_claims(token text, secret text,
                                           verify_exp boolean DEFAULT true)
 RETURNS jsonb
 LANGUAGE c STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'metric_anomaly_jwt_claims';
 
 COMMENT ON FUNCTION metric_anomaly.jwt_claims(text, text, boolean) IS
