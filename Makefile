@@ -10,7 +10,7 @@
 
 EXTENSION = metric_anomaly
 MODULE_big = metric_anomaly
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/channel/*.c)))
 DATA = $(wildcard sql/metric_anomaly--*.sql)
 
 # Every sql/NAME.sql that is not an install or upgrade script is a pg_regress
@@ -53,4 +53,5 @@ demo:
 
 bench:
 	bash test/bench/aggregate.sh
+	bash test/bench/delivery.sh
 	bash test/bench/jwt.sh

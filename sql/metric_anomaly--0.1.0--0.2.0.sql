@@ -205,6 +205,18 @@ COMMENT ON VIEW metric_anomaly.worker_status IS
     'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog and the last error.';
 
 ------------------------------------------------------------------------------
+-- Alert wing: resumable multi-step deliveries, per-channel rate limits.
+------------------------------------------------------------------------------
+ALTER TABLE metric_anomaly.deliveries ADD COLUMN step_state text;
+
+COMMENT ON COLUMN metric_anomaly.deliveries.steps_done IS
+    'Requests of a multi-request delivery (WeCom markdown then image, Slack bot upload) already accepted; a retry sends only the rest.';
+COMMENT ON COLUMN metric_anomaly.deliveries.step_state IS
+    'What the accepted steps answered that later steps need (Slack bot: the file id and upload URL), so a retry resumes at the first step not accepted; NULL when nothing.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
+    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}; {"rate_limit": N} caps the requests sent per minute (0 = no limit; default the platform''s documented limit: wecom and dingtalk 20, feishu 100, slack and slack_bot 60, webhook none).';
+
+------------------------------------------------------------------------------
 -- JWT verification and ingestion (jwt wing)
 --
 -- jwt_claims() verifies HS256/HS384/HS512 tokens against a secret given by

@@ -454,7 +454,7 @@ COMMENT ON COLUMN metric_anomaly.alert_channels.url IS
 COMMENT ON COLUMN metric_anomaly.alert_channels.secret IS
     'Signing secret (feishu, dingtalk), bot token (slack_bot) or bearer token (webhook, sent as Authorization: Bearer); NULL when unused.';
 COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
-    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}.';
+    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}; {"rate_limit": N} caps the requests sent per minute (0 = no limit; default the platform''s documented limit: wecom and dingtalk 20, feishu 100, slack and slack_bot 60, webhook none).';
 
 /*
  * Refuses URLs that are not http(s) with a clear error; never repeats the URL
@@ -610,6 +610,7 @@ CREATE TABLE metric_anomaly.deliveries (
     in_flight       boolean NOT NULL DEFAULT false,
     steps_done      integer NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    step_state      text,
     CONSTRAINT deliveries_alert_channel_key UNIQUE (alert_id, channel),
     CONSTRAINT deliveries_idempotency_key_key UNIQUE (idempotency_key)
 );
@@ -622,7 +623,9 @@ COMMENT ON TABLE metric_anomaly.deliveries IS
 COMMENT ON COLUMN metric_anomaly.deliveries.idempotency_key IS
     'Sent as the Idempotency-Key header on every attempt; derived from the alert id and the channel.';
 COMMENT ON COLUMN metric_anomaly.deliveries.steps_done IS
-    'Requests of a multi-request delivery (WeCom markdown then image) already accepted; a retry sends only the rest.';
+    'Requests of a multi-request delivery (WeCom markdown then image, Slack bot upload) already accepted; a retry sends only the rest.';
+COMMENT ON COLUMN metric_anomaly.deliveries.step_state IS
+    'What the accepted steps answered that later steps need (Slack bot: the file id and upload URL), so a retry resumes at the first step not accepted; NULL when nothing.';
 COMMENT ON COLUMN metric_anomaly.deliveries.last_error IS
     'Last failure (at most 500 characters); never contains the URL or secret.';
 
