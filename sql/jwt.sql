@@ -95,7 +95,7 @@ SELECT alg, count(*) AS tokens,
        count(*) FILTER (WHERE pg_temp.verdict(tok, substr(key, 2)) = 'ok') AS verified_wrong_key
   FROM (SELECT alg, key, pg_temp.mint('{"n":"' || repeat('x', k % 211) || '"}', key, alg) AS tok
           FROM unnest(ARRAY['HS256', 'HS384', 'HS512']) alg,
-               generate_series(2, 301) k,
+               generate_series(1, 300) k,
                LATERAL (SELECT substr(repeat(md5(k::text), 10), 1, k) AS key) s) t
  GROUP BY alg ORDER BY alg;
 -- A non-ASCII secret is its UTF-8 bytes.
