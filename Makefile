@@ -55,3 +55,4 @@ bench:
 	bash test/bench/aggregate.sh
 	bash test/bench/chart.sh
 	bash test/bench/delivery.sh
+	bash test/bench/jwt.sh
