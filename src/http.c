@@ -296,7 +296,11 @@ finish_transfer(Transfer *t, MaHttpResponse *resp)
 				msg = curl_easy_strerror(t->rc);
 			resp->timed_out = (t->rc == CURLE_OPERATION_TIMEDOUT);
 			resp->aborted = (t->rc == CURLE_ABORTED_BY_CALLBACK);
-			resp->error = pstrdup(msg);
+			/* curl says "Weird server reply" for a refused message: add the code */
+			if (t->req->transport == MA_TRANSPORT_SMTP && status >= 400)
+				resp->error = psprintf("%s (SMTP reply %ld)", msg, status);
+			else
+				resp->error = pstrdup(msg);
 		}
 		resp->body = palloc(t->buf.len + 1);
 		memcpy(resp->body, t->buf.data, t->buf.len);

@@ -32,8 +32,12 @@
 #define MAX_ADDRESS		254
 /* Recipients of one channel; the write-time check says the same. */
 #define MAX_RECIPIENTS	50
-/* Bytes of text per encoded word: 60 base64 characters, 75 with framing. */
-#define ENCODED_WORD_BYTES 45
+/*
+ * Bytes of text per encoded word: 52 base64 characters, 64 with framing, so
+ * that even the first line, after "Subject: ", stays within the 76 that RFC
+ * 2047 allows a line with encoded words.
+ */
+#define ENCODED_WORD_BYTES 39
 /* Longest Subject sent as it is (RFC 5322 lines are at most 998). */
 #define MAX_RAW_SUBJECT 900
 
