@@ -265,14 +265,14 @@ backoff_ms(int attempts)
 }
 
 /*
- * Milliseconds a claimed delivery stays invisible to other claims: three
- * requests (Slack's upload) at their timeout, a minute of waiting for a rate
- * slot between them, and ten seconds of margin.
+ * Milliseconds a claimed delivery stays invisible to other claims: four
+ * requests (Feishu's text, token, upload and image) at their timeout, a
+ * minute of waiting for a rate slot between them, and ten seconds of margin.
  */
 static double
 lease_ms(void)
 {
-	return 3.0 * ma_http_timeout_ms + 70000.0;
+	return 4.0 * ma_http_timeout_ms + 70000.0;
 }
 
 /* The error text cut to MAX_ERROR_LEN bytes on a character boundary. */

@@ -478,7 +478,7 @@ new_transfer(const MaHttpRequest *req, void *tag)
 }
 
 /*
- * Posts req and fills resp.  Never throws for transport problems: they are
+ * Sends req (a POST or an SMTP submission) and fills resp.  Never throws for transport problems: they are
  * reported in resp->error.  Must not run inside a transaction that holds locks
  * others need (test_channel() runs it in the caller's session).
  */
