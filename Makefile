@@ -54,3 +54,4 @@ demo:
 bench:
 	bash test/bench/aggregate.sh
 	bash test/bench/delivery.sh
+	bash test/bench/jwt.sh

@@ -15,6 +15,7 @@
 #include "alert.h"
 #include "delivery.h"
 #include "http.h"
+#include "jwt_sql.h"
 #include "metric_anomaly.h"
 #include "worker.h"
 
@@ -109,6 +110,7 @@ _PG_init(void)
 	ma_alert_define_gucs();
 	ma_delivery_define_gucs();
 	ma_http_define_gucs();
+	ma_jwt_define_gucs();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("metric_anomaly");
