@@ -7,8 +7,13 @@
  * turns an alert into requests one step at a time: next_request() gets the
  * number of steps already accepted and the state earlier answers left, and
  * returns the next request or NULL when the delivery is complete;
- * accepted() is asked only about 2xx answers, says whether the platform
- * accepted them, and may leave state for later steps.  Every text a kind
+ * accepted() is asked only about 2xx answers (for SMTP, a submission the
+ * server took), says whether the platform accepted them, and may leave
+ * state for later steps.  The kind's transport (HTTP unless it says SMTP)
+ * is the only kind of request it builds and decides the schemes its
+ * channels' url may use.  A kind that carries images only when a channel
+ * is configured for it (Feishu with an app) says so in images_configured(),
+ * so that no chart is rendered for the others.  Every text a kind
  * builds from metric names, rule names or summaries goes through
  * ma_channel_text() with the kind's format, so that a name can mention
  * nobody and link nowhere.  No SPI, no network.
