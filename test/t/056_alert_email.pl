@@ -236,6 +236,11 @@ query_ok($node, q{SELECT last_error FROM metric_anomaly.deliveries WHERE channel
 # test_channel() sends through the same path and returns the reply code.
 query_ok($node, q{SELECT metric_anomaly.test_channel('mail')}, '250', 'test_channel: 250');
 
+# The host allowlist applies to SMTP relays as to HTTP endpoints.
+my ($ret, $out, $err) = $node->psql('postgres', q{SET metric_anomaly.webhook_allowed_hosts = 'relay.example.com'; SELECT metric_anomaly.test_channel('mail')});
+like($err, qr/ERROR:  alert channel "mail" cannot be used: host "127\.0\.0\.1" is not in metric_anomaly\.webhook_allowed_hosts/,
+	'a relay outside the allowlist is refused');
+
 stop_receiver($_) for ($mail, $strict, $reject);
 $node->stop;
 done_testing();
