@@ -235,7 +235,7 @@ append_part(StringInfo buf, const char *boundary, const char *headers,
 
 /* The whole message: headers and the MIME tree of the file header. */
 static char *
-build_message(const MaChannel *ch, const MaAlertMessage *msg, const char *from,
+build_message(const MaAlertMessage *msg, const char *from,
 			  List *to, int64 now_ms, size_t *len)
 {
 	const char *domain = sender_domain(from);
@@ -315,7 +315,7 @@ email_next(const MaChannel *ch, const MaAlertMessage *msg, int step,
 	req->tls_required = !(tls && strcmp(tls, "none") == 0);
 	req->username = ma_secret_field(ch, "user");
 	req->password = ma_secret_field(ch, "password");
-	req->body = build_message(ch, msg, from, to, now_ms, &req->body_len);
+	req->body = build_message(msg, from, to, now_ms, &req->body_len);
 	return req;
 }
 
