@@ -21,7 +21,7 @@ my $node = ma_node('aside', database => 'app', interval => 1,
 my $starts = qr/metric_anomaly: starting workers in database "app"/;
 my $asides = qr/metric_anomaly: the workers of database "app" step aside for/;
 
-# Both workers connected to $db (counted as the superuser).
+# Workers connected to $db (counted as the superuser).
 sub workers_in
 {
 	my ($db) = @_;
@@ -31,13 +31,14 @@ sub workers_in
 		   AND datname = '$db'});
 }
 
+# Both workers hold the alive lock of app (objid 3): a command now sees them.
 sub wait_workers
 {
 	my ($what) = @_;
 	ok($node->poll_query_until('postgres', q{
-		SELECT count(*) = 2 FROM pg_stat_activity
-		 WHERE backend_type IN ('metric_anomaly worker', 'metric_anomaly delivery')
-		   AND datname = 'app'}), $what);
+		SELECT count(*) = 2 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+		 WHERE l.locktype = 'advisory' AND l.classid = 28001 AND l.objid = 3
+		   AND l.objsubid = 28001 AND l.granted AND d.datname = 'app'}), $what);
 }
 
 # Runs a command once; it must succeed at the first attempt.
