@@ -528,13 +528,14 @@ end_xact(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* Whether this worker has said that another delivery worker serves. */
+static bool claim_reported = false;
+
 /*
  * Becomes the delivery worker serving the database unless another one
  * does (then it waits, saying so once: worker.c), and releases deliveries
  * a predecessor left in flight.  False while another one serves.
  */
-static bool claim_reported = false;
-
 static bool
 become_the_worker(void)
 {
