@@ -10,7 +10,7 @@
 
 EXTENSION = metric_anomaly
 MODULE_big = metric_anomaly
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/channel/*.c)))
 DATA = $(wildcard sql/metric_anomaly--*.sql)
 
 # Every sql/NAME.sql that is not an install or upgrade script is a pg_regress
@@ -20,8 +20,8 @@ REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(CURDIR)/tes
 TAP_TESTS = 1
 
 PG_CONFIG ?= pg_config
-GD_CFLAGS := $(shell pkg-config --cflags gdlib 2>/dev/null)
-GD_LIBS := $(shell pkg-config --libs gdlib 2>/dev/null || echo -lgd)
+GD_CFLAGS := $(shell pkg-config --cflags gdlib fontconfig 2>/dev/null)
+GD_LIBS := $(shell pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig)
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 
@@ -53,3 +53,6 @@ demo:
 
 bench:
 	bash test/bench/aggregate.sh
+	bash test/bench/chart.sh
+	bash test/bench/delivery.sh
+	bash test/bench/jwt.sh
