@@ -48,6 +48,7 @@
 #include "alert.h"
 #include "delivery.h"
 #include "http.h"
+#include "pg_compat.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);

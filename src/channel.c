@@ -37,6 +37,7 @@
 #include "utils/json.h"
 
 #include "channel.h"
+#include "pg_compat.h"
 
 #define SHA256_LEN 32
 #define SHA256_BLOCK 64
@@ -91,11 +92,7 @@ ma_base64(const char *data, size_t len)
 	char	   *out = palloc(enclen + 1);
 	int			n;
 
-#if PG_VERSION_NUM >= 180000
-	n = pg_b64_encode((const uint8 *) data, (int) len, out, enclen);
-#else
-	n = pg_b64_encode(data, (int) len, out, enclen);
-#endif
+	n = pg_b64_encode(MA_B64_SRC(data), (int) len, out, enclen);
 	if (n < 0)
 		elog(ERROR, "could not encode base64");
 	out[n] = '\0';

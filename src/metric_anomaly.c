@@ -105,11 +105,7 @@ _PG_init(void)
 
 	ma_alert_define_gucs();
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("metric_anomaly");
-#else
-	EmitWarningsOnPlaceholders("metric_anomaly");
-#endif
 
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
 		ma_register_launcher();
