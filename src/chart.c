@@ -695,15 +695,24 @@ chart_stroke_finish(ChartCanvas *c, ChartColor color)
 void
 chart_disc(ChartCanvas *c, double cx, double cy, double r, ChartColor color)
 {
-	int			x0 = (int) floor(cx - r - 1),
-				x1 = (int) ceil(cx + r + 1),
-				y0 = (int) floor(cy - r - 1),
-				y1 = (int) ceil(cy + r + 1);
+	int			x0,
+				x1,
+				y0,
+				y1;
 	int			x,
 				y;
 
-	if (!isfinite(cx) || !isfinite(cy))
+	/*
+	 * Off the canvas, or not a number: nothing to draw.  Checked before the
+	 * conversions to int, which are undefined for such values (make fuzz).
+	 */
+	if (!(cx + r + 1 >= 0 && cx - r - 1 < c->width &&
+		  cy + r + 1 >= 0 && cy - r - 1 < c->height))
 		return;
+	x0 = (int) floor(cx - r - 1);
+	x1 = (int) ceil(cx + r + 1);
+	y0 = (int) floor(cy - r - 1);
+	y1 = (int) ceil(cy + r + 1);
 	if (x0 < 0)
 		x0 = 0;
 	if (y0 < 0)

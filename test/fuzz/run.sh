@@ -26,7 +26,8 @@ mkdir -p "$out"
 build() {
 	local name="$1"
 	shift
-	"$CC" "${FLAGS[@]}" "$here/fuzz_$name.c" "$@" -lm -o "$out/fuzz_$name"
+	"$CC" "${FLAGS[@]}" "$here/fuzz_$name.c" "$@" -lm -o "$out/fuzz_$name" \
+		>"$out/$name.build.log" 2>&1 || { cat "$out/$name.build.log"; exit 1; }
 }
 
 status=0
@@ -45,7 +46,7 @@ for t in "${targets[@]}"; do
 	esac
 	mkdir -p "$here/corpus/$t"
 	echo "fuzz: $t for ${seconds}s"
-	if (cd "$out" && ./fuzz_"$t" -max_total_time="$seconds" -max_len=8192 \
+	if (cd "$out" && LSAN_OPTIONS="suppressions=$here/lsan.supp" ./fuzz_"$t" -max_total_time="$seconds" -max_len=8192 \
 		-print_final_stats=1 "$here/corpus/$t" >"$out/$t.log" 2>&1); then
 		echo "fuzz: $t ok: $(grep -E '^stat::number_of_executed_units' "$out/$t.log" | awk '{print $2}') runs, no crash"
 	else
