@@ -32,7 +32,10 @@ GD_LIBS := $(shell pkg-config --libs gdlib 2>/dev/null || echo -lgd)
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 
-PG_CPPFLAGS = -I$(CURDIR)/src $(GD_CFLAGS) $(CURL_CFLAGS)
+# The library's version is the control file's default_version (src/extension.c
+# waits while the database holds another).
+MA_VERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(CURDIR)/metric_anomaly.control)
+PG_CPPFLAGS = -I$(CURDIR)/src $(GD_CFLAGS) $(CURL_CFLAGS) -DMA_LIBRARY_VERSION='"$(MA_VERSION)"'
 # -Wall -Wextra, less three warnings that PostgreSQL's own headers and
 # macros trip (unused parameters of inline functions, partially initialised
 # structs, signed/unsigned mixes in ARR_DATA_PTR).

@@ -9,3 +9,43 @@
  */
 
 \echo Use "ALTER EXTENSION metric_anomaly UPDATE" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Security, dumps and upgrades
+------------------------------------------------------------------------------
+-- pg_dump keeps the alert state (see the install script).
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_episodes', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries_id_seq', '');
+
+------------------------------------------------------------------------------
+-- Workers (issue 9, 17): worker_status finds the aggregation worker by the
+-- lock it holds while serving the database, in pg_locks, which every role
+-- sees whole (pg_stat_activity hides the backend type of the superuser's
+-- workers from other roles).
+------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW metric_anomaly.worker_status AS
+SELECT pg_catalog.current_database() AS database,
+       a.pid,
+       a.pid IS NOT NULL AS running,
+       s.last_pass_start,
+       s.last_pass_end,
+       s.last_pass_events,
+       s.total_events,
+       s.passes,
+       (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
+         WHERE NOT e.is_processed) AS pending_events,
+       s.last_error,
+       s.last_error_at
+  FROM metric_anomaly.worker_state s
+  LEFT JOIN pg_catalog.pg_locks a
+         ON a.locktype = 'advisory'
+        AND a.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                           WHERE d.datname = pg_catalog.current_database())
+        AND a.classid = 28001 AND a.objid = 1 AND a.objsubid = 28001
+        AND a.granted;
+
+COMMENT ON VIEW metric_anomaly.worker_status IS
+    'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog and the last error.';

@@ -142,12 +142,15 @@ SELECT pg_catalog.current_database() AS database,
        s.last_error,
        s.last_error_at
   FROM metric_anomaly.worker_state s
-  LEFT JOIN pg_catalog.pg_stat_activity a
-         ON a.backend_type = 'metric_anomaly worker'
-        AND a.datname = pg_catalog.current_database();
+  LEFT JOIN pg_catalog.pg_locks a
+         ON a.locktype = 'advisory'
+        AND a.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                           WHERE d.datname = pg_catalog.current_database())
+        AND a.classid = 28001 AND a.objid = 1 AND a.objsubid = 28001
+        AND a.granted;
 
 COMMENT ON VIEW metric_anomaly.worker_status IS
-    'The aggregation worker of this database: its pid when running, the last pass, events folded in it and in total, the pending backlog and the last error.';
+    'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog and the last error.';
 
 CREATE VIEW metric_anomaly.anomalies AS
 SELECT m.metric_name,
@@ -564,3 +567,17 @@ GRANT EXECUTE ON FUNCTION metric_anomaly.start_delivery_worker() TO metric_anoma
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_channels', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_routes', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_rules', '');
+
+------------------------------------------------------------------------------
+-- Security, dumps and upgrades (0.2.0)
+--
+-- pg_dump keeps the alert state with its sequences, so that a restored
+-- database never repeats an alert (the episodes say which are already
+-- firing, the outbox what was sent) nor reuses an alert id in an
+-- idempotency key.
+------------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_episodes', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries_id_seq', '');

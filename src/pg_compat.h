@@ -58,4 +58,25 @@
 #define MA_B64_SRC(p) ((const char *) (p))
 #endif
 
+/*
+ * 14 added readOnlyTree to ProcessUtility_hook_type (after queryString).
+ * MA_UTILITY_HOOK_ARGS declares a hook's parameters and
+ * MA_UTILITY_HOOK_CALL(fn) passes them on to the next hook.
+ */
+#if PG_VERSION_NUM >= 140000
+#define MA_UTILITY_HOOK_ARGS \
+	PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define MA_UTILITY_HOOK_CALL(fn) \
+	(fn) (pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc)
+#else
+#define MA_UTILITY_HOOK_ARGS \
+	PlannedStmt *pstmt, const char *queryString, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define MA_UTILITY_HOOK_CALL(fn) \
+	(fn) (pstmt, queryString, context, params, queryEnv, dest, qc)
+#endif
+
 #endif							/* MA_PG_COMPAT_H */
