@@ -79,4 +79,13 @@
 	(fn) (pstmt, queryString, context, params, queryEnv, dest, qc)
 #endif
 
+/*
+ * 18 replaced the postfix pg_attribute_noreturn() with a prefix
+ * pg_noreturn (C11 _Noreturn).  GCC and clang take the attribute after a
+ * declarator too, so the older spelling keeps working there.
+ */
+#ifndef pg_attribute_noreturn
+#define pg_attribute_noreturn() __attribute__((noreturn))
+#endif
+
 #endif							/* MA_PG_COMPAT_H */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (once) and caches a chroot of one Debian suite with that suite's
 # PostgreSQL server, server headers, libgd, libcurl and the Perl TAP
-# modules, and an unprivileged user "builder" to run tests as.
+# modules; tests run as the server package's "postgres" user.
 #
 #   test/matrix/chroot.sh SUITE        prints the chroot's path
 #
@@ -20,13 +20,13 @@ version="$(suite_version "$suite")"
 dir="$MATRIX_CACHE/$suite"
 root="$dir/root"
 
-target=""
-[ "$suite" = experimental ] && target="-t experimental"
+from=""
+[ "$suite" = experimental ] && from="/experimental"
 
 # A cached chroot gets what the package list gained since it was built.
 if [ -f "$root/.metric_anomaly-ready" ]; then
 	missing=""
-	for p in $(build_packages "$version"); do
+	for p in $(build_packages "$version" | sed 's|/[a-z]*||g'); do
 		chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			missing="$missing $p"
 	done
@@ -35,7 +35,7 @@ if [ -f "$root/.metric_anomaly-ready" ]; then
 		prepare_chroot "$root"
 		mount_chroot "$root"
 		trap 'umount_chroot "$root"' EXIT
-		in_chroot "$root" "apt-get update -qq && apt-get install -y -qq --no-install-recommends $target$missing && apt-get clean" \
+		in_chroot "$root" "apt-get update -qq && apt-get install -y -qq --no-install-recommends$(echo "$missing" | sed "s|\(postgresql-[a-z-]*$version\)|\1$from|g") && apt-get clean" \
 			>>"$dir/build.log" 2>&1 || { tail -n 30 "$dir/build.log" >&2; exit 1; }
 	fi
 	echo "$root"
@@ -78,9 +78,9 @@ mount_chroot "$root"
 trap 'umount_chroot "$root"' EXIT
 echo "matrix: installing PostgreSQL $version and the build dependencies in $root" >&2
 if ! in_chroot "$root" "apt-get -o Dpkg::Options::=--force-confold update -qq &&
-	apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold $target $(build_packages "$version" | tr -s ' \n\t' ' ') &&
+	apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold $(build_packages "$version" "$from" | tr -s ' \n\t' ' ') &&
 	apt-get clean &&
-	(getent passwd builder >/dev/null || useradd -m -s /bin/sh builder)" >>"$log" 2>&1; then
+	mkdir -p /home/builder && chown postgres:postgres /home/builder" >>"$log" 2>&1; then
 	tail -n 30 "$log" >&2
 	exit 1
 fi

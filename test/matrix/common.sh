@@ -34,10 +34,13 @@ version_suite() {
 
 # The packages a build chroot gets for PostgreSQL $1 (the same list as
 # test/setup.sh, plus what building the Debian package needs).  libssl-dev:
-# 13's common/sha2.h includes OpenSSL's header.
+# 13's common/sha2.h includes OpenSSL's header.  $2 (/experimental) picks
+# the suite of the server packages alone: everything else comes from the
+# base suite (apt's -t experimental would also take newer perl and break).
 build_packages() {
 	echo "build-essential pkg-config rsync
-		postgresql-$1 postgresql-server-dev-$1 postgresql-server-dev-all
+		postgresql-$1${2:-} postgresql-server-dev-$1${2:-} postgresql-server-dev-all
+		libpq5${2:-} libpq-dev${2:-}
 		libgd-dev libcurl4-openssl-dev libssl-dev libipc-run-perl fonts-dejavu-core
 		debhelper dpkg-dev fakeroot"
 }
@@ -86,11 +89,13 @@ in_chroot() {
 }
 
 # Runs a shell command line inside the chroot $1 as the unprivileged
-# "builder" user (PostgreSQL refuses to run as root).
+# "postgres" user that Debian's server package creates (PostgreSQL refuses
+# to run as root), as make test does on the host.  The trees live in
+# /home/builder, owned by that user.
 as_builder() {
 	local root="$1"
 	shift
-	chroot --userspec=builder:builder "$root" /usr/bin/env -i \
+	chroot --userspec=postgres:postgres "$root" /usr/bin/env -i \
 		PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/home/builder LANG=C.UTF-8 \
 		/bin/sh -c "$*"
 }

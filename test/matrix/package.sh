@@ -13,12 +13,14 @@ here="$(cd "$(dirname "$0")" && pwd)"
 suite="$1" root="$2" log="$3"
 version="$(suite_version "$suite")"
 TEST_DEPS="gcc libc6-dev libgd-dev pkg-config rsync"
+# experimental: the server and libpq from there, the rest from sid
+[ "$suite" != experimental ] || TEST_DEPS="$TEST_DEPS postgresql-$version/experimental libpq5/experimental"
 
 # Build as the unprivileged user, in a copy of the tree: dpkg-buildpackage
 # writes the .deb next to the source directory.
 rm -rf "$root/home/builder/deb"
 in_chroot "$root" "mkdir /home/builder/deb && cp -a /home/builder/src /home/builder/deb/metric-anomaly-0.2.0 &&
-	chown -R builder:builder /home/builder/deb"
+	chown -R postgres:postgres /home/builder/deb"
 as_builder "$root" "cd /home/builder/deb/metric-anomaly-0.2.0 && make -s clean >/dev/null 2>&1;
 	PG_SUPPORTED_VERSIONS=$version make -s deb"
 deb="$(cd "$root/home/builder/deb" && ls postgresql-"$version"-metric-anomaly_*.deb)"
@@ -38,11 +40,9 @@ tar -C "$clean" -xzf "$MATRIX_CACHE/$suite/base.tar.gz"
 prepare_chroot "$clean"
 mount_chroot "$clean"
 cp "$log/$deb" "$clean/tmp/"
-target=""
-[ "$suite" = experimental ] && target="-t experimental"
 in_chroot "$clean" "apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-	-o Dpkg::Options::=--force-confold $target /tmp/$deb $TEST_DEPS >/dev/null &&
-	useradd -m -s /bin/sh builder"
+	-o Dpkg::Options::=--force-confold /tmp/$deb $TEST_DEPS >/dev/null &&
+	mkdir -p /home/builder && chown postgres:postgres /home/builder"
 echo "package: installed $deb and its dependencies in a clean $suite chroot"
 in_chroot "$clean" "dpkg -l | awk '/^ii/ {print \$2}' | grep -E 'postgresql|libgd|libcurl' | tr '\n' ' '"
 echo
@@ -54,7 +54,7 @@ echo
 mkdir -p "$clean/home/builder/t"
 rsync -a --exclude '*.o' --exclude '*.so' --exclude '*.bc' "$root/home/builder/src"/ "$clean/home/builder/t"/
 cp "$clean/home/builder/t/test/regress.conf" "$clean/home/builder/t/regress.conf"
-in_chroot "$clean" "chown -R builder:builder /home/builder/t"
+in_chroot "$clean" "chown -R postgres:postgres /home/builder/t"
 tests="$(cd "$clean/home/builder/t/sql" && ls *.sql | grep -v '^metric_anomaly--' | sed 's/\.sql$//' | tr '\n' ' ')"
 pg_regress="/usr/lib/postgresql/$version/lib/pgxs/src/test/regress/pg_regress"
 as_builder "$clean" "cd /home/builder/t && test -x $pg_regress &&
