@@ -21,9 +21,11 @@
 
 /*
  * 19 moved get_database_name() from commands/dbcommands.h to
- * utils/lsyscache.h; include whichever declares it.
+ * utils/lsyscache.h, and get_database_oid() to catalog/pg_database.h;
+ * include whichever declares them.
  */
 #if PG_VERSION_NUM >= 190000
+#include "catalog/pg_database.h"
 #include "utils/lsyscache.h"
 #else
 #include "commands/dbcommands.h"
