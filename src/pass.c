@@ -24,6 +24,7 @@
 
 #include "aggregate.h"
 #include "alert.h"
+#include "extension.h"
 #include "evaluate.h"
 #include "fold.h"
 #include "metric_anomaly.h"
@@ -267,6 +268,7 @@ metric_anomaly_process_pending(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be a finite timestamp")));
 
+	ma_extension_require_current();
 	ma_spi_connect();
 	lock_pass();
 	result = ma_run_pass(as_of, false, 0);
