@@ -17,7 +17,7 @@
 
 EXTENSION = metric_anomaly
 MODULE_big = metric_anomaly
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/channel/*.c)))
 DATA = $(wildcard sql/metric_anomaly--*.sql)
 
 # Every sql/NAME.sql that is not an install or upgrade script is a pg_regress
@@ -60,6 +60,8 @@ demo:
 
 bench:
 	bash test/bench/aggregate.sh
+	bash test/bench/delivery.sh
+	bash test/bench/jwt.sh
 
 test-matrix:
 	bash test/matrix/run.sh $(MATRIX_ARGS)

@@ -13,6 +13,9 @@
 #include "utils/guc.h"
 
 #include "alert.h"
+#include "delivery.h"
+#include "http.h"
+#include "jwt_sql.h"
 #include "metric_anomaly.h"
 #include "worker.h"
 
@@ -105,6 +108,9 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ma_alert_define_gucs();
+	ma_delivery_define_gucs();
+	ma_http_define_gucs();
+	ma_jwt_define_gucs();
 
 	MarkGUCPrefixReserved("metric_anomaly");
 
