@@ -5,14 +5,14 @@
 # (kept between runs, not in git).  A crash leaves its input as
 # test/fuzz/out/crash-* and fails the target.
 #
-#   test/fuzz/run.sh [SECONDS] [TARGET ...]     targets: detect png chart
+#   test/fuzz/run.sh [SECONDS] [TARGET ...]     targets: detect png chart jwt
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tree="$(cd "$here/../.." && pwd)"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(detect png chart)
+[ ${#targets[@]} -gt 0 ] || targets=(detect png chart jwt)
 
 bash "$tree/test/setup.sh" clang libclang-rt-dev
 PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
@@ -40,6 +40,8 @@ for t in "${targets[@]}"; do
 		chart)
 			build chart "$tree/src/chart.c" "$tree/src/chart_line.c" \
 				"$tree/src/chart_scale.c" "$tree/src/chart_png.c" "${GD[@]}" ;;
+		jwt)
+			build jwt "$tree/src/jwt.c" "$tree/src/sha2.c" ;;
 		*)
 			echo "fuzz: unknown target $t" >&2
 			exit 2 ;;
