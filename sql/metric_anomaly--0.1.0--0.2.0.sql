@@ -157,15 +157,24 @@ ALTER FUNCTION metric_anomaly.start_delivery_worker() SET search_path = pg_catal
 
 -- metric_anomaly_admin reads and writes rows; it no longer holds TRIGGER,
 -- TRUNCATE or REFERENCES (see the install script), nor writes to a view.
-REVOKE TRIGGER, TRUNCATE, REFERENCES
+-- ALL, then the row privileges again: 0.1.0's GRANT ALL also gave 17's
+-- MAINTAIN, which a list of the older privileges would leave behind.
+REVOKE ALL
     ON metric_anomaly.business_events, metric_anomaly.aggregated_metrics,
        metric_anomaly.series, metric_anomaly.metrics, metric_anomaly.worker_state,
        metric_anomaly.alert_channels, metric_anomaly.alert_routes,
        metric_anomaly.alert_rules, metric_anomaly.alerts,
        metric_anomaly.alert_episodes, metric_anomaly.deliveries
   FROM metric_anomaly_admin;
-REVOKE INSERT, UPDATE, DELETE, TRIGGER, TRUNCATE, REFERENCES
-    ON metric_anomaly.delivery_status FROM metric_anomaly_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON metric_anomaly.business_events, metric_anomaly.aggregated_metrics,
+       metric_anomaly.series, metric_anomaly.metrics, metric_anomaly.worker_state,
+       metric_anomaly.alert_channels, metric_anomaly.alert_routes,
+       metric_anomaly.alert_rules, metric_anomaly.alerts,
+       metric_anomaly.alert_episodes, metric_anomaly.deliveries
+  TO metric_anomaly_admin;
+REVOKE ALL ON metric_anomaly.delivery_status FROM metric_anomaly_admin;
+GRANT SELECT ON metric_anomaly.delivery_status TO metric_anomaly_admin;
 
 -- pg_dump keeps the alert state (see the install script).
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts', '');

@@ -43,6 +43,7 @@
 #include "detect.h"
 #include "episode.h"
 #include "isolate.h"
+#include "pg_compat.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);
