@@ -48,6 +48,23 @@ COMMENT ON COLUMN metric_anomaly.business_events.is_processed IS
     'Set by the aggregation pass in the same transaction that counts the event.';
 
 ------------------------------------------------------------------------------
+-- Events a pass could not count, kept with the reason.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.quarantined_events (
+    id              bigint NOT NULL,
+    event_type      text NOT NULL,
+    event_timestamp timestamptz NOT NULL,
+    payload         jsonb,
+    reason          text NOT NULL,
+    quarantined_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE INDEX quarantined_events_id_idx ON metric_anomaly.quarantined_events (id);
+
+COMMENT ON TABLE metric_anomaly.quarantined_events IS
+    'Copies of events that a pass claimed but could not count (today: dated within 30 days of either end of the timestamp range), with the reason; counted in worker_status.quarantined_events.  Every claimed event is either counted in aggregated_metrics or kept here.';
+
+------------------------------------------------------------------------------
 -- Per-minute metrics: what the worker writes and detection evaluates.
 ------------------------------------------------------------------------------
 CREATE TABLE metric_anomaly.aggregated_metrics (
@@ -140,14 +157,15 @@ SELECT pg_catalog.current_database() AS database,
        (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
          WHERE NOT e.is_processed) AS pending_events,
        s.last_error,
-       s.last_error_at
+       s.last_error_at,
+       (SELECT pg_catalog.count(*) FROM metric_anomaly.quarantined_events q) AS quarantined_events
   FROM metric_anomaly.worker_state s
   LEFT JOIN pg_catalog.pg_stat_activity a
          ON a.backend_type = 'metric_anomaly worker'
         AND a.datname = pg_catalog.current_database();
 
 COMMENT ON VIEW metric_anomaly.worker_status IS
-    'The aggregation worker of this database: its pid when running, the last pass, events folded in it and in total, the pending backlog and the last error.';
+    'The aggregation worker of this database: its pid when running, the last pass, events folded in it and in total, the pending backlog, the last error, and how many events are quarantined.';
 
 CREATE VIEW metric_anomaly.anomalies AS
 SELECT m.metric_name,
@@ -209,6 +227,7 @@ GRANT SELECT ON metric_anomaly.aggregated_metrics, metric_anomaly.series,
 GRANT ALL ON metric_anomaly.business_events, metric_anomaly.aggregated_metrics,
              metric_anomaly.series, metric_anomaly.metrics,
              metric_anomaly.worker_state TO metric_anomaly_admin;
+GRANT ALL ON metric_anomaly.quarantined_events TO metric_anomaly_admin;
 GRANT USAGE ON SEQUENCE metric_anomaly.business_events_id_seq TO metric_anomaly_admin;
 
 ------------------------------------------------------------------------------
@@ -219,6 +238,7 @@ SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.business_events_id_se
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.aggregated_metrics', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.series', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metrics', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.quarantined_events', '');
 
 ------------------------------------------------------------------------------
 -- Charts

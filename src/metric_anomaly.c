@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "aggregate.h"
 #include "alert.h"
 #include "metric_anomaly.h"
 #include "worker.h"
@@ -104,6 +105,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ma_alert_define_gucs();
+	ma_aggregate_define_settings();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("metric_anomaly");

@@ -60,8 +60,7 @@ typedef struct PassState
 	TimestampTz purge_before;	/* 0: keep events */
 	TimestampTz alert_purge_before; /* 0: keep alerts */
 	int			batch_size;
-	int64		next_id;		/* claim from this id on */
-	int64		last_id;		/* claim no event beyond this id */
+	MaClaimCursor cursor;
 	int64		events;
 } PassState;
 
@@ -110,8 +109,8 @@ step_last_id(PassState *state)
 static int64
 step_aggregate(PassState *state)
 {
-	int64		n = ma_aggregate_batch(state->batch_size, &state->next_id,
-								 state->last_id);
+	int64		n = ma_aggregate_batch(state->batch_size, &state->cursor,
+								   state->last_closed + USECS_PER_MINUTE);
 
 	if (n > 0)
 	{
@@ -188,8 +187,8 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 	state.purge_before = retention_cutoff(as_of, ma_event_retention_s);
 	state.alert_purge_before = retention_cutoff(as_of, ma_alert_retention_s);
 
-	state.next_id = 0;
-	state.last_id = run_step(step_last_id, &state, own_transactions);
+	ma_claim_start(&state.cursor,
+				   run_step(step_last_id, &state, own_transactions));
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -266,6 +265,11 @@ metric_anomaly_process_pending(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be a finite timestamp")));
+	if (!ma_fold_in_range(as_of))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of is outside the range metric_anomaly can compute with"),
+				 errdetail("Passes run as of a time at least 30 days from either end of the timestamp range.")));
 
 	ma_spi_connect();
 	lock_pass();
