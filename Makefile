@@ -52,4 +52,4 @@ demo:
 	bash test/demo.sh
 
 bench:
-	bash test/bench/aggregate.sh
+	bash test/bench/all.sh

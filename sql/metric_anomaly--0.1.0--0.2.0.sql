@@ -40,7 +40,74 @@ COMMENT ON TABLE metric_anomaly.quarantined_events IS
 GRANT ALL ON metric_anomaly.quarantined_events TO metric_anomaly_admin;
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.quarantined_events', '');
 
--- worker_status gains quarantined_events, at the end.
+------------------------------------------------------------------------------
+-- Aggregation: folding without writing events (position in snapshots)
+------------------------------------------------------------------------------
+-- Events carry their transaction id.  Existing rows get xid 2 (frozen:
+-- visible in every snapshot) when folded, this transaction's id when still
+-- pending; the new position sees every transaction before this one except
+-- those still running, and not this one, so exactly the pending rows and
+-- rows that running transactions insert later are folded after the update.
+-- The volatile default makes ADD COLUMN rewrite the table (compact, no dead
+-- rows) instead of storing '2' as the column's "missing value", which a
+-- fresh install lacks.
+ALTER TABLE metric_anomaly.business_events
+    ADD COLUMN xid xid8 NOT NULL
+    DEFAULT CASE WHEN pg_catalog.random() >= 0 THEN '2'::xid8 END;
+ALTER TABLE metric_anomaly.business_events
+    ALTER COLUMN xid SET DEFAULT pg_catalog.pg_current_xact_id();
+UPDATE metric_anomaly.business_events SET xid = pg_catalog.pg_current_xact_id()
+ WHERE NOT is_processed;
+DROP INDEX metric_anomaly.business_events_pending_idx;
+CREATE INDEX business_events_xid_idx
+    ON metric_anomaly.business_events (xid, id);
+
+COMMENT ON TABLE metric_anomaly.business_events IS
+    'Raw business events written by applications; the aggregation pass folds each committed event into aggregated_metrics exactly once, without writing to this table.  An event has been folded when metric_anomaly.event_folded(xid) is true.';
+COMMENT ON COLUMN metric_anomaly.business_events.xid IS
+    'The inserting transaction (top-level, also inside a savepoint); leave it to its default.  Decides which round of the aggregation folds the event.';
+
+ALTER TABLE metric_anomaly.worker_state
+    ADD COLUMN folded_snapshot pg_snapshot,
+    ADD COLUMN round_snapshot pg_snapshot,
+    ADD COLUMN round_xid xid8,
+    ADD COLUMN round_id bigint;
+-- This transaction's snapshot does not list its own id: add it to the
+-- in-progress list when the snapshot would otherwise see it.
+UPDATE metric_anomaly.worker_state
+   SET folded_snapshot = (
+       SELECT CASE WHEN pg_catalog.pg_visible_in_snapshot(a.x, a.s)
+                   THEN (pg_catalog.pg_snapshot_xmin(a.s)::text || ':' ||
+                         pg_catalog.pg_snapshot_xmax(a.s)::text || ':' ||
+                         (SELECT pg_catalog.string_agg(u.v::text, ',' ORDER BY u.v)
+                            FROM (SELECT pg_catalog.pg_snapshot_xip(a.s) AS v
+                                  UNION ALL SELECT a.x) AS u))::pg_snapshot
+                   ELSE a.s END
+         FROM (SELECT pg_catalog.pg_current_xact_id() AS x,
+                      pg_catalog.pg_current_snapshot() AS s) AS a);
+ALTER TABLE metric_anomaly.worker_state
+    ALTER COLUMN folded_snapshot SET NOT NULL,
+    ALTER COLUMN folded_snapshot SET DEFAULT pg_catalog.pg_current_snapshot();
+
+COMMENT ON COLUMN metric_anomaly.worker_state.folded_snapshot IS
+    'The position: every event whose xid is visible in this snapshot has been folded, and no other.';
+COMMENT ON COLUMN metric_anomaly.worker_state.round_snapshot IS
+    'The round under way: it folds the events visible in round_snapshot and not in folded_snapshot, in (xid, id) order; round_xid and round_id are the last event it folded.  NULL between rounds.';
+
+CREATE FUNCTION metric_anomaly.event_folded(xid xid8)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT pg_catalog.pg_visible_in_snapshot($1, w.folded_snapshot)
+  FROM metric_anomaly.worker_state w
+$$;
+
+COMMENT ON FUNCTION metric_anomaly.event_folded(xid8) IS
+    'True when the events of transaction xid (business_events.xid) have been folded into aggregated_metrics; false while they are pending or when that transaction has not committed.';
+GRANT EXECUTE ON FUNCTION metric_anomaly.event_folded(xid8) TO PUBLIC;
+
+-- worker_status: pending_events from the position; quarantined_events, at the end.
 CREATE OR REPLACE VIEW metric_anomaly.worker_status AS
 SELECT pg_catalog.current_database() AS database,
        a.pid,
@@ -51,7 +118,8 @@ SELECT pg_catalog.current_database() AS database,
        s.total_events,
        s.passes,
        (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
-         WHERE NOT e.is_processed) AS pending_events,
+         WHERE e.xid >= pg_catalog.pg_snapshot_xmin(s.folded_snapshot)
+           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, s.folded_snapshot)) AS pending_events,
        s.last_error,
        s.last_error_at,
        (SELECT pg_catalog.count(*) FROM metric_anomaly.quarantined_events q) AS quarantined_events
@@ -62,3 +130,6 @@ SELECT pg_catalog.current_database() AS database,
 
 COMMENT ON VIEW metric_anomaly.worker_status IS
     'The aggregation worker of this database: its pid when running, the last pass, events folded in it and in total, the pending backlog, the last error, and how many events are quarantined.';
+
+-- is_processed goes once worker_status no longer reads it.
+ALTER TABLE metric_anomaly.business_events DROP COLUMN is_processed;

@@ -32,20 +32,29 @@ CREATE TABLE metric_anomaly.business_events (
     payload         jsonb,
     is_processed    boolean NOT NULL DEFAULT false
 );
+-- 0.2.0 folds without writing events (see worker_state.folded_snapshot):
+-- is_processed is gone.  It is created and dropped here so that the table's
+-- attribute numbers equal those of a database updated from 0.1.0.
+ALTER TABLE metric_anomaly.business_events DROP COLUMN is_processed;
+-- (Added without a default, then given one: a default at ADD COLUMN would be
+-- stored as the column's "missing value", which an updated database lacks.)
+ALTER TABLE metric_anomaly.business_events ADD COLUMN xid xid8 NOT NULL;
+ALTER TABLE metric_anomaly.business_events
+    ALTER COLUMN xid SET DEFAULT pg_catalog.pg_current_xact_id();
 
--- Claiming walks this small index in id order; processed rows leave it.
-CREATE INDEX business_events_pending_idx
-    ON metric_anomaly.business_events (id) WHERE NOT is_processed;
+-- A round walks this index from the position's xmin on.
+CREATE INDEX business_events_xid_idx
+    ON metric_anomaly.business_events (xid, id);
 -- Reads by time and the retention sweep.
 CREATE INDEX business_events_timestamp_idx
     ON metric_anomaly.business_events (event_timestamp, event_type);
 
 COMMENT ON TABLE metric_anomaly.business_events IS
-    'Raw business events written by applications; the worker folds unprocessed rows into aggregated_metrics exactly once.';
+    'Raw business events written by applications; the aggregation pass folds each committed event into aggregated_metrics exactly once, without writing to this table.  An event has been folded when metric_anomaly.event_folded(xid) is true.';
 COMMENT ON COLUMN metric_anomaly.business_events.event_type IS
     'What happened (1 to 200 characters); becomes the metric name.';
-COMMENT ON COLUMN metric_anomaly.business_events.is_processed IS
-    'Set by the aggregation pass in the same transaction that counts the event.';
+COMMENT ON COLUMN metric_anomaly.business_events.xid IS
+    'The inserting transaction (top-level, also inside a savepoint); leave it to its default.  Decides which round of the aggregation folds the event.';
 
 ------------------------------------------------------------------------------
 -- Events a pass could not count, kept with the reason.
@@ -138,9 +147,18 @@ CREATE TABLE metric_anomaly.worker_state (
     total_events     bigint NOT NULL DEFAULT 0,
     passes           bigint NOT NULL DEFAULT 0,
     last_error       text,
-    last_error_at    timestamptz
+    last_error_at    timestamptz,
+    folded_snapshot  pg_snapshot NOT NULL DEFAULT pg_catalog.pg_current_snapshot(),
+    round_snapshot   pg_snapshot,
+    round_xid        xid8,
+    round_id         bigint
 );
 INSERT INTO metric_anomaly.worker_state DEFAULT VALUES;
+
+COMMENT ON COLUMN metric_anomaly.worker_state.folded_snapshot IS
+    'The position: every event whose xid is visible in this snapshot has been folded, and no other.';
+COMMENT ON COLUMN metric_anomaly.worker_state.round_snapshot IS
+    'The round under way: it folds the events visible in round_snapshot and not in folded_snapshot, in (xid, id) order; round_xid and round_id are the last event it folded.  NULL between rounds.';
 
 COMMENT ON TABLE metric_anomaly.worker_state IS
     'Bookkeeping of aggregation passes in this database; read it through worker_status.';
@@ -155,7 +173,8 @@ SELECT pg_catalog.current_database() AS database,
        s.total_events,
        s.passes,
        (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
-         WHERE NOT e.is_processed) AS pending_events,
+         WHERE e.xid >= pg_catalog.pg_snapshot_xmin(s.folded_snapshot)
+           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, s.folded_snapshot)) AS pending_events,
        s.last_error,
        s.last_error_at,
        (SELECT pg_catalog.count(*) FROM metric_anomaly.quarantined_events q) AS quarantined_events
@@ -195,6 +214,18 @@ AS 'MODULE_PATHNAME', 'metric_anomaly_process_pending';
 COMMENT ON FUNCTION metric_anomaly.process_pending(timestamptz) IS
     'Runs one aggregation pass in this session (the worker''s code path): folds every unprocessed event, zero-fills and evaluates minutes closed before as_of; returns the number of events folded.';
 
+CREATE FUNCTION metric_anomaly.event_folded(xid xid8)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT pg_catalog.pg_visible_in_snapshot($1, w.folded_snapshot)
+  FROM metric_anomaly.worker_state w
+$$;
+
+COMMENT ON FUNCTION metric_anomaly.event_folded(xid8) IS
+    'True when the events of transaction xid (business_events.xid) have been folded into aggregated_metrics; false while they are pending or when that transaction has not committed.';
+
 CREATE FUNCTION metric_anomaly.start_worker()
 RETURNS integer
 LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
@@ -221,6 +252,7 @@ REVOKE ALL ON FUNCTION metric_anomaly.start_worker() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION metric_anomaly.process_pending(timestamptz) TO metric_anomaly_admin;
 GRANT EXECUTE ON FUNCTION metric_anomaly.start_worker() TO metric_anomaly_admin;
 
+GRANT EXECUTE ON FUNCTION metric_anomaly.event_folded(xid8) TO PUBLIC;
 GRANT SELECT ON metric_anomaly.aggregated_metrics, metric_anomaly.series,
                 metric_anomaly.metrics, metric_anomaly.anomalies,
                 metric_anomaly.worker_status TO PUBLIC;

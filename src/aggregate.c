@@ -1,16 +1,33 @@
 /*
  * aggregate.c
- *		Claim unprocessed events, fold them into per-minute counts, mark them.
+ *		Fold committed events into per-minute counts, exactly once, without
+ *		writing to business_events.
  *
- * One call of ma_aggregate_batch() claims at most batch_size events (marking
- * them processed), folds them in memory (fold.c) and adds the counts to
- * aggregated_metrics; the caller commits, so claiming, folding and marking
- * are one atomic unit.  Claiming re-checks "NOT is_processed" on the row it
- * updates, so two sessions can never both count an event.
+ * PgQ's rule.  Every event carries the id of the transaction that inserted
+ * it (business_events.xid, DEFAULT pg_current_xact_id(): the top-level id,
+ * also inside a savepoint).  worker_state.folded_snapshot is the position:
+ * the events whose xid is visible in it have been counted.  A round takes a
+ * new snapshot (round_snapshot) and folds the events visible in it but not
+ * in folded_snapshot; then the round's snapshot becomes the position.  A
+ * round is folded in batches of batch_size events in (xid, id) order; each
+ * batch commits its counts together with the round's progress (round_xid,
+ * round_id), so a crash at any point loses and repeats nothing, and the
+ * worker_state row, locked by every batch, serialises concurrent passes.
+ *
+ * Why it holds:
+ * - a transaction still open (or prepared, for two-phase commit) when a
+ *   round's snapshot is taken is in its xip list, so its events are not in
+ *   the round; once it commits they are visible in a later round's snapshot
+ *   and not in the position, so exactly that later round counts them;
+ * - rows of a rolled-back transaction or savepoint are never visible;
+ * - ids commit out of order, but no id is compared: only xids and snapshots;
+ * - xid8 is 64 bits wide and does not wrap.
+ * Candidates are found through the (xid, id) index from the position's xmin
+ * on, so a transaction left open holds the scan start back (as it holds
+ * vacuum back) but never changes what is counted.
  *
  * No single event can stop a pass:
- * - ids are any bigint, negative ones and ones at the limits included: the
- *   claim ranges are computed without overflow;
+ * - ids are any bigint, negative ones and ones at the limits included;
  * - an event dated outside the range the rest of the pipeline can compute
  *   with (ma_fold_in_range(): every timestamp but the first and last month
  *   PostgreSQL accepts) is moved to quarantined_events, with the reason,
@@ -39,17 +56,70 @@ int			ma_fill_horizon_min = 7 * 24 * 60;
 int			ma_fill_budget = 100000;
 
 /*
- * Claims the pending events among ids [$1, $2]: one range scan of the
- * partial index of pending events, updating as it goes.  The bounds come
- * from C, where they are computed without overflow ($1 + n would overflow
- * next to the bigint limit and stop every pass).
+ * The round's position, locked: the row of worker_state serialises
+ * concurrent passes.  Snapshots and xids go back and forth as text.
  */
-static MaStatement claim_stmt = {
-	"UPDATE metric_anomaly.business_events e"
-	"   SET is_processed = true"
-	" WHERE NOT e.is_processed AND e.id >= $1 AND e.id <= $2"
-	" RETURNING e.event_type, e.event_timestamp, e.id",
-	2, {INT8OID, INT8OID}
+static MaStatement position_stmt = {
+	"SELECT w.folded_snapshot::text, w.round_snapshot::text,"
+	"       w.round_xid::text, w.round_id"
+	"  FROM metric_anomaly.worker_state w FOR UPDATE",
+	0, {InvalidOid}
+};
+
+/*
+ * A new round's snapshot.  Taken by a statement after the lock above, so it
+ * is never older than the position another pass committed.
+ */
+static MaStatement snapshot_stmt = {
+	"SELECT pg_catalog.pg_current_snapshot()::text",
+	0, {InvalidOid}
+};
+
+/*
+ * The next events of the round whose snapshot is $2 and whose position is
+ * $1: visible in $2, not in $1, in (xid, id) order from the start.  All of
+ * them have xid >= xmin($1) and < xmax($2): one range scan of the
+ * (xid, id) index.
+ */
+static MaStatement first_batch_stmt = {
+	"SELECT e.event_type, e.event_timestamp, e.id, e.xid"
+	"  FROM metric_anomaly.business_events e"
+	" WHERE e.xid >= pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
+	"   AND e.xid < pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot)"
+	"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2::pg_catalog.pg_snapshot)"
+	"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1::pg_catalog.pg_snapshot)"
+	" ORDER BY e.xid, e.id LIMIT $3",
+	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+/* The same, after the event (xid $4, id $5) that the last batch ended at. */
+static MaStatement next_batch_stmt = {
+	"SELECT e.event_type, e.event_timestamp, e.id, e.xid"
+	"  FROM metric_anomaly.business_events e"
+	" WHERE (e.xid, e.id) > ($4::pg_catalog.xid8, $5)"
+	"   AND e.xid < pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot)"
+	"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2::pg_catalog.pg_snapshot)"
+	"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1::pg_catalog.pg_snapshot)"
+	" ORDER BY e.xid, e.id LIMIT $3",
+	5, {TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID}
+};
+
+/* Records the progress of a round that goes on. */
+static MaStatement progress_stmt = {
+	"UPDATE metric_anomaly.worker_state"
+	"   SET round_snapshot = $1::pg_catalog.pg_snapshot,"
+	"       round_xid = $2::pg_catalog.xid8, round_id = $3,"
+	"       total_events = total_events + $4",
+	4, {TEXTOID, TEXTOID, INT8OID, INT8OID}
+};
+
+/* Ends a round: its snapshot becomes the position. */
+static MaStatement advance_stmt = {
+	"UPDATE metric_anomaly.worker_state"
+	"   SET folded_snapshot = $1::pg_catalog.pg_snapshot,"
+	"       round_snapshot = NULL, round_xid = NULL, round_id = NULL,"
+	"       total_events = total_events + $2",
+	2, {TEXTOID, INT8OID}
 };
 
 /* Keeps a copy of the claimed events $1 that cannot be counted, and why. */
@@ -60,23 +130,6 @@ static MaStatement quarantine_stmt = {
 	"  FROM metric_anomaly.business_events e"
 	" WHERE e.id = ANY ($1)",
 	2, {INT8ARRAYOID, TEXTOID}
-};
-
-/*
- * The lowest pending id from $1 on.  Seeking from where the previous batch
- * ended skips the index entries of rows claimed earlier in the same
- * transaction, which no scan can mark dead yet.
- */
-static MaStatement first_pending_stmt = {
-	"SELECT e.id FROM metric_anomaly.business_events e"
-	" WHERE NOT e.is_processed AND e.id >= $1 ORDER BY e.id LIMIT 1",
-	1, {INT8OID}
-};
-
-/* The highest id so far: a pass claims no further, so it ends. */
-static MaStatement last_id_stmt = {
-	"SELECT max(e.id) FROM metric_anomaly.business_events e",
-	0, {InvalidOid}
 };
 
 /*
@@ -145,12 +198,19 @@ static MaStatement fill_stmt = {
 	3, {TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}
 };
 
+/*
+ * Deletes folded events dated before $1, at most $2.  Folded: visible in
+ * the position (so an old-dated event not yet counted stays).
+ */
 static MaStatement purge_stmt = {
+	"WITH w AS (SELECT w.folded_snapshot AS f FROM metric_anomaly.worker_state w)"
 	"DELETE FROM metric_anomaly.business_events e"
-	" WHERE e.ctid = ANY (ARRAY(SELECT c.ctid FROM metric_anomaly.business_events c"
-	"                           WHERE c.event_timestamp < $1 AND c.is_processed"
-	"                           LIMIT $2))"
-	"   AND e.is_processed",
+	" WHERE e.ctid = ANY (ARRAY("
+	"       SELECT c.ctid FROM metric_anomaly.business_events c, w"
+	"        WHERE c.event_timestamp < $1"
+	"          AND pg_catalog.pg_visible_in_snapshot(c.xid, w.f)"
+	"        LIMIT $2))"
+	"   AND pg_catalog.pg_visible_in_snapshot(e.xid, (SELECT w.f FROM w))",
 	2, {TIMESTAMPTZOID, INT4OID}
 };
 
@@ -161,13 +221,19 @@ typedef struct BatchFold
 	int64	   *quarantined;	/* ids, in the batch's memory context */
 	int			nquarantined;
 	int			capacity;
+	uint64		nread;			/* events read */
+	uint64		last_xid;		/* the last one read (the highest) */
+	int64		last_id;
 } BatchFold;
 
 static inline void
-fold_event(BatchFold *batch, Datum name, Datum ts, Datum id)
+fold_event(BatchFold *batch, Datum name, Datum ts, Datum id, Datum xid)
 {
 	text	   *t;
 
+	batch->nread++;
+	batch->last_xid = DatumGetUInt64(xid);
+	batch->last_id = DatumGetInt64(id);
 	if (!ma_fold_in_range(DatumGetTimestampTz(ts)))
 	{
 		if (batch->nquarantined == batch->capacity)
@@ -188,7 +254,7 @@ fold_event(BatchFold *batch, Datum name, Datum ts, Datum id)
 }
 
 #if PG_VERSION_NUM >= 140000
-/* Folds claimed events as the UPDATE returns them, without a tuple table. */
+/* Folds events as the scan returns them, without a tuple table. */
 typedef struct FoldReceiver
 {
 	DestReceiver pub;
@@ -203,8 +269,9 @@ fold_receive(TupleTableSlot *slot, DestReceiver *self)
 	Datum		name = slot_getattr(slot, 1, &isnull);
 	Datum		ts = slot_getattr(slot, 2, &isnull);
 	Datum		id = slot_getattr(slot, 3, &isnull);
+	Datum		xid = slot_getattr(slot, 4, &isnull);
 
-	fold_event(r->batch, name, ts, id);
+	fold_event(r->batch, name, ts, id, xid);
 	return true;
 }
 
@@ -224,16 +291,10 @@ fold_destroy(DestReceiver *self)
 }
 #endif
 
-/*
- * Claims the events of [first, last] and folds them.
- */
-static uint64
-claim_and_fold(int64 first, int64 last, BatchFold *batch)
+/* Reads the events that stmt returns for args and folds them. */
+static void
+read_and_fold(MaStatement *stmt, Datum *args, BatchFold *batch)
 {
-	Datum		args[2];
-
-	args[0] = Int64GetDatum(first);
-	args[1] = Int64GetDatum(last);
 #if PG_VERSION_NUM >= 140000
 	{
 		FoldReceiver receiver;
@@ -245,15 +306,15 @@ claim_and_fold(int64 first, int64 last, BatchFold *batch)
 		receiver.pub.rDestroy = fold_destroy;
 		receiver.pub.mydest = DestNone;
 		receiver.batch = batch;
-		return ma_execute_into(&claim_stmt, args, &receiver.pub,
-							   SPI_OK_UPDATE_RETURNING);
+		/* SPI reports a SELECT into another receiver as a utility */
+		ma_execute_into(stmt, args, &receiver.pub, SPI_OK_UTILITY);
 	}
 #else
 	{
 		uint64		n;
 		SPITupleTable *tt;
 
-		n = ma_execute(&claim_stmt, args, NULL, SPI_OK_UPDATE_RETURNING, 0);
+		n = ma_execute(stmt, args, NULL, SPI_OK_SELECT, 0);
 		tt = SPI_tuptable;
 		for (uint64 i = 0; i < n; i++)
 		{
@@ -262,10 +323,10 @@ claim_and_fold(int64 first, int64 last, BatchFold *batch)
 			fold_event(batch,
 					   SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull),
 					   SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull),
-					   SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
+					   SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull),
+					   SPI_getbinval(tt->vals[i], tt->tupdesc, 4, &isnull));
 		}
 		SPI_freetuptable(tt);
-		return n;
 	}
 #endif
 }
@@ -290,30 +351,6 @@ quarantine(BatchFold *batch)
 }
 
 /*
- * Returns the highest event id so far (PG_INT64_MIN when there is none):
- * the end of what a pass claims.
- */
-int64
-ma_last_event_id(void)
-{
-	bool		isnull;
-	Datum		d;
-
-	ma_execute(&last_id_stmt, NULL, NULL, SPI_OK_SELECT, 1);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? PG_INT64_MIN : DatumGetInt64(d);
-}
-
-/* Starts a pass's walk over the ids up to last_id. */
-void
-ma_claim_start(MaClaimCursor *cursor, int64 last_id)
-{
-	cursor->next_id = PG_INT64_MIN;
-	cursor->last_id = last_id;
-	cursor->done = false;
-}
-
-/*
  * The oldest minute zero-fill writes in a pass whose first open minute is
  * first_open, less one minute (a filled_until): fill_horizon minutes back,
  * and never before the first minute PostgreSQL can represent.
@@ -329,50 +366,56 @@ fill_floor(TimestampTz first_open)
 }
 
 /*
- * Claims, folds and marks the pending events among the batch_size ids that
- * start at the lowest pending id at or after the cursor, if that is at most
- * its last id, and moves the cursor past them.  first_open is the pass's
- * first open minute (where a new series' zero-fill starts at the latest).
- * Returns how many events it folded, or -1 when no pending event is left up
- * to the cursor's last id.
+ * Folds the next batch_size events of the round under way (a new round
+ * when none is), and records the round's progress or, when the round has
+ * no more events, its end.  first_open is the pass's first open minute
+ * (where a new series' zero-fill starts at the latest).  Returns how many
+ * events it counted (quarantined ones are not) and sets *round_done when
+ * the round ended.
  */
 int64
-ma_aggregate_batch(int batch_size, MaClaimCursor *cursor, TimestampTz first_open)
+ma_aggregate_batch(int batch_size, TimestampTz first_open, bool *round_done)
 {
 	MemoryContext cxt;
 	MemoryContext old;
-	Datum		arg;
-	bool		isnull;
-	int64		first;
-	int64		last;
-	uint64		nclaimed;
+	SPITupleTable *tt;
+	char	   *folded;
+	char	   *round;
+	char	   *round_xid;
+	int64		round_id = 0;
+	char		xidbuf[32];
 	BatchFold	batch;
 	MaFoldEntry **entries;
 	uint32		ngroups;
 	Datum	   *names;
 	Datum	   *minutes;
 	Datum	   *counts;
-	Datum		values[4];
+	Datum		values[5];
+	int64		counted;
 
-	if (cursor->done)
-		return -1;
-	arg = Int64GetDatum(cursor->next_id);
-	if (ma_execute(&first_pending_stmt, &arg, NULL, SPI_OK_SELECT, 1) == 0)
-		return -1;
-	first = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 1, &isnull));
-	if (first > cursor->last_id)
-		return -1;
-	/* first <= last_id, so neither difference nor sum overflows */
-	if ((uint64) cursor->last_id - (uint64) first < (uint64) batch_size)
+	if (ma_execute(&position_stmt, NULL, NULL, SPI_OK_SELECT, 0) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("metric_anomaly.worker_state must hold exactly one row")));
+	tt = SPI_tuptable;
+	folded = SPI_getvalue(tt->vals[0], tt->tupdesc, 1);
+	round = SPI_getvalue(tt->vals[0], tt->tupdesc, 2);
+	round_xid = SPI_getvalue(tt->vals[0], tt->tupdesc, 3);
+	if (round_xid != NULL)
 	{
-		last = cursor->last_id;
-		cursor->done = true;
+		bool		isnull;
+
+		round_id = DatumGetInt64(SPI_getbinval(tt->vals[0], tt->tupdesc, 4, &isnull));
 	}
-	else
+	if (folded == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("metric_anomaly.worker_state.folded_snapshot is null")));
+	if (round == NULL)
 	{
-		last = first + (batch_size - 1);
-		cursor->next_id = last + 1;
+		ma_execute(&snapshot_stmt, NULL, NULL, SPI_OK_SELECT, 1);
+		round = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		round_xid = NULL;
 	}
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "metric_anomaly fold",
@@ -381,47 +424,74 @@ ma_aggregate_batch(int batch_size, MaClaimCursor *cursor, TimestampTz first_open
 	batch.capacity = 16;
 	batch.nquarantined = 0;
 	batch.quarantined = MemoryContextAlloc(cxt, sizeof(int64) * batch.capacity);
-	nclaimed = claim_and_fold(first, last, &batch);
+	batch.nread = 0;
+
+	values[0] = CStringGetTextDatum(folded);
+	values[1] = CStringGetTextDatum(round);
+	values[2] = Int32GetDatum(batch_size);
+	if (round_xid == NULL)
+		read_and_fold(&first_batch_stmt, values, &batch);
+	else
+	{
+		values[3] = CStringGetTextDatum(round_xid);
+		values[4] = Int64GetDatum(round_id);
+		read_and_fold(&next_batch_stmt, values, &batch);
+	}
+	counted = (int64) (batch.nread - batch.nquarantined);
 
 	old = MemoryContextSwitchTo(cxt);
 	quarantine(&batch);
 	ngroups = ma_fold_count(batch.fold);
-	if (ngroups == 0)
+	if (ngroups > 0)
 	{
+		entries = ma_fold_entries(batch.fold);
+		names = palloc(sizeof(Datum) * ngroups);
+		minutes = palloc(sizeof(Datum) * ngroups);
+		counts = palloc(sizeof(Datum) * ngroups);
+		for (uint32 i = 0; i < ngroups; i++)
+		{
+			names[i] = PointerGetDatum(cstring_to_text_with_len(entries[i]->key.name,
+																entries[i]->key.len));
+			minutes[i] = TimestampTzGetDatum(entries[i]->key.minute);
+			counts[i] = Int64GetDatum(entries[i]->count);
+		}
+		values[0] = PointerGetDatum(construct_array(names, ngroups, TEXTOID,
+													-1, false, TYPALIGN_INT));
+		values[1] = PointerGetDatum(construct_array(minutes, ngroups, TIMESTAMPTZOID,
+													sizeof(TimestampTz), FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		values[2] = PointerGetDatum(construct_array(counts, ngroups, INT8OID,
+													sizeof(int64), FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
 		MemoryContextSwitchTo(old);
-		MemoryContextDelete(cxt);
-		return 0;
+		ma_execute(&upsert_stmt, values, NULL, SPI_OK_INSERT, 0);
+		values[2] = TimestampTzGetDatum(first_open);
+		values[3] = TimestampTzGetDatum(fill_floor(first_open) + USECS_PER_MINUTE);
+		ma_execute(&series_stmt, values, NULL, SPI_OK_INSERT, 0);
 	}
-	entries = ma_fold_entries(batch.fold);
-	names = palloc(sizeof(Datum) * ngroups);
-	minutes = palloc(sizeof(Datum) * ngroups);
-	counts = palloc(sizeof(Datum) * ngroups);
-	for (uint32 i = 0; i < ngroups; i++)
-	{
-		names[i] = PointerGetDatum(cstring_to_text_with_len(entries[i]->key.name,
-															entries[i]->key.len));
-		minutes[i] = TimestampTzGetDatum(entries[i]->key.minute);
-		counts[i] = Int64GetDatum(entries[i]->count);
-	}
-	values[0] = PointerGetDatum(construct_array(names, ngroups, TEXTOID,
-												-1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(minutes, ngroups, TIMESTAMPTZOID,
-												sizeof(TimestampTz), FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
-	values[2] = PointerGetDatum(construct_array(counts, ngroups, INT8OID,
-												sizeof(int64), FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
-	MemoryContextSwitchTo(old);
+	else
+		MemoryContextSwitchTo(old);
 
-	ma_execute(&upsert_stmt, values, NULL, SPI_OK_INSERT, 0);
-	values[2] = TimestampTzGetDatum(first_open);
-	values[3] = TimestampTzGetDatum(fill_floor(first_open) + USECS_PER_MINUTE);
-	ma_execute(&series_stmt, values, NULL, SPI_OK_INSERT, 0);
+	*round_done = batch.nread < (uint64) batch_size;
+	if (*round_done)
+	{
+		values[0] = CStringGetTextDatum(round);
+		values[1] = Int64GetDatum(counted);
+		ma_execute(&advance_stmt, values, NULL, SPI_OK_UPDATE, 1);
+	}
+	else
+	{
+		snprintf(xidbuf, sizeof(xidbuf), UINT64_FORMAT, batch.last_xid);
+		values[0] = CStringGetTextDatum(round);
+		values[1] = CStringGetTextDatum(xidbuf);
+		values[2] = Int64GetDatum(batch.last_id);
+		values[3] = Int64GetDatum(counted);
+		ma_execute(&progress_stmt, values, NULL, SPI_OK_UPDATE, 1);
+	}
 
 	MemoryContextDelete(cxt);
-	return (int64) (nclaimed - batch.nquarantined);
+	return counted;
 }
-
 /*
  * Makes every minute of every known series up to last_closed exist as a
  * row (a minute without events is a 0), within the fill horizon and the
