@@ -10,15 +10,199 @@
 
 \echo Use "ALTER EXTENSION metric_anomaly UPDATE" to load this file. \quit
 
+/*
+ * Trust prologue (the same in the install and upgrade scripts).
+ *
+ * CREATE EXTENSION runs this script with the extension's schema first on
+ * search_path, so an object planted in that schema before the install could
+ * stand in for a built-in (an operator matching the argument types better
+ * than pg_catalog's, for instance) and run as whoever later uses the
+ * object, the worker's superuser included (CVE-2023-39417's class).  So:
+ *  - search_path is pinned for the rest of the script (SET LOCAL ends with
+ *    the script; CREATE EXTENSION restores the caller's); every object of
+ *    the extension is named with its schema;
+ *  - the schema must be owned by a superuser, nobody else may create in
+ *    it, and nothing in it may belong to a role that is not a superuser;
+ *  - metric_anomaly_admin, a cluster-wide role, is created here when
+ *    missing; one that exists already is used only when it looks like the
+ *    one this script makes: NOLOGIN, no password and no other attribute,
+ *    a member of no role, granted to others only by superusers and without
+ *    ADMIN OPTION (a role created by a CREATEROLE user could otherwise be
+ *    logged in with, or handed on, by that user).
+ * Each refusal says what is wrong and what to do.
+ */
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+DO $trust$
+DECLARE
+    schema_owner   name;
+    owner_is_super boolean;
+    foreign_object text;
+    role_row       record;
+    membership     record;
+BEGIN
+    SELECT r.rolname, r.rolsuper INTO schema_owner, owner_is_super
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = 'metric_anomaly';
+    IF NOT owner_is_super THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('schema "metric_anomaly" is owned by role "%s", which is not a superuser', schema_owner),
+            DETAIL = 'The owner of a schema can put objects into it that the extension''s objects would use, and the worker runs them as a superuser.',
+            HINT = 'Drop the schema (DROP SCHEMA metric_anomaly) and run the command again: CREATE EXTENSION creates the schema itself.  Or, if you trust everything in it, make a superuser its owner (ALTER SCHEMA metric_anomaly OWNER TO ...).';
+    END IF;
+
+    SELECT pg_catalog.string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                      ELSE pg_catalog.quote_ident(r.rolname) END, ', ')
+      INTO foreign_object
+      FROM pg_catalog.pg_namespace n,
+           LATERAL pg_catalog.aclexplode(n.nspacl) a
+      LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+     WHERE n.nspname = 'metric_anomaly' AND a.privilege_type = 'CREATE'
+       AND a.grantee <> n.nspowner AND NOT coalesce(r.rolsuper, false);
+    IF foreign_object IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'roles that are not superusers may create objects in schema "metric_anomaly"',
+            DETAIL = format('CREATE on the schema is granted to %s.', foreign_object),
+            HINT = format('Revoke it (REVOKE CREATE ON SCHEMA metric_anomaly FROM %s) and run the command again.', foreign_object);
+    END IF;
+
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s %s owned by %s', o.kind, o.name, pg_catalog.quote_ident(r.rolname)),
+                                 ', ' ORDER BY o.kind, o.name)
+      INTO foreign_object
+      FROM (SELECT 'relation' AS kind, c.relname::text AS name, c.relowner AS owner, c.relnamespace AS nsp FROM pg_catalog.pg_class c
+            UNION ALL SELECT 'function', p.oid::pg_catalog.regprocedure::text, p.proowner, p.pronamespace FROM pg_catalog.pg_proc p
+            UNION ALL SELECT 'type', t.typname::text, t.typowner, t.typnamespace FROM pg_catalog.pg_type t
+            UNION ALL SELECT 'operator', o.oid::pg_catalog.regoperator::text, o.oprowner, o.oprnamespace FROM pg_catalog.pg_operator o
+            UNION ALL SELECT 'collation', c.collname::text, c.collowner, c.collnamespace FROM pg_catalog.pg_collation c
+            UNION ALL SELECT 'conversion', c.conname::text, c.conowner, c.connamespace FROM pg_catalog.pg_conversion c
+            UNION ALL SELECT 'operator class', c.opcname::text, c.opcowner, c.opcnamespace FROM pg_catalog.pg_opclass c
+            UNION ALL SELECT 'operator family', f.opfname::text, f.opfowner, f.opfnamespace FROM pg_catalog.pg_opfamily f
+            UNION ALL SELECT 'statistics', s.stxname::text, s.stxowner, s.stxnamespace FROM pg_catalog.pg_statistic_ext s
+            UNION ALL SELECT 'text search configuration', c.cfgname::text, c.cfgowner, c.cfgnamespace FROM pg_catalog.pg_ts_config c
+            UNION ALL SELECT 'text search dictionary', d.dictname::text, d.dictowner, d.dictnamespace FROM pg_catalog.pg_ts_dict d
+           ) o
+      JOIN pg_catalog.pg_namespace n ON n.oid = o.nsp
+      JOIN pg_catalog.pg_roles r ON r.oid = o.owner
+     WHERE n.nspname = 'metric_anomaly' AND NOT r.rolsuper;
+    IF foreign_object IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'schema "metric_anomaly" holds objects owned by roles that are not superusers',
+            DETAIL = format('Found: %s.', foreign_object),
+            HINT = 'Drop those objects (or the schema, before CREATE EXTENSION) and run the command again.';
+    END IF;
+
+    SELECT a.oid, a.rolname, a.rolsuper, a.rolcreaterole, a.rolcreatedb, a.rolcanlogin,
+           a.rolreplication, a.rolbypassrls, a.rolpassword IS NOT NULL AS has_password
+      INTO role_row
+      FROM pg_catalog.pg_authid a
+     WHERE a.rolname = 'metric_anomaly_admin';
+    IF NOT FOUND THEN
+        CREATE ROLE metric_anomaly_admin NOLOGIN;
+        RETURN;
+    END IF;
+    IF role_row.rolsuper OR role_row.rolcreaterole OR role_row.rolcreatedb OR role_row.rolcanlogin
+       OR role_row.rolreplication OR role_row.rolbypassrls OR role_row.has_password THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'role "metric_anomaly_admin" exists with attributes the extension does not give it',
+            DETAIL = 'The extension creates it NOLOGIN, without a password or any other attribute; whoever can log in as it would administer every database where the extension is installed.',
+            HINT = 'If you did not create it, drop it (DROP ROLE metric_anomaly_admin) and run the command again; if you did, remove the attributes (ALTER ROLE metric_anomaly_admin NOSUPERUSER NOCREATEROLE NOCREATEDB NOLOGIN NOREPLICATION NOBYPASSRLS PASSWORD NULL) and grant the role to the users who need it instead.';
+    END IF;
+    FOR membership IN
+        SELECT m.admin_option,
+               m.roleid = role_row.oid AS granted_by_it,
+               pg_catalog.quote_ident(g.rolname) AS granted, pg_catalog.quote_ident(u.rolname) AS member,
+               pg_catalog.quote_ident(gr.rolname) AS grantor, coalesce(gr.rolsuper, false) AS grantor_super,
+               u.rolsuper AS member_super
+          FROM pg_catalog.pg_auth_members m
+          JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+          JOIN pg_catalog.pg_roles u ON u.oid = m.member
+          LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = m.grantor
+         WHERE m.roleid = role_row.oid OR m.member = role_row.oid
+    LOOP
+        IF NOT membership.granted_by_it THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('role "metric_anomaly_admin" exists and is a member of role %s', membership.granted),
+                DETAIL = 'The extension creates it a member of no role; its members would inherit the other role''s privileges.',
+                HINT = format('If you did not create it, drop it (DROP ROLE metric_anomaly_admin); if you did, REVOKE %s FROM metric_anomaly_admin.  Then run the command again.', membership.granted);
+        ELSIF NOT membership.grantor_super THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('role "metric_anomaly_admin" exists and was granted to %s by %s, who is not a superuser',
+                                 membership.member, coalesce(membership.grantor, 'a dropped role')),
+                DETAIL = 'A role made by a user with CREATEROLE stays in that user''s hands.',
+                HINT = format('If you did not create the role, drop it (DROP ROLE metric_anomaly_admin); otherwise REVOKE metric_anomaly_admin FROM %s and grant it again as a superuser.  Then run the command again.', membership.member);
+        ELSIF membership.admin_option AND NOT membership.member_super THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('role "metric_anomaly_admin" exists and was granted to %s WITH ADMIN OPTION', membership.member),
+                DETAIL = 'A member with ADMIN OPTION can grant the role to anyone, and PostgreSQL 16 gives it to the user with CREATEROLE who created the role.',
+                HINT = format('If you did not create the role, drop it (DROP ROLE metric_anomaly_admin); otherwise REVOKE ADMIN OPTION FOR metric_anomaly_admin FROM %s.  Then run the command again.', membership.member);
+        END IF;
+    END LOOP;
+END
+$trust$;
+
 ------------------------------------------------------------------------------
 -- Security, dumps and upgrades
 ------------------------------------------------------------------------------
+-- Functions that run SQL pin search_path.
+ALTER FUNCTION metric_anomaly.start_worker() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION metric_anomaly.start_delivery_worker() SET search_path = pg_catalog, pg_temp;
+
+-- metric_anomaly_admin reads and writes rows; it no longer holds TRIGGER,
+-- TRUNCATE or REFERENCES (see the install script), nor writes to a view.
+REVOKE TRIGGER, TRUNCATE, REFERENCES
+    ON metric_anomaly.business_events, metric_anomaly.aggregated_metrics,
+       metric_anomaly.series, metric_anomaly.metrics, metric_anomaly.worker_state,
+       metric_anomaly.alert_channels, metric_anomaly.alert_routes,
+       metric_anomaly.alert_rules, metric_anomaly.alerts,
+       metric_anomaly.alert_episodes, metric_anomaly.deliveries
+  FROM metric_anomaly_admin;
+REVOKE INSERT, UPDATE, DELETE, TRIGGER, TRUNCATE, REFERENCES
+    ON metric_anomaly.delivery_status FROM metric_anomaly_admin;
+
 -- pg_dump keeps the alert state (see the install script).
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_episodes', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries_id_seq', '');
+
+------------------------------------------------------------------------------
+-- Workers (issue 9, 17): worker_status finds the aggregation worker by the
+-- lock it holds while serving the database, in pg_locks, which every role
+-- sees whole (pg_stat_activity hides the backend type of the superuser's
+-- workers from other roles).
+------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW metric_anomaly.worker_status AS
+SELECT pg_catalog.current_database() AS database,
+       a.pid,
+       a.pid IS NOT NULL AS running,
+       s.last_pass_start,
+       s.last_pass_end,
+       s.last_pass_events,
+       s.total_events,
+       s.passes,
+       (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
+         WHERE NOT e.is_processed) AS pending_events,
+       s.last_error,
+       s.last_error_at
+  FROM metric_anomaly.worker_state s
+  LEFT JOIN pg_catalog.pg_locks a
+         ON a.locktype = 'advisory'
+        AND a.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                           WHERE d.datname = pg_catalog.current_database())
+        AND a.classid = 28001 AND a.objid = 1 AND a.objsubid = 28001
+        AND a.granted;
+
+COMMENT ON VIEW metric_anomaly.worker_status IS
+    'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog and the last error.';
 
 ------------------------------------------------------------------------------
 -- Aggregation: quarantine
@@ -37,7 +221,7 @@ CREATE INDEX quarantined_events_id_idx ON metric_anomaly.quarantined_events (id)
 COMMENT ON TABLE metric_anomaly.quarantined_events IS
     'Copies of events that a pass claimed but could not count (today: dated within 30 days of either end of the timestamp range), with the reason; counted in worker_status.quarantined_events.  Every claimed event is either counted in aggregated_metrics or kept here.';
 
-GRANT ALL ON metric_anomaly.quarantined_events TO metric_anomaly_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON metric_anomaly.quarantined_events TO metric_anomaly_admin;
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.quarantined_events', '');
 
 ------------------------------------------------------------------------------
@@ -63,7 +247,7 @@ CREATE INDEX business_events_xid_idx
     ON metric_anomaly.business_events (xid, id);
 
 COMMENT ON TABLE metric_anomaly.business_events IS
-    'Raw business events written by applications; the aggregation pass folds each committed event into aggregated_metrics exactly once, without writing to this table.  An event has been folded when metric_anomaly.event_folded(xid) is true.';
+    'Raw business events written by applications; the aggregation pass folds each committed event into aggregated_metrics exactly once, without writing to this table.  An event has been folded when metric_anomaly.event_folded(xid, id) is true.';
 COMMENT ON COLUMN metric_anomaly.business_events.xid IS
     'The inserting transaction (top-level, also inside a savepoint); leave it to its default.  Decides which round of the aggregation folds the event.';
 
@@ -94,20 +278,25 @@ COMMENT ON COLUMN metric_anomaly.worker_state.folded_snapshot IS
 COMMENT ON COLUMN metric_anomaly.worker_state.round_snapshot IS
     'The round under way: it folds the events visible in round_snapshot and not in folded_snapshot, in (xid, id) order; round_xid and round_id are the last event it folded.  NULL between rounds.';
 
-CREATE FUNCTION metric_anomaly.event_folded(xid xid8)
+-- Folded: by a finished round (visible in the position), or by the round
+-- under way, up to the event it has reached.
+CREATE FUNCTION metric_anomaly.event_folded(xid xid8, id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT pg_catalog.pg_visible_in_snapshot($1, w.folded_snapshot)
+       OR coalesce(pg_catalog.pg_visible_in_snapshot($1, w.round_snapshot)
+                   AND ($1, $2) <= (w.round_xid, w.round_id), false)
   FROM metric_anomaly.worker_state w
 $$;
 
-COMMENT ON FUNCTION metric_anomaly.event_folded(xid8) IS
-    'True when the events of transaction xid (business_events.xid) have been folded into aggregated_metrics; false while they are pending or when that transaction has not committed.';
-GRANT EXECUTE ON FUNCTION metric_anomaly.event_folded(xid8) TO PUBLIC;
+COMMENT ON FUNCTION metric_anomaly.event_folded(xid8, bigint) IS
+    'True when the event (business_events.xid, business_events.id) has been folded into aggregated_metrics; false while it is pending, and for a transaction that has not committed.';
+GRANT EXECUTE ON FUNCTION metric_anomaly.event_folded(xid8, bigint) TO PUBLIC;
 
--- worker_status: pending_events from the position; quarantined_events, at the end.
+-- worker_status (as the workers section above makes it): pending_events from
+-- the position; quarantined_events, at the end.
 CREATE OR REPLACE VIEW metric_anomaly.worker_status AS
 SELECT pg_catalog.current_database() AS database,
        a.pid,
@@ -119,17 +308,23 @@ SELECT pg_catalog.current_database() AS database,
        s.passes,
        (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
          WHERE e.xid >= pg_catalog.pg_snapshot_xmin(s.folded_snapshot)
-           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, s.folded_snapshot)) AS pending_events,
+           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, s.folded_snapshot)
+           AND NOT (s.round_xid IS NOT NULL
+                    AND pg_catalog.pg_visible_in_snapshot(e.xid, s.round_snapshot)
+                    AND (e.xid, e.id) <= (s.round_xid, s.round_id))) AS pending_events,
        s.last_error,
        s.last_error_at,
        (SELECT pg_catalog.count(*) FROM metric_anomaly.quarantined_events q) AS quarantined_events
   FROM metric_anomaly.worker_state s
-  LEFT JOIN pg_catalog.pg_stat_activity a
-         ON a.backend_type = 'metric_anomaly worker'
-        AND a.datname = pg_catalog.current_database();
+  LEFT JOIN pg_catalog.pg_locks a
+         ON a.locktype = 'advisory'
+        AND a.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                           WHERE d.datname = pg_catalog.current_database())
+        AND a.classid = 28001 AND a.objid = 1 AND a.objsubid = 28001
+        AND a.granted;
 
 COMMENT ON VIEW metric_anomaly.worker_status IS
-    'The aggregation worker of this database: its pid when running, the last pass, events folded in it and in total, the pending backlog, the last error, and how many events are quarantined.';
+    'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog, the last error, and how many events are quarantined.';
 
 -- is_processed goes once worker_status no longer reads it.
 ALTER TABLE metric_anomaly.business_events DROP COLUMN is_processed;

@@ -18,7 +18,7 @@
  *	   several requests (WeCom: markdown, then image) records each accepted
  *	   request in a short transaction, so a retry sends only the rest.
  * A worker that dies in step 2 leaves the row in flight: the next worker
- * (there is one per database, guarded by an advisory lock) releases such
+ * (there is one per database, guarded by a lock: worker.c) releases such
  * rows when it starts, and otherwise the lease expires; either way the alert
  * is sent again with the same Idempotency-Key.
  */
@@ -55,6 +55,7 @@
 #include "extension.h"
 #include "http.h"
 #include "metric_anomaly.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_test_channel);
 
@@ -65,8 +66,6 @@ PG_FUNCTION_INFO_V1(metric_anomaly_test_channel);
 #define MAX_ERROR_LEN		500
 /* Largest backoff. */
 #define MAX_BACKOFF_MS		3600000.0
-/* Session advisory lock making the worker unique per database ("ma", 5). */
-#define DELIVERY_LOCK_ARGS	"28001, 5"
 
 /* A claimed delivery with everything needed to send it. */
 typedef struct Claimed
@@ -530,29 +529,19 @@ end_xact(void)
 }
 
 /*
- * Takes the per-database advisory lock (exits when another delivery worker
- * holds it) and releases deliveries a dead predecessor left in flight.
+ * Becomes the delivery worker serving the database unless another one
+ * does (then it waits, saying so once: worker.c), and releases deliveries
+ * a predecessor left in flight.  False while another one serves.
  */
-static void
+static bool claim_reported = false;
+
+static bool
 become_the_worker(void)
 {
 	int			ret;
-	bool		isnull;
 
-	ret = SPI_execute("SELECT pg_catalog.pg_try_advisory_lock(" DELIVERY_LOCK_ARGS ")",
-					  false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "taking the delivery lock failed");
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-	{
-		ereport(LOG,
-				(errmsg("metric_anomaly: another delivery worker runs in database \"%s\", exiting",
-						get_database_name(MyDatabaseId))));
-		SPI_finish();
-		PopActiveSnapshot();
-		AbortCurrentTransaction();
-		proc_exit(0);
-	}
+	if (!ma_worker_claim(MA_LOCK_DELIVERY, &claim_reported))
+		return false;
 	have_lock = true;
 	ret = SPI_execute("UPDATE metric_anomaly.deliveries"
 					  "   SET in_flight = false, next_attempt_at = pg_catalog.now()"
@@ -564,6 +553,7 @@ become_the_worker(void)
 		ereport(LOG,
 				(errmsg("metric_anomaly: %llu interrupted deliveries will be sent again",
 						(unsigned long long) SPI_processed)));
+	return true;
 }
 
 /*
@@ -577,6 +567,12 @@ delivery_step(MemoryContext keep)
 	Outcome		out;
 
 	begin_xact("claiming alert deliveries");
+	/* Claimed before the extension exists, so start_worker() sees it. */
+	if (!ma_worker_claim(MA_LOCK_DELIVERY, &claim_reported))
+	{
+		end_xact();
+		return MISSING_POLL_MS;
+	}
 	if (!OidIsValid(get_extension_oid(MA_EXTENSION_NAME, true)))
 	{
 		if (!missing_logged)
@@ -593,8 +589,11 @@ delivery_step(MemoryContext keep)
 		end_xact();				/* said once in the log by extension.c */
 		return MISSING_POLL_MS;
 	}
-	if (!have_lock)
-		become_the_worker();
+	if (!have_lock && !become_the_worker())
+	{
+		end_xact();
+		return MISSING_POLL_MS;
+	}
 	c = claim_one(keep);
 	end_xact();
 	if (c == NULL)
@@ -602,6 +601,9 @@ delivery_step(MemoryContext keep)
 
 	pgstat_report_activity(STATE_RUNNING, "sending an alert");
 	send_claimed(c, &out);
+	/* Stepping aside leaves the row in flight: it is sent again, same key. */
+	if (ma_worker_stepping_aside())
+		ma_worker_step_aside_exit();
 
 	begin_xact("recording an alert delivery");
 	record_outcome(c, &out);
@@ -619,6 +621,7 @@ guarded_step(MemoryContext loop_ctx)
 {
 	volatile long sleep_ms = POLL_MS;
 
+	ma_worker_set_busy(true);
 	PG_TRY();
 	{
 		sleep_ms = delivery_step(loop_ctx);
@@ -626,6 +629,11 @@ guarded_step(MemoryContext loop_ctx)
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(loop_ctx);
+		if (ma_worker_stepping_aside())
+		{
+			FlushErrorState();
+			ma_worker_step_aside_exit();
+		}
 		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
@@ -633,6 +641,7 @@ guarded_step(MemoryContext loop_ctx)
 		sleep_ms = MISSING_POLL_MS;
 	}
 	PG_END_TRY();
+	ma_worker_set_busy(false);
 	return sleep_ms;
 }
 
@@ -643,22 +652,19 @@ ma_delivery_main(Datum main_arg)
 	Oid			dboid = DatumGetObjectId(main_arg);
 	MemoryContext loop_ctx;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	ma_worker_connect(dboid, MA_DELIVERY_BGW_TYPE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	pgstat_report_appname(MA_DELIVERY_BGW_TYPE);
 
 	loop_ctx = AllocSetContextCreate(TopMemoryContext, "metric_anomaly delivery",
 									 ALLOCSET_DEFAULT_SIZES);
-	ereport(LOG, (errmsg("metric_anomaly: delivery worker started for database %u", dboid)));
+	ereport(DEBUG1, (errmsg("metric_anomaly: delivery worker started for database %u", dboid)));
 
 	for (;;)
 	{
 		long		sleep_ms;
 
+		if (ma_worker_stepping_aside())
+			ma_worker_step_aside_exit();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

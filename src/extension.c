@@ -109,3 +109,24 @@ ma_extension_is_current(void)
 	}
 	return false;
 }
+
+/*
+ * For SQL functions that run a pass (process_pending()): an error, saying
+ * what to run, when the installed version is not the library's.  Without
+ * it, a call between a library upgrade and ALTER EXTENSION UPDATE would fail
+ * on whatever column the old schema lacks, or write rows the new version
+ * reads differently.
+ */
+void
+ma_extension_require_current(void)
+{
+	char	   *version = installed_version();
+
+	if (version != NULL && strcmp(version, MA_LIBRARY_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension metric_anomaly is installed at version %s but the library is %s",
+						version, MA_LIBRARY_VERSION),
+				 errhint("Run ALTER EXTENSION metric_anomaly UPDATE, or install the library of version %s.",
+						 version)));
+}

@@ -16,5 +16,6 @@
 #endif
 
 extern bool ma_extension_is_current(void);
+extern void ma_extension_require_current(void);
 
 #endif							/* MA_EXTENSION_H */

@@ -1,7 +1,8 @@
 /*
  * metric_anomaly.c
- *		Module entry point: defines the settings and, when the library is
- *		preloaded, registers the launcher that starts the aggregation worker.
+ *		Module entry point: defines the settings, installs the hook that
+ *		makes the workers step aside for database commands and, when the
+ *		library is preloaded, registers the launcher that starts the workers.
  */
 #include "postgres.h"
 
@@ -113,6 +114,7 @@ _PG_init(void)
 	EmitWarningsOnPlaceholders("metric_anomaly");
 #endif
 
+	ma_step_aside_install();
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
 		ma_register_launcher();
 }

@@ -25,6 +25,7 @@
 
 #include "aggregate.h"
 #include "alert.h"
+#include "extension.h"
 #include "evaluate.h"
 #include "fold.h"
 #include "metric_anomaly.h"
@@ -255,6 +256,7 @@ metric_anomaly_process_pending(PG_FUNCTION_ARGS)
 				 errmsg("as_of is outside the range metric_anomaly can compute with"),
 				 errdetail("Passes run as of a time at least 30 days from either end of the timestamp range.")));
 
+	ma_extension_require_current();
 	ma_spi_connect();
 	lock_pass();
 	result = ma_run_pass(as_of, false, 0);

@@ -50,11 +50,17 @@ my $sec_of_hour = $node->safe_psql('postgres',
 sleep(3600 - $sec_of_hour + 1) if $sec_of_hour > 3590;
 $node->safe_psql('postgres', 'ALTER SYSTEM SET metric_anomaly.interval = 3600');
 $node->reload;
-sleep(2);
+# With a 1 s interval a pass ends every second: three seconds without one
+# means the worker has the new interval.
+ok($node->poll_query_until('postgres', q{
+	SELECT now() - last_pass_end > interval '3 seconds' FROM metric_anomaly.worker_state}),
+	'the worker takes the 3600 s interval');
 my $passes = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_state');
-$node->safe_psql('postgres', q{
-	INSERT INTO metric_anomaly.business_events (event_type) VALUES ('late_reload')});
-sleep(3);
+my $inserted = $node->safe_psql('postgres', q{
+	INSERT INTO metric_anomaly.business_events (event_type) VALUES ('late_reload')
+	RETURNING event_timestamp});
+ok($node->poll_query_until('postgres', qq{
+	SELECT now() - '$inserted'::timestamptz > interval '3 seconds'}), 'three seconds pass');
 is($node->safe_psql('postgres', q{
 	SELECT passes = } . $passes . q{, pending_events FROM metric_anomaly.worker_status}),
 	't|1', 'after the reload to 3600 s no pass runs');
@@ -69,9 +75,9 @@ is(worker_pid($node, 'postgres'), $pid, 'by the same worker, without a restart')
 # Passes keep to the wall clock: several passes later, every pass started
 # within a second of the previous one.
 my $p1 = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_state');
-sleep(3.5);
-my $p2 = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_state');
-cmp_ok($p2 - $p1, '>=', 2, 'passes run every interval');
+ok($node->poll_query_until('postgres', qq{
+	SELECT passes >= $p1 + 2 FROM metric_anomaly.worker_state}),
+	'passes run every interval');
 
 # A fast shutdown is prompt even while the worker sleeps.
 $node->stop('fast');

@@ -25,7 +25,9 @@ $standby->append_conf('postgresql.conf', "metric_anomaly.database = 'app'\n");
 $standby->start;
 $primary->wait_for_catchup($standby);
 
-sleep(3);
+# The launcher would have started within a second of the server.
+ok($standby->poll_query_until('postgres', q{
+	SELECT now() - pg_postmaster_start_time() > interval '3 seconds'}), 'the standby has run a while');
 is($standby->safe_psql('postgres', q{
 	SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'metric_anomaly%'}),
 	'0', 'no metric_anomaly process runs on the standby');

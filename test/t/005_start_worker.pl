@@ -24,7 +24,10 @@ $node->safe_psql('postgres', q{
 	SELECT 'dyn', now() - interval '2 minutes' FROM generate_series(1, 42)});
 my $pid = $node->safe_psql('postgres', 'SELECT metric_anomaly.start_worker()');
 like($pid, qr/^\d+$/, 'start_worker() returns a pid');
+# start_worker() returns once the worker serves the database.
 is(worker_pid($node, 'postgres'), $pid, 'the worker runs in this database');
+is($node->safe_psql('postgres', 'SELECT pid FROM metric_anomaly.worker_status'), $pid,
+	'worker_status shows it at once');
 
 ok($node->poll_query_until('postgres', q{
 	SELECT pending_events = 0 FROM metric_anomaly.worker_status}),

@@ -110,6 +110,9 @@ is($node->safe_psql('upg', q{
 	SELECT (SELECT count(*) FROM metric_anomaly.business_events WHERE NOT is_processed), passes
 	  FROM metric_anomaly.worker_state}),
 	"$pending|30", 'no pass ran against the 0.1.0 schema');
+my ($ret, $out, $err) = $node->psql('upg', 'SELECT metric_anomaly.process_pending()');
+like($err, qr/ERROR:  extension metric_anomaly is installed at version 0\.1\.0 but the library is 0\.2\.0\nHINT:  Run ALTER EXTENSION metric_anomaly UPDATE/,
+	'nor does process_pending(), which says what to run');
 
 # --- The update keeps every row.  Compared: the 0.1.0 columns of every
 # table, before the update and inside the updating transaction (the workers
@@ -135,7 +138,7 @@ $snapshot .= q{ UNION ALL SELECT sequencename::text, coalesce(last_value, 0), 's
 	FROM pg_sequences WHERE schemaname = 'metric_anomaly'};
 $snapshot = "SELECT * FROM ($snapshot) s ORDER BY 1";
 my $before = $node->safe_psql('upg', $snapshot);
-my ($ret, $after, $err) = $node->psql('upg',
+($ret, my $after, $err) = $node->psql('upg',
 	"BEGIN; ALTER EXTENSION metric_anomaly UPDATE; $snapshot; COMMIT;",
 	on_error_stop => 1);
 is($ret, 0, 'ALTER EXTENSION metric_anomaly UPDATE succeeds with the workers running') or diag $err;

@@ -139,7 +139,7 @@ is($node->safe_psql('postgres', q{
 	SELECT (SELECT sum(sample_count) FROM metric_anomaly.aggregated_metrics) =
 	       (SELECT count(*) FROM metric_anomaly.business_events)
 	   AND (SELECT pending_events FROM metric_anomaly.worker_status) = 0
-	   AND (SELECT bool_and(metric_anomaly.event_folded(xid)) FROM metric_anomaly.business_events)}),
+	   AND (SELECT bool_and(metric_anomaly.event_folded(xid, id)) FROM metric_anomaly.business_events)}),
 	't', 'sum(sample_count) equals the committed events; none is pending');
 
 # --- No pass updates an event: a pass in a session of its own, whose

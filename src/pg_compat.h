@@ -1,0 +1,82 @@
+/*
+ * pg_compat.h
+ *		Every difference between the PostgreSQL versions the extension
+ *		builds against (13 to 19), in one place, so that call sites read
+ *		the same on all of them.
+ *
+ * Each shim names the version that changed the API and why the stand-in
+ * means the same thing.  A shim is written as the newer API (the name the
+ * code uses) defined in terms of the older one, so dropping a version is
+ * deleting its block.  test/matrix (make test-matrix) builds and tests the
+ * tree on every Debian suite's server, so a new difference shows up there.
+ */
+#ifndef MA_PG_COMPAT_H
+#define MA_PG_COMPAT_H
+
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+
+/*
+ * 19 moved get_database_name() from commands/dbcommands.h to
+ * utils/lsyscache.h; include whichever declares it.
+ */
+#if PG_VERSION_NUM >= 190000
+#include "utils/lsyscache.h"
+#else
+#include "commands/dbcommands.h"
+#endif
+
+/*
+ * 14 added HASH_STRINGS and made hash_create() insist on one of
+ * HASH_STRINGS, HASH_BLOBS or HASH_FUNCTION.  Before 14 a table with none
+ * of the three hashed its keys as NUL-terminated strings, so the flag
+ * means "nothing" there.
+ */
+#if PG_VERSION_NUM < 140000
+#define HASH_STRINGS 0
+#endif
+
+/*
+ * 15 renamed EmitWarningsOnPlaceholders() to MarkGUCPrefixReserved(),
+ * which also removes the placeholders it warns about; the older call
+ * warns only.
+ */
+#if PG_VERSION_NUM < 150000
+#define MarkGUCPrefixReserved(className) EmitWarningsOnPlaceholders(className)
+#endif
+
+/*
+ * 18 made pg_b64_encode() take its input as const uint8 * (it was
+ * const char *); MA_B64_SRC casts a pointer to what this version wants.
+ */
+#if PG_VERSION_NUM >= 180000
+#define MA_B64_SRC(p) ((const uint8 *) (p))
+#else
+#define MA_B64_SRC(p) ((const char *) (p))
+#endif
+
+/*
+ * 14 added readOnlyTree to ProcessUtility_hook_type (after queryString).
+ * MA_UTILITY_HOOK_ARGS declares a hook's parameters and
+ * MA_UTILITY_HOOK_CALL(fn) passes them on to the next hook.
+ */
+#if PG_VERSION_NUM >= 140000
+#define MA_UTILITY_HOOK_ARGS \
+	PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define MA_UTILITY_HOOK_CALL(fn) \
+	(fn) (pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc)
+#else
+#define MA_UTILITY_HOOK_ARGS \
+	PlannedStmt *pstmt, const char *queryString, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define MA_UTILITY_HOOK_CALL(fn) \
+	(fn) (pstmt, queryString, context, params, queryEnv, dest, qc)
+#endif
+
+#endif							/* MA_PG_COMPAT_H */

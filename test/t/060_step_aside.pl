@@ -1,0 +1,214 @@
+# The workers step aside for DROP DATABASE, ALTER DATABASE ... RENAME and
+# CREATE DATABASE ... TEMPLATE of the database they serve: each command
+# succeeds without FORCE on its first attempt, while the workers wait for
+# the extension and while they are busy; they come back; counts stay exact;
+# a delivery cut off mid-send is sent again with the same key; the log has
+# one line for stepping aside and one for coming back.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use MaTest;
+use MaAlert qw(start_receiver stop_receiver requests wait_requests);
+
+my $rounds = 5;
+# Small batches make a backlog a long pass of many transactions, so the
+# commands below land in the middle of one.
+my $node = ma_node('aside', database => 'app', interval => 1,
+	conf => "metric_anomaly.batch_size = 200\nmetric_anomaly.alert_timeout = '60s'\n");
+my $starts = qr/metric_anomaly: starting workers in database "app"/;
+my $asides = qr/metric_anomaly: the workers of database "app" step aside for/;
+
+# Both workers connected to $db (counted as the superuser).
+sub workers_in
+{
+	my ($db) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT count(*) FROM pg_stat_activity
+		 WHERE backend_type IN ('metric_anomaly worker', 'metric_anomaly delivery')
+		   AND datname = '$db'});
+}
+
+sub wait_workers
+{
+	my ($what) = @_;
+	ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 2 FROM pg_stat_activity
+		 WHERE backend_type IN ('metric_anomaly worker', 'metric_anomaly delivery')
+		   AND datname = 'app'}), $what);
+}
+
+# Runs a command once; it must succeed at the first attempt.
+sub first_time
+{
+	my ($sql, $what) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql);
+	is($ret, 0, $what) or diag $err;
+}
+
+# The log lines from $offset on: exactly $n step-asides and $n comebacks,
+# and nothing failing.
+sub log_is_quiet
+{
+	my ($offset, $n, $what) = @_;
+	is(count_matches($node, $asides, $offset), $n, "$what: one line per step-aside");
+	is(count_matches($node, $starts, $offset), $n, "$what: one line per comeback");
+	is(count_matches($node, qr/FATAL|ERROR|exited with exit code|terminated by signal|pass failed/, $offset),
+		0, "$what: no error, exit or crash");
+}
+
+# Adds $n events to app; returns the new total.
+my $total = 0;
+sub add_events
+{
+	my ($n) = @_;
+	$node->safe_psql('app', qq{
+		INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
+		SELECT 'e' || (g % 7), now() - interval '2 minutes' FROM generate_series(1, $n) g});
+	return $total += $n;
+}
+
+sub wait_folded
+{
+	my ($db, $what) = @_;
+	ok($node->poll_query_until($db, q{
+		SELECT pending_events = 0 FROM metric_anomaly.worker_status}),
+		"$what: folded");
+}
+
+sub folded_count
+{
+	my ($db) = @_;
+	return $node->safe_psql($db,
+		q{SELECT coalesce(sum(sample_count), 0) FROM metric_anomaly.aggregated_metrics});
+}
+
+# --- While the workers only wait for the extension ---------------------
+$node->safe_psql('postgres', 'CREATE DATABASE app');
+wait_workers('the workers wait in app for the extension');
+my $offset = -s $node->logfile;
+for my $i (1 .. $rounds)
+{
+	first_time('DROP DATABASE app', "waiting: DROP DATABASE $i");
+	is(workers_in('app'), '0', "waiting: no worker after DROP $i");
+	first_time('CREATE DATABASE app', "waiting: CREATE DATABASE $i");
+	wait_workers("waiting: workers back after recreate $i");
+}
+log_is_quiet($offset, $rounds, 'waiting, drop');
+
+$offset = -s $node->logfile;
+for my $i (1 .. $rounds)
+{
+	first_time('ALTER DATABASE app RENAME TO app_away', "waiting: RENAME $i");
+	is(workers_in('app_away'), '0', "waiting: no worker follows the rename $i");
+	first_time('ALTER DATABASE app_away RENAME TO app', "waiting: RENAME back $i");
+	wait_workers("waiting: workers back after rename back $i");
+}
+log_is_quiet($offset, $rounds, 'waiting, rename');
+
+$offset = -s $node->logfile;
+for my $i (1 .. $rounds)
+{
+	first_time("CREATE DATABASE clone$i TEMPLATE app", "waiting: TEMPLATE $i");
+	wait_workers("waiting: workers back after clone $i");
+	first_time("DROP DATABASE clone$i", "waiting: drop clone $i");
+}
+log_is_quiet($offset, $rounds, 'waiting, template');
+
+# --- While they are busy ------------------------------------------------
+$node->safe_psql('app', 'CREATE EXTENSION metric_anomaly');
+ok($node->poll_query_until('app', q{
+	SELECT count(*) = 1 FROM metric_anomaly.worker_status WHERE running}),
+	'the worker serves app');
+
+$offset = -s $node->logfile;
+for my $i (1 .. $rounds)
+{
+	add_events(20000);
+	ok($node->poll_query_until('app', q{
+		SELECT pg_catalog.count(*) > 0 FROM metric_anomaly.business_events WHERE metric_anomaly.event_folded(xid, id)}),
+		"busy: the pass is under way before DROP $i");
+	first_time('DROP DATABASE app', "busy: DROP DATABASE $i");
+	first_time('CREATE DATABASE app', "busy: CREATE DATABASE $i");
+	$node->safe_psql('app', 'CREATE EXTENSION metric_anomaly');
+	$total = 0;
+	add_events(500);
+	wait_folded('app', "busy: recreated $i");
+	is(folded_count('app'), '500', "busy: recreated $i counts exactly");
+	$node->safe_psql('app', 'DELETE FROM metric_anomaly.business_events');
+	$node->safe_psql('app', 'DELETE FROM metric_anomaly.aggregated_metrics');
+	$total = 0;
+}
+log_is_quiet($offset, $rounds, 'busy, drop');
+
+$offset = -s $node->logfile;
+for my $i (1 .. $rounds)
+{
+	add_events(20000);
+	ok($node->poll_query_until('app', q{
+		SELECT pg_catalog.count(*) FILTER (WHERE metric_anomaly.event_folded(xid, id)) > 0
+		   AND pg_catalog.count(*) FILTER (WHERE NOT metric_anomaly.event_folded(xid, id)) > 0
+		  FROM metric_anomaly.business_events}),
+		"busy: mid-pass before RENAME $i");
+	first_time('ALTER DATABASE app RENAME TO app_away', "busy: RENAME $i");
+	is(workers_in('app_away'), '0', "busy: no worker follows the rename $i");
+	first_time('ALTER DATABASE app_away RENAME TO app', "busy: RENAME back $i");
+	wait_workers("busy: workers back after rename back $i");
+}
+wait_folded('app', 'busy, rename');
+is(folded_count('app'), "$total", 'busy, rename: every event counted once');
+log_is_quiet($offset, $rounds, 'busy, rename');
+
+$offset = -s $node->logfile;
+for my $i (1 .. $rounds)
+{
+	my $before = add_events(20000);
+	ok($node->poll_query_until('app', q{
+		SELECT pg_catalog.count(*) FILTER (WHERE NOT metric_anomaly.event_folded(xid, id)) > 0
+		   AND pg_catalog.count(*) FILTER (WHERE metric_anomaly.event_folded(xid, id)) > 0
+		  FROM metric_anomaly.business_events}),
+		"busy: mid-pass before TEMPLATE $i");
+	first_time("CREATE DATABASE clone$i TEMPLATE app", "busy: TEMPLATE $i");
+	wait_workers("busy: workers back after clone $i");
+	# The clone holds what app held: its own pass folds the rest exactly.
+	$node->safe_psql("clone$i", 'SELECT metric_anomaly.process_pending()');
+	is(folded_count("clone$i"), "$before", "busy: clone $i counts exactly");
+	first_time("DROP DATABASE clone$i", "busy: drop clone $i");
+}
+wait_folded('app', 'busy, template');
+is(folded_count('app'), "$total", 'busy, template: every event counted once');
+log_is_quiet($offset, $rounds, 'busy, template');
+
+# --- A delivery cut off mid-send is sent again with the same key ---------
+my $rcv = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_aside", 0, "hang\n200\n");
+$node->safe_psql('app', qq{
+INSERT INTO metric_anomaly.alert_channels (name, kind, url)
+VALUES ('hook', 'webhook', 'http://127.0.0.1:$rcv->{port}/hook');
+INSERT INTO metric_anomaly.series (metric_name, filled_until)
+VALUES ('cut', pg_catalog.date_trunc('minute', pg_catalog.now()));
+INSERT INTO metric_anomaly.aggregated_metrics
+  (metric_name, metric_timestamp, metric_value, sample_count, is_anomaly, anomaly_context, needs_eval)
+VALUES ('cut', '2026-01-01 00:00:00+00', 0, 1, true,
+        '{"method":"3-sigma","mean":100,"std_dev":5,"upper_boundary":115,"lower_boundary":85}', false);
+SELECT metric_anomaly.evaluate_alerts('2026-01-01 00:00+00', '2026-01-02 00:00+00')});
+is(scalar(wait_requests($rcv, 1)), 1, 'the delivery is being sent');
+$offset = -s $node->logfile;
+first_time('CREATE DATABASE clone_send TEMPLATE app', 'TEMPLATE while a delivery is in flight');
+ok($node->poll_query_until('app', q{
+	SELECT d.state = 'sent' FROM metric_anomaly.deliveries d
+	  JOIN metric_anomaly.alerts a ON a.id = d.alert_id WHERE a.metric_name = 'cut'}),
+	'the cut-off delivery is sent after the comeback');
+my @req = requests($rcv);
+is(scalar @req, 2, 'sent twice in all');
+is($req[0]{headers}{'idempotency-key'}, $req[1]{headers}{'idempotency-key'},
+	'with the same Idempotency-Key');
+log_is_quiet($offset, 1, 'delivery');
+stop_receiver($rcv);
+
+# Nothing ever made the postmaster restart the cluster.
+is(count_matches($node, qr/terminated by signal|all server processes terminated/), 0, 'no crash restart');
+
+$node->stop;
+done_testing();
