@@ -348,12 +348,12 @@ COMMENT ON FUNCTION metric_anomaly.process_pending(timestamptz) IS
 -- under way, up to the event it has reached.
 CREATE FUNCTION metric_anomaly.event_folded(xid xid8, id bigint)
 RETURNS boolean
-LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT pg_catalog.pg_visible_in_snapshot($1, w.folded_snapshot)
-       OR coalesce(pg_catalog.pg_visible_in_snapshot($1, w.round_snapshot)
-                   AND ($1, $2) <= (w.round_xid, w.round_id), false)
+SELECT pg_catalog.pg_visible_in_snapshot(event_folded.xid, w.folded_snapshot)
+       OR coalesce(pg_catalog.pg_visible_in_snapshot(event_folded.xid, w.round_snapshot)
+                   AND (event_folded.xid, event_folded.id) <= (w.round_xid, w.round_id), false)
   FROM metric_anomaly.worker_state w
 $$;
 
@@ -388,6 +388,10 @@ GRANT EXECUTE ON FUNCTION metric_anomaly.process_pending(timestamptz) TO metric_
 GRANT EXECUTE ON FUNCTION metric_anomaly.start_worker() TO metric_anomaly_admin;
 
 GRANT EXECUTE ON FUNCTION metric_anomaly.event_folded(xid8, bigint) TO PUBLIC;
+-- The position is no secret (worker_status shows what it implies), and
+-- event_folded() runs with its caller's rights.
+GRANT SELECT (folded_snapshot, round_snapshot, round_xid, round_id)
+   ON metric_anomaly.worker_state TO PUBLIC;
 GRANT SELECT ON metric_anomaly.aggregated_metrics, metric_anomaly.series,
                 metric_anomaly.metrics, metric_anomaly.anomalies,
                 metric_anomaly.worker_status TO PUBLIC;
