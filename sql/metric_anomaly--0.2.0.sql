@@ -1128,12 +1128,14 @@ COMMENT ON VIEW metric_anomaly.metric_status IS
  * id) after (lo_xid, lo_id) (from the position's xmin when lo_xid is NULL)
  * and up to (hi_xid, hi_id).  Set-based, one statement for the base
  * metrics and one per derived kind; bad payloads and duplicates are
- * counted, never raised.  Returns the number of (event, metric) pairs
- * counted.
+ * counted, never raised.  With only_metric, folds into that definition
+ * alone, enabled or not (backfill_metric()).  Returns the number of series
+ * points written.
  */
 CREATE FUNCTION metric_anomaly.fold_definitions(folded pg_snapshot, round pg_snapshot,
                                                 lo_xid xid8, lo_id bigint,
-                                                hi_xid xid8, hi_id bigint)
+                                                hi_xid xid8, hi_id bigint,
+                                                only_metric text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -1142,7 +1144,8 @@ DECLARE
     counted bigint;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM metric_anomaly.metric_definitions d
-                    WHERE d.enabled AND d.event_types IS NOT NULL) THEN
+                    WHERE (d.enabled OR d.metric_name = only_metric)
+                      AND d.event_types IS NOT NULL) THEN
         RETURN 0;
     END IF;
 
@@ -1180,7 +1183,8 @@ BEGIN
                e.payload #>> d.business_key AS bkey
           FROM ev e
           JOIN metric_anomaly.metric_definitions d
-            ON d.enabled AND e.event_type = ANY (d.event_types)
+            ON CASE WHEN only_metric IS NULL THEN d.enabled ELSE d.metric_name = only_metric END
+           AND e.event_type = ANY (d.event_types)
            AND (d.filter IS NULL OR e.payload @> d.filter)),
     v AS (
         SELECT m.*,
@@ -1316,7 +1320,7 @@ BEGIN
 END
 $fn$;
 
-COMMENT ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint) IS
+COMMENT ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text) IS
     'Internal to the aggregation pass: folds one batch of events into the metric definitions in the batch''s transaction; returns the number of series points written.';
 
 /*
@@ -1514,11 +1518,67 @@ $fn$;
 COMMENT ON FUNCTION metric_anomaly.aggregate_value(text, jsonb, timestamptz, timestamptz, text) IS
     'count, sum, avg, min, max or rate of a metric over the buckets starting in [since, until) of every series whose dimensions contain the given ones, merged from the stored points (never the raw events); for a ratio metric agg ratio, for a backlog agg backlog (entered minus left over the range).';
 
+/*
+ * Backfills a disabled definition from the events still retained that the
+ * position has folded, and enables it, in one transaction under the pass
+ * lock: events folded before are counted here, every later one by the
+ * passes, so each exactly once.  Refused while a round is under way (its
+ * first batches ran without the definition).
+ */
+CREATE FUNCTION metric_anomaly.backfill_metric(metric text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    pos metric_anomaly.worker_state;
+    points bigint;
+BEGIN
+    -- the lock of aggregation passes (pass.c, "ma_pass")
+    PERFORM pg_catalog.pg_advisory_xact_lock(7881685759151010560);
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d
+     WHERE d.metric_name = backfill_metric.metric FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', metric),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    IF def.enabled OR def.event_types IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('metric "%s" cannot be backfilled', metric),
+            DETAIL = CASE WHEN def.enabled THEN 'It is enabled, so passes may already have folded events into it.'
+                          ELSE 'A ratio or backlog derives from stored points: aggregate_value() answers it over any range.' END,
+            HINT = 'Insert the definition with enabled = false, then call backfill_metric(), which enables it.';
+    END IF;
+    SELECT * INTO pos FROM metric_anomaly.worker_state FOR UPDATE;
+    IF pos.round_snapshot IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'an aggregation round is under way',
+            DETAIL = 'Its first batches were folded without this definition.',
+            HINT = 'Call the function again once the pass has ended (worker_state.round_snapshot is NULL).';
+    END IF;
+    points := metric_anomaly.fold_definitions('1:1:'::pg_snapshot, pos.folded_snapshot, NULL, NULL,
+                                              pg_catalog.pg_snapshot_xmax(pos.folded_snapshot),
+                                              9223372036854775807, metric);
+    UPDATE metric_anomaly.metric_definitions d SET enabled = true
+     WHERE d.metric_name = backfill_metric.metric;
+    RETURN points;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.backfill_metric(text) IS
+    'Folds the retained events that passes have already folded into a new, disabled definition, then enables it (one transaction, under the pass lock); returns the series points written.  Events purged by metric_anomaly.event_retention cannot be backfilled.';
+
 REVOKE ALL ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
               metric_anomaly.metric_points, metric_anomaly.metric_skipped_events,
               metric_anomaly.metric_seen_keys, metric_anomaly.metric_status FROM PUBLIC;
 REVOKE ALL ON FUNCTION metric_anomaly.metric_definitions_check() FROM PUBLIC;
-REVOKE ALL ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.backfill_metric(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION metric_anomaly.fold_derived() FROM PUBLIC;
 -- The read side is public, like aggregated_metrics.
 GRANT SELECT ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
@@ -1528,11 +1588,73 @@ GRANT SELECT, INSERT, UPDATE, DELETE
    ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
       metric_anomaly.metric_points, metric_anomaly.metric_skipped_events,
       metric_anomaly.metric_seen_keys TO metric_anomaly_admin;
-GRANT EXECUTE ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint),
-                          metric_anomaly.fold_derived() TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text),
+                          metric_anomaly.fold_derived(),
+                          metric_anomaly.backfill_metric(text) TO metric_anomaly_admin;
 
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_definitions', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_series', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_points', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_skipped_events', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_seen_keys', '');
+
+/*
+ * The series name of a metric's dimension values: metric{k=v,...} as the
+ * fold names it (for a ratio or backlog, from its numerator's series).
+ */
+CREATE FUNCTION metric_anomaly.series_name(metric text, dimensions jsonb)
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    base text;
+    found_name text;
+BEGIN
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d WHERE d.metric_name = series_name.metric;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', metric),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    base := CASE WHEN def.aggregate IN ('ratio', 'backlog') THEN def.numerator ELSE def.metric_name END;
+    SELECT def.metric_name || pg_catalog.substr(s.series_name, pg_catalog.length(base) + 1) INTO found_name
+      FROM metric_anomaly.metric_series s
+     WHERE s.metric_name = base AND s.dimensions = series_name.dimensions;
+    IF found_name IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" has no series with dimensions %s', metric, dimensions),
+            DETAIL = format('Its dimensions are %s; a series exists once an event of it is folded.', def.dimensions),
+            HINT = 'See metric_anomaly.metric_series for the series of each metric.';
+    END IF;
+    RETURN found_name;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.series_name(text, jsonb) IS
+    'The name under which aggregated_metrics, detection, alerts and charts know the series of a metric with exactly these dimension values, e.g. push_p95{node=a}.';
+
+CREATE FUNCTION metric_anomaly.render_metric_chart(
+    metric_name text,
+    dimensions jsonb,
+    since timestamptz,
+    until timestamptz,
+    width integer DEFAULT 1200,
+    height integer DEFAULT 600)
+RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT metric_anomaly.render_metric_chart(
+           metric_anomaly.series_name(render_metric_chart.metric_name, render_metric_chart.dimensions),
+           render_metric_chart.since, render_metric_chart.until,
+           render_metric_chart.width, render_metric_chart.height)
+$$;
+
+COMMENT ON FUNCTION metric_anomaly.render_metric_chart(text, jsonb, timestamptz, timestamptz, integer, integer) IS
+    'PNG chart of the series of a defined metric with exactly these dimension values (''{}'' for a metric without dimensions), as render_metric_chart(series name, since, until, width, height) draws it; since and until are required, so calls of the older signature stay unambiguous.';
+
+GRANT EXECUTE ON FUNCTION metric_anomaly.series_name(text, jsonb) TO PUBLIC;

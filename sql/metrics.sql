@@ -231,4 +231,32 @@ INSERT INTO metric_anomaly.metric_definitions (metric_name, event_types) VALUES 
 DELETE FROM metric_anomaly.metric_definitions WHERE metric_name = 'small_cap';
 SELECT count(*) AS left_points FROM metric_anomaly.metric_points WHERE metric_name = 'small_cap';
 
+-- Charts and series names take the dimensions (typed jsonb: the older
+-- signature stays, and an untyped literal could be either).
+SELECT metric_anomaly.series_name('push_p95', '{"node": "a", "region": "eu"}'),
+       metric_anomaly.series_name('push_backlog', '{"node": "b"}'),
+       metric_anomaly.series_name('push_avg', '{}');
+SELECT substr(metric_anomaly.render_metric_chart('push_sum', '{"node": "a"}'::jsonb, '2026-01-01 10:00+00', '2026-01-01 10:10+00'), 1, 8) AS png_signature;
+SELECT substr(metric_anomaly.render_metric_chart('push_sum{node=a}', '2026-01-01 10:00+00', '2026-01-01 10:10+00'), 1, 8) AS png_signature;
+SELECT metric_anomaly.render_metric_chart('push_sum', '{"node": "z"}'::jsonb, '2026-01-01 10:00+00', '2026-01-01 10:10+00');
+
+-- Backfill: a definition added later, disabled, folds the retained events
+-- the passes folded before, once, and is enabled; later events come from
+-- the passes.
+INSERT INTO metric_anomaly.metric_definitions (metric_name, event_types, aggregate, value_path, dimensions, enabled)
+VALUES ('push_sum_later', '{push}', 'sum', '{timing,ms}', '{node}', false);
+SELECT metric_anomaly.backfill_metric('push_sum_later') AS points;
+SELECT metric_anomaly.backfill_metric('push_sum_later');
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+VALUES ('push', '2026-01-01 10:02:10+00', '{"node": "b", "timing": {"ms": 0.5}}');
+SELECT metric_anomaly.process_pending('2026-01-01 10:40:00+00') AS folded;
+SELECT p.dimensions, p.bucket, p.count, p.sum, q.count AS other_count, q.sum AS other_sum
+  FROM metric_anomaly.metric_points p
+  JOIN metric_anomaly.metric_points q
+    ON q.metric_name = 'push_sum' AND q.dimensions = p.dimensions AND q.bucket = p.bucket
+ WHERE p.metric_name = 'push_sum_later'
+ ORDER BY 1, 2;
+SELECT metric_anomaly.backfill_metric('push_ok_rate');
+SELECT metric_anomaly.backfill_metric('nope');
+
 DROP EXTENSION metric_anomaly;
