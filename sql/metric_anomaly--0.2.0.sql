@@ -1036,10 +1036,41 @@ CREATE TRIGGER metric_definitions_check
     BEFORE INSERT OR UPDATE ON metric_anomaly.metric_definitions
     FOR EACH ROW EXECUTE FUNCTION metric_anomaly.metric_definitions_check();
 
+/*
+ * A definition's series, points and counters go with it (or with its old
+ * name).  A trigger rather than foreign keys: the fold writes those tables
+ * row by row, and a foreign key costs a lookup per row (measured: a third
+ * of the fold's time).
+ */
+CREATE FUNCTION metric_anomaly.metric_definitions_forget()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.metric_name = OLD.metric_name THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM metric_anomaly.metric_series s WHERE s.metric_name = OLD.metric_name;
+    DELETE FROM metric_anomaly.metric_points p WHERE p.metric_name = OLD.metric_name;
+    DELETE FROM metric_anomaly.metric_skipped_events k WHERE k.metric_name = OLD.metric_name;
+    DELETE FROM metric_anomaly.metric_seen_keys k WHERE k.metric_name = OLD.metric_name;
+    RETURN NULL;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.metric_definitions_forget() IS
+    'Trigger function deleting the series, points, skipped-event counters and business keys of a deleted (or renamed) metric definition.';
+
+CREATE TRIGGER metric_definitions_forget
+    AFTER DELETE OR UPDATE OF metric_name ON metric_anomaly.metric_definitions
+    FOR EACH ROW EXECUTE FUNCTION metric_anomaly.metric_definitions_forget();
+
+REVOKE ALL ON FUNCTION metric_anomaly.metric_definitions_forget() FROM PUBLIC;
+
 -- Series of each definition (the cap counts them).
 CREATE TABLE metric_anomaly.metric_series (
-    metric_name text NOT NULL
-                REFERENCES metric_anomaly.metric_definitions (metric_name) ON DELETE CASCADE,
+    metric_name text NOT NULL,
     dimensions  jsonb NOT NULL,
     series_name text NOT NULL UNIQUE,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -1051,8 +1082,7 @@ COMMENT ON TABLE metric_anomaly.metric_series IS
 
 -- One point per (metric, dimension values, bucket), with mergeable state.
 CREATE TABLE metric_anomaly.metric_points (
-    metric_name text NOT NULL
-                REFERENCES metric_anomaly.metric_definitions (metric_name) ON DELETE CASCADE,
+    metric_name text NOT NULL,
     dimensions  jsonb NOT NULL,
     bucket      timestamptz NOT NULL,
     series_name text NOT NULL,
@@ -1075,8 +1105,7 @@ COMMENT ON COLUMN metric_anomaly.metric_points.folded_xid IS
 
 -- Events a definition skipped, by reason.
 CREATE TABLE metric_anomaly.metric_skipped_events (
-    metric_name   text NOT NULL
-                  REFERENCES metric_anomaly.metric_definitions (metric_name) ON DELETE CASCADE,
+    metric_name   text NOT NULL,
     reason        text NOT NULL
                   CONSTRAINT metric_skipped_events_reason_check
                   CHECK (reason IN ('missing', 'non_numeric', 'wrong_type', 'duplicate')),
@@ -1091,8 +1120,7 @@ COMMENT ON TABLE metric_anomaly.metric_skipped_events IS
 
 -- Business keys already counted, per metric.
 CREATE TABLE metric_anomaly.metric_seen_keys (
-    metric_name     text NOT NULL
-                    REFERENCES metric_anomaly.metric_definitions (metric_name) ON DELETE CASCADE,
+    metric_name     text NOT NULL,
     business_key    text NOT NULL,
     event_id        bigint NOT NULL,
     event_timestamp timestamptz NOT NULL,
