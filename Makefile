@@ -10,7 +10,7 @@
 
 EXTENSION = metric_anomaly
 MODULE_big = metric_anomaly
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/channel/*.c)))
 DATA = $(wildcard sql/metric_anomaly--*.sql)
 
 # Every sql/NAME.sql that is not an install or upgrade script is a pg_regress

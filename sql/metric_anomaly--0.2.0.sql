@@ -516,7 +516,7 @@ COMMENT ON COLUMN metric_anomaly.alert_channels.url IS
 COMMENT ON COLUMN metric_anomaly.alert_channels.secret IS
     'Signing secret (feishu, dingtalk), bot token (slack_bot) or bearer token (webhook, sent as Authorization: Bearer); NULL when unused.';
 COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
-    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}.';
+    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}; {"rate_limit": N} caps the requests sent per minute (0 = no limit; default the platform''s documented limit: wecom and dingtalk 20, feishu 100, slack and slack_bot 60, webhook none).';
 
 /*
  * Refuses URLs that are not http(s) with a clear error; never repeats the URL
@@ -672,6 +672,7 @@ CREATE TABLE metric_anomaly.deliveries (
     in_flight       boolean NOT NULL DEFAULT false,
     steps_done      integer NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    step_state      text,
     CONSTRAINT deliveries_alert_channel_key UNIQUE (alert_id, channel),
     CONSTRAINT deliveries_idempotency_key_key UNIQUE (idempotency_key)
 );
@@ -684,7 +685,9 @@ COMMENT ON TABLE metric_anomaly.deliveries IS
 COMMENT ON COLUMN metric_anomaly.deliveries.idempotency_key IS
     'Sent as the Idempotency-Key header on every attempt; derived from the alert id and the channel.';
 COMMENT ON COLUMN metric_anomaly.deliveries.steps_done IS
-    'Requests of a multi-request delivery (WeCom markdown then image) already accepted; a retry sends only the rest.';
+    'Requests of a multi-request delivery (WeCom markdown then image, Slack bot upload) already accepted; a retry sends only the rest.';
+COMMENT ON COLUMN metric_anomaly.deliveries.step_state IS
+    'What the accepted steps answered that later steps need (Slack bot: the file id and upload URL), so a retry resumes at the first step not accepted; NULL when nothing.';
 COMMENT ON COLUMN metric_anomaly.deliveries.last_error IS
     'Last failure (at most 500 characters); never contains the URL or secret.';
 
@@ -776,6 +779,119 @@ SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alert_episodes', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.deliveries_id_seq', '');
+
+------------------------------------------------------------------------------
+-- JWT verification and ingestion (jwt wing)
+--
+-- jwt_claims() verifies HS256/HS384/HS512 tokens against a secret given by
+-- the caller.  record_event() verifies against the secrets of jwt_secrets,
+-- which only metric_anomaly_admin reads: it is SECURITY DEFINER, so an
+-- application allowed to call it records events with the token's client
+-- metadata as dimensions and never sees a secret.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.jwt_secrets (
+    name       text PRIMARY KEY,
+    secret     text NOT NULL,
+    try_order  integer NOT NULL DEFAULT 0,
+    enabled    boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE metric_anomaly.jwt_secrets IS
+    'HMAC secrets record_event verifies tokens with, enabled ones tried in try_order then name (rotation: add the new secret, disable the old one once its tokens have expired); readable only by metric_anomaly_admin.';
+COMMENT ON COLUMN metric_anomaly.jwt_secrets.secret IS
+    'The shared secret as text (its UTF-8 bytes are the HMAC key), 1 to 4096 bytes.';
+
+/*
+ * Checks rows with messages that never contain the secret: a failed CHECK
+ * or NOT NULL constraint would print the whole row ("Failing row contains
+ * ...") in the error and the server log.  A BEFORE trigger runs first.
+ */
+CREATE FUNCTION metric_anomaly.jwt_secrets_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NEW.name IS NULL OR NEW.name !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_name',
+            MESSAGE = 'JWT secret name must be 1 to 64 letters, digits, dots, dashes or underscores',
+            HINT = 'Choose a name such as app-2026-01.';
+    END IF;
+    IF NEW.secret IS NULL OR octet_length(NEW.secret) NOT BETWEEN 1 AND 4096 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('JWT secret "%s" must be 1 to 4096 bytes', NEW.name);
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.jwt_secrets_check() IS
+    'Trigger function refusing JWT secrets with a bad name or a secret that is NULL, empty or over 4096 bytes; its messages never contain the secret.';
+
+CREATE TRIGGER jwt_secrets_check
+    BEFORE INSERT OR UPDATE ON metric_anomaly.jwt_secrets
+    FOR EACH ROW EXECUTE FUNCTION metric_anomaly.jwt_secrets_check();
+
+-- One row per skipped event (never an UPDATE of a shared counter row, so
+-- concurrent writers never wait for each other); ingest_stats counts them.
+CREATE TABLE metric_anomaly.ingest_skips (
+    skipped_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    event_type text NOT NULL
+               CONSTRAINT ingest_skips_event_type_check
+               CHECK (pg_catalog.length(event_type) BETWEEN 1 AND 200),
+    reason     text NOT NULL
+               CONSTRAINT ingest_skips_reason_check CHECK (reason IN ('expired'))
+);
+
+COMMENT ON TABLE metric_anomaly.ingest_skips IS
+    'One row per event that record_event skipped instead of recording (reason expired: the token had expired); delete old rows when the counts are no longer needed.';
+
+CREATE VIEW metric_anomaly.ingest_stats AS
+SELECT s.event_type,
+       s.reason,
+       pg_catalog.count(*) AS skipped,
+       pg_catalog.min(s.skipped_at) AS first_skipped_at,
+       pg_catalog.max(s.skipped_at) AS last_skipped_at
+  FROM metric_anomaly.ingest_skips s
+ GROUP BY s.event_type, s.reason;
+
+COMMENT ON VIEW metric_anomaly.ingest_stats IS
+    'Events record_event skipped, per event type and reason (expired token), with the first and last time.';
+
+CREATE FUNCTION metric_anomaly.jwt_claims(token text, secret text,
+                                          verify_exp boolean DEFAULT true)
+RETURNS jsonb
+LANGUAGE c STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_jwt_claims';
+
+COMMENT ON FUNCTION metric_anomaly.jwt_claims(text, text, boolean) IS
+    'Claims of an HS256, HS384 or HS512 JWT once its signature matches secret (constant-time comparison) and it is within exp (unless verify_exp is false) and nbf, with metric_anomaly.jwt_leeway of clock skew; any other algorithm, a token over 8192 bytes and every failure are errors with distinct SQLSTATEs.';
+
+CREATE FUNCTION metric_anomaly.record_event(event_type text, payload jsonb,
+                                            token text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_record_event';
+
+COMMENT ON FUNCTION metric_anomaly.record_event(text, jsonb, text) IS
+    'Inserts an event into business_events and returns its id; with a token (verified with the enabled secrets of jwt_secrets) the c_meta claim''s app_v, os, os_v, net and device are added to the payload, "unknown" when missing or malformed; an expired token skips the event (counted in ingest_stats) and returns NULL; any other invalid token is an error.';
+
+REVOKE ALL ON metric_anomaly.jwt_secrets, metric_anomaly.ingest_skips,
+              metric_anomaly.ingest_stats FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.record_event(text, jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.jwt_secrets_check() FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON metric_anomaly.jwt_secrets, metric_anomaly.ingest_skips TO metric_anomaly_admin;
+GRANT SELECT ON metric_anomaly.ingest_stats TO PUBLIC, metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.record_event(text, jsonb, text) TO metric_anomaly_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.jwt_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.ingest_skips', '');
 
 ------------------------------------------------------------------------------
 -- Metrics beyond counts (issue 13): definitions, series with mergeable

@@ -47,8 +47,6 @@
 #include "utils/timestamp.h"
 
 #include "alert.h"
-#include "delivery.h"
-#include "http.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);
@@ -60,8 +58,6 @@ PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);
 static int	ma_alert_resolve_after = 5;
 static int	ma_alert_cooldown_s = 900;
 static int	ma_alert_max_age_s = 3600;
-int			ma_alert_max_attempts = 8;
-int			ma_alert_backoff_ms = 10000;
 int			ma_alert_retention_s = 30 * 24 * 3600;
 
 /* Alerts written by this process since it started (for evaluate_alerts). */
@@ -94,45 +90,10 @@ typedef struct Episode
 	bool		changed;
 } Episode;
 
-/* Defines the alerting and delivery settings; called from _PG_init. */
+/* Defines the settings of alerting; called from _PG_init. */
 void
 ma_alert_define_gucs(void)
 {
-	DefineCustomIntVariable("metric_anomaly.alert_connect_timeout",
-							"Time allowed to connect to an alert endpoint.",
-							NULL,
-							&ma_http_connect_timeout_ms,
-							5000, 100, 300000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("metric_anomaly.alert_timeout",
-							"Time allowed for one HTTP request to an alert endpoint, connection included.",
-							NULL,
-							&ma_http_timeout_ms,
-							30000, 100, 600000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("metric_anomaly.alert_max_attempts",
-							"Attempts of a delivery before it is dead.",
-							NULL,
-							&ma_alert_max_attempts,
-							8, 1, 100,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("metric_anomaly.alert_backoff",
-							"Delay before the second attempt of a delivery; it doubles with each further attempt, with jitter, up to one hour.",
-							NULL,
-							&ma_alert_backoff_ms,
-							10000, 10, 3600000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomBoolVariable("metric_anomaly.alert_follow_redirects",
-							 "Follow HTTP redirects of alert endpoints (http and https only; never with an allowlist).",
-							 NULL,
-							 &ma_http_follow_redirects,
-							 false,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
 	DefineCustomIntVariable("metric_anomaly.alert_resolve_after",
 							"Consecutive normal minutes after which an episode is resolved.",
 							NULL,
@@ -161,13 +122,6 @@ ma_alert_define_gucs(void)
 							30 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	DefineCustomStringVariable("metric_anomaly.webhook_allowed_hosts",
-							   "Comma-separated hosts alert channels may reach; a leading dot allows subdomains; empty allows any.",
-							   "Only superusers can change it.",
-							   &ma_webhook_allowed_hosts,
-							   "",
-							   PGC_SUSET, 0,
-							   NULL, NULL, NULL);
 }
 
 

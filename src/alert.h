@@ -5,8 +5,7 @@
  * Detection calls ma_alerts_after_detection() inside its own transaction,
  * with SPI connected, after it has written is_anomaly and anomaly_context of
  * the points it (re-)evaluated; alerting writes its outbox rows in that same
- * transaction.  The delivery worker (ma_delivery_main) is started by the
- * launcher for the worker's database, with the database OID as main_arg.
+ * transaction; the delivery worker (delivery.h) sends them later.
  */
 #ifndef MA_ALERT_H
 #define MA_ALERT_H
@@ -35,7 +34,5 @@ extern void ma_alert_define_gucs(void);
 /* Alerts and finished deliveries past their retention (pass.c). */
 extern int	ma_alert_retention_s;
 extern int64 ma_purge_alerts(TimestampTz older_than, int limit);
-
-extern PGDLLEXPORT void ma_delivery_main(Datum main_arg);
 
 #endif							/* MA_ALERT_H */

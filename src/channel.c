@@ -1,24 +1,15 @@
 /*
  * channel.c
- *		Builds the HTTP requests that deliver an alert to each kind of
- *		channel, with each platform's signature, and judges their answers.
+ *		The channel kinds' table, the steps of a delivery and the judging of
+ *		answers, the escaping of alert text per target, and the building
+ *		blocks the kinds share (encodings, signatures, small JSON reads).
  *
- * Kinds and what they send (see the README for the bodies):
- *	webhook    JSON body documented in the README; the chart as base64 PNG
- *			   when options.chart; X-Metric-Anomaly-Signature when a secret
- *			   is set.
- *	slack      Slack incoming webhook: text plus one mrkdwn section block.
- *	slack_bot  Slack Web API with a bot token: chat.postMessage, or with a
- *			   chart files.getUploadURLExternal, the upload, then
- *			   files.completeUploadExternal sharing it with the message.
- *	wecom      WeCom group robot: markdown, then the chart as an image
- *			   message (base64 and md5 of the PNG).
- *	feishu     Feishu custom bot: text message with timestamp and sign =
- *			   base64(HMAC-SHA256(key = timestamp "\n" secret, message = "")).
- *	dingtalk   DingTalk custom robot: markdown; the URL gains &timestamp=&sign=
- *			   with sign = urlencode(base64(HMAC-SHA256(key = secret,
- *			   message = timestamp_ms "\n" secret))).
- * Every request carries the Idempotency-Key header.  No SPI, no network.
+ * The kinds live in src/channel/, one file each (see channel_kind.h).  What
+ * is decided here, once for every kind, is what an HTTP answer means:
+ * transport errors, timeouts, 408, 429 and 5xx are retried; 3xx (redirects
+ * are not followed), other 4xx and refused URLs are given up; a 2xx answer is
+ * then judged by the kind (the chat platforms answer 200 with an error code
+ * in the body).  No SPI, no network.
  */
 #include "postgres.h"
 
@@ -34,51 +25,281 @@
 #include "common/sha2.h"
 #endif
 #include "lib/stringinfo.h"
-#include "utils/json.h"
 
 #include "channel.h"
+#include "channel/channel_kind.h"
+#include "pg_compat.h"
 
-#define SHA256_LEN 32
 #define SHA256_BLOCK 64
+#define SHA256_LEN MA_SHA256_LEN
 
-static const struct
-{
-	const char *name;
-	MaChannelKind kind;
-}			kind_names[] =
-{
-	{"webhook", MA_CHANNEL_WEBHOOK},
-	{"slack", MA_CHANNEL_SLACK},
-	{"slack_bot", MA_CHANNEL_SLACK_BOT},
-	{"wecom", MA_CHANNEL_WECOM},
-	{"feishu", MA_CHANNEL_FEISHU},
-	{"dingtalk", MA_CHANNEL_DINGTALK},
+/* Every kind; alert_channels.kind's CHECK lists the same names. */
+static const MaChannelKind *const kinds[] = {
+	&ma_kind_webhook,
+	&ma_kind_slack,
+	&ma_kind_slack_bot,
+	&ma_kind_wecom,
+	&ma_kind_feishu,
+	&ma_kind_dingtalk,
 };
 
-/* Maps a kind name of alert_channels.kind to the enum. */
-bool
-ma_channel_kind_from_name(const char *name, MaChannelKind *kind)
+/* See channel.h. */
+const MaChannelKind *
+ma_channel_kind_by_name(const char *name)
 {
-	for (int i = 0; i < lengthof(kind_names); i++)
+	for (int i = 0; i < lengthof(kinds); i++)
 	{
-		if (strcmp(name, kind_names[i].name) == 0)
+		if (strcmp(name, kinds[i]->name) == 0)
+			return kinds[i];
+	}
+	return NULL;
+}
+
+/* See channel.h. */
+bool
+ma_channel_carries_images(const MaChannel *ch)
+{
+	return ch->chart && ch->kind->carries_images;
+}
+
+/*
+ * See channel.h.  A rate_limit that is not a non-negative integer falls back
+ * to the kind's limit: a typo in one channel's options must not stop its
+ * deliveries, nor open it to a 429 storm.
+ */
+int
+ma_channel_rate_limit(const MaChannel *ch)
+{
+	long		limit;
+
+	if (ma_json_int_field(ch->options, "rate_limit", &limit) &&
+		limit >= 0 && limit <= 100000)
+		return (int) limit;
+	return ch->kind->rate_per_minute;
+}
+
+/* See channel.h. */
+MaHttpRequest *
+ma_channel_next_request(const MaChannel *ch, const MaAlertMessage *msg,
+						int step, const char *state, int64 now_ms)
+{
+	MaAlertMessage m = *msg;
+
+	/* a kind sees a chart only when it is to send one */
+	if (!ma_channel_carries_images(ch))
+	{
+		m.png = NULL;
+		m.png_len = 0;
+	}
+	return ch->kind->next_request(ch, &m, step, state, now_ms);
+}
+
+/* See channel.h and the file header. */
+MaVerdict
+ma_channel_judge(const MaChannel *ch, const MaAlertMessage *msg, int step,
+				 const MaHttpResponse *resp, char **state, char **err)
+{
+	MaAlertMessage m = *msg;
+
+	*err = NULL;
+	if (!ma_channel_carries_images(ch))
+	{
+		m.png = NULL;
+		m.png_len = 0;
+	}
+	if (resp->refused)
+	{
+		*err = psprintf("request refused: %s", resp->error);
+		return MA_GIVE_UP;
+	}
+	if (resp->error)
+	{
+		*err = psprintf("%s%s", resp->timed_out ? "timeout: " : "", resp->error);
+		return MA_RETRY;
+	}
+	if (resp->status >= 300 && resp->status < 400)
+	{
+		*err = psprintf("HTTP status %ld (redirects are not followed)", resp->status);
+		return MA_GIVE_UP;
+	}
+	if (resp->status < 200 || resp->status > 299)
+	{
+		*err = psprintf("HTTP status %ld", resp->status);
+		if (resp->status >= 400 && resp->status < 500)
+			return (resp->status == 408 || resp->status == 429) ? MA_RETRY : MA_GIVE_UP;
+		return MA_RETRY;
+	}
+	if (ch->kind->accepted(ch, &m, step, resp, state, err))
+		return MA_ACCEPTED;
+	/* a platform's error code in a 200 answer: its outages say so too */
+	return MA_RETRY;
+}
+
+/* A kind's accepted() for endpoints whose 2xx is the whole answer. */
+bool
+ma_channel_accept_any(const MaChannel *ch, const MaAlertMessage *msg, int step, const MaHttpResponse *resp,
+					  char **state, char **err)
+{
+	return true;
+}
+
+/* ---------- escaping ---------- */
+
+/* U+2060 WORD JOINER: invisible, but no parser sees a word boundary there. */
+#define WORD_JOINER "\xE2\x81\xA0"
+
+/*
+ * Appends the replacement of *p for fmt and returns true, or returns false
+ * when *p stays as it is.  See ma_channel_escape().
+ */
+static bool
+escape_char(StringInfo buf, const char *p, MaTextFormat fmt)
+{
+	if (fmt == MA_TEXT_SLACK)
+	{
+		switch (*p)
 		{
-			*kind = kind_names[i].kind;
-			return true;
+			case '&':
+				appendStringInfoString(buf, "&amp;");
+				return true;
+			case '<':
+				appendStringInfoString(buf, "&lt;");
+				return true;
+			case '>':
+				appendStringInfoString(buf, "&gt;");
+				return true;
 		}
+	}
+	else
+	{
+		/* full-width look-alikes: the markdown renderers decode entities */
+		switch (*p)
+		{
+			case '<':
+				appendStringInfoString(buf, "\xEF\xBC\x9C");	/* U+FF1C */
+				return true;
+			case '>':
+				appendStringInfoString(buf, "\xEF\xBC\x9E");	/* U+FF1E */
+				return true;
+			case '[':
+				appendStringInfoString(buf, "\xEF\xBC\xBB");	/* U+FF3B */
+				return true;
+			case ']':
+				appendStringInfoString(buf, "\xEF\xBC\xBD");	/* U+FF3D */
+				return true;
+			case '&':
+				if (fmt != MA_TEXT_MARKDOWN)
+					return false;
+				appendStringInfoString(buf, "\xEF\xBC\x86");	/* U+FF06 */
+				return true;
+		}
+	}
+	switch (*p)
+	{
+		case '\r':
+		case '\n':
+		case '\t':
+			appendStringInfoChar(buf, ' ');
+			return true;
+		case '@':
+			appendStringInfoString(buf, "@" WORD_JOINER);
+			return true;
+		case ':':
+			if (p[1] != '/' || p[2] != '/')
+				return false;
+			appendStringInfoString(buf, ":" WORD_JOINER);
+			return true;
+		case '.':
+			if (!((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z')))
+				return false;
+			appendStringInfoString(buf, "." WORD_JOINER);
+			return true;
 	}
 	return false;
 }
 
-/* Does this channel send the chart (kind able to and options.chart)? */
-bool
-ma_channel_carries_images(const MaChannel *ch)
+/*
+ * Text from metric names, dimension values, rule names and summaries,
+ * escaped for a target so that it can mention nobody and link nowhere:
+ *	- Slack mrkdwn: & < > as the entities Slack documents, which ends every
+ *	  <!channel>, <@U123>, <#C1> and <http://x|disguised> link;
+ *	- WeCom and DingTalk markdown, Feishu text: < > [ ] (and & in markdown,
+ *	  whose renderers decode entities) become their full-width look-alikes,
+ *	  which ends <@userid>, <at user_id="all">, <font>, <a href> and
+ *	  [text](url) links and reference definitions;
+ *	- in all of them line breaks become spaces (a name cannot start a
+ *	  heading, quote or definition), and an invisible word joiner follows
+ *	  every @ (no @all, @here, @channel or @<mobile>), the : of :// and a .
+ *	  before a letter (bare URLs and domain names are not linked).
+ * JSON (the generic webhook) is data, not markup, and is only JSON-escaped
+ * where it is written.  Bytes of multibyte characters pass unchanged.
+ */
+char *
+ma_channel_escape(const char *s, MaTextFormat fmt)
 {
-	if (!ch->chart)
-		return false;
-	return ch->kind == MA_CHANNEL_WEBHOOK ||
-		ch->kind == MA_CHANNEL_SLACK_BOT ||
-		ch->kind == MA_CHANNEL_WECOM;
+	StringInfoData buf;
+
+	if (fmt == MA_TEXT_JSON)
+		return pstrdup(s);
+	initStringInfo(&buf);
+	for (const char *p = s; *p; p++)
+	{
+		if (!escape_char(&buf, p, fmt))
+			appendStringInfoChar(&buf, *p);
+	}
+	return buf.data;
+}
+
+/* A value as its shortest exact decimal text. */
+static char *
+format_value(double v)
+{
+	char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+	double_to_shortest_decimal_buf(v, num);
+	return pstrdup(num);
+}
+
+/* "[FIRING] signup", "[RESOLVED] signup" or "[TEST] signup", escaped. */
+char *
+ma_channel_title(const MaAlertMessage *msg, MaTextFormat fmt)
+{
+	const char *tag = msg->test ? "TEST" :
+		(strcmp(msg->state, "firing") == 0 ? "FIRING" : "RESOLVED");
+
+	return psprintf("[%s] %s", tag, ma_channel_escape(msg->metric, fmt));
+}
+
+/* The three lines the chat kinds send: title, summary, facts. */
+char *
+ma_channel_text(const MaAlertMessage *msg, MaTextFormat fmt, const char *bold_open,
+				const char *bold_close, const char *quote)
+{
+	return psprintf("%s%s%s\n%s%s\n%sminute: %s UTC, value: %s, source: %s",
+					bold_open, ma_channel_title(msg, fmt), bold_close,
+					quote, ma_channel_escape(msg->summary, fmt),
+					quote, msg->minute, format_value(msg->value),
+					ma_channel_escape(msg->source, fmt));
+}
+
+/* ---------- requests ---------- */
+
+/* A POST to url carrying the Idempotency-Key every request carries. */
+MaHttpRequest *
+ma_channel_request(const char *url, const char *content_type, const MaAlertMessage *msg)
+{
+	MaHttpRequest *req = ma_http_request_new(url, content_type);
+
+	ma_http_add_header(req, "Idempotency-Key", msg->idempotency_key);
+	return req;
+}
+
+/* Makes buf the body of req. */
+void
+ma_channel_set_body(MaHttpRequest *req, StringInfo buf)
+{
+	req->body = buf->data;
+	req->body_len = buf->len;
 }
 
 /* ---------- building blocks ---------- */
@@ -91,11 +312,7 @@ ma_base64(const char *data, size_t len)
 	char	   *out = palloc(enclen + 1);
 	int			n;
 
-#if PG_VERSION_NUM >= 180000
-	n = pg_b64_encode((const uint8 *) data, (int) len, out, enclen);
-#else
-	n = pg_b64_encode(data, (int) len, out, enclen);
-#endif
+	n = pg_b64_encode(MA_B64_SRC(data), (int) len, out, enclen);
 	if (n < 0)
 		elog(ERROR, "could not encode base64");
 	out[n] = '\0';
@@ -183,8 +400,8 @@ ma_md5_hex(const char *data, size_t len)
 }
 
 /* Lower-case hex of len bytes. */
-static char *
-hex_of(const uint8 *b, size_t len)
+char *
+ma_hex(const uint8 *b, size_t len)
 {
 	char	   *hex = palloc(2 * len + 1);
 
@@ -211,31 +428,9 @@ ma_url_encode(const char *s)
 	return buf.data;
 }
 
-/* Feishu: base64(HMAC-SHA256(key = ts "\n" secret, message = "")). */
-char *
-ma_feishu_sign(const char *secret, int64 ts_s)
-{
-	char	   *key = psprintf(INT64_FORMAT "\n%s", ts_s, secret);
-	uint8		mac[SHA256_LEN];
-
-	ma_hmac_sha256(key, strlen(key), "", 0, mac);
-	return ma_base64((const char *) mac, SHA256_LEN);
-}
-
-/* DingTalk: urlencode(base64(HMAC-SHA256(key = secret, msg = ts "\n" secret))). */
-char *
-ma_dingtalk_sign(const char *secret, int64 ts_ms)
-{
-	char	   *msg = psprintf(INT64_FORMAT "\n%s", ts_ms, secret);
-	uint8		mac[SHA256_LEN];
-
-	ma_hmac_sha256(secret, strlen(secret), msg, strlen(msg), mac);
-	return ma_url_encode(ma_base64((const char *) mac, SHA256_LEN));
-}
-
 /* Appends a JSON number, or null when not finite. */
-static void
-append_json_double(StringInfo buf, double v)
+void
+ma_append_json_double(StringInfo buf, double v)
 {
 	char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
 
@@ -248,321 +443,7 @@ append_json_double(StringInfo buf, double v)
 	appendStringInfoString(buf, num);
 }
 
-/* A value as its shortest exact decimal text. */
-static char *
-format_value(double v)
-{
-	char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	double_to_shortest_decimal_buf(v, num);
-	return pstrdup(num);
-}
-
-/* "[FIRING] signup", "[RESOLVED] signup" or "[TEST] signup". */
-static char *
-message_title(const MaAlertMessage *msg)
-{
-	const char *tag = msg->test ? "TEST" :
-		(strcmp(msg->state, "firing") == 0 ? "FIRING" : "RESOLVED");
-
-	return psprintf("[%s] %s", tag, msg->metric);
-}
-
-/* Plain-text lines shared by the chat kinds. */
-static char *
-message_text(const MaAlertMessage *msg, const char *bold_open,
-			 const char *bold_close, const char *quote)
-{
-	return psprintf("%s%s%s\n%s%s\n%sminute: %s UTC, value: %s, source: %s",
-					bold_open, message_title(msg), bold_close,
-					quote, msg->summary,
-					quote, msg->minute, format_value(msg->value), msg->source);
-}
-
-/* Headers every request carries. */
-static void
-add_common_headers(MaHttpRequest *req, const MaAlertMessage *msg)
-{
-	ma_http_add_header(req, "Idempotency-Key", msg->idempotency_key);
-}
-
-/* Makes buf the body of req. */
-static void
-set_body(MaHttpRequest *req, StringInfo buf)
-{
-	req->body = buf->data;
-	req->body_len = buf->len;
-}
-
-/* ---------- kinds ---------- */
-
-/* Generic webhook: the documented JSON body. */
-static MaHttpRequest *
-build_webhook(const MaChannel *ch, const MaAlertMessage *msg,
-			  const char *png, size_t png_len)
-{
-	MaHttpRequest *req = ma_http_request_new(ch->url, "application/json");
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"alert_id\":" INT64_FORMAT ",\"metric\":", msg->alert_id);
-	escape_json(&buf, msg->metric);
-	appendStringInfoString(&buf, ",\"minute\":");
-	escape_json(&buf, msg->minute);
-	appendStringInfoString(&buf, ",\"value\":");
-	append_json_double(&buf, msg->value);
-	appendStringInfoString(&buf, ",\"state\":");
-	escape_json(&buf, msg->state);
-	appendStringInfoString(&buf, ",\"source\":");
-	escape_json(&buf, msg->source);
-	appendStringInfoString(&buf, ",\"episode_start\":");
-	escape_json(&buf, msg->episode_start);
-	appendStringInfoString(&buf, ",\"summary\":");
-	escape_json(&buf, msg->summary);
-	appendStringInfo(&buf, ",\"context\":%s", msg->context ? msg->context : "null");
-	appendStringInfo(&buf, ",\"test\":%s", msg->test ? "true" : "false");
-	appendStringInfoString(&buf, ",\"idempotency_key\":");
-	escape_json(&buf, msg->idempotency_key);
-	if (png != NULL && ma_channel_carries_images(ch))
-	{
-		appendStringInfoString(&buf, ",\"chart_png_base64\":\"");
-		appendStringInfoString(&buf, ma_base64(png, png_len));
-		appendStringInfoChar(&buf, '"');
-	}
-	appendStringInfoChar(&buf, '}');
-	set_body(req, &buf);
-	add_common_headers(req, msg);
-	if (ch->secret != NULL)
-	{
-		uint8		mac[SHA256_LEN];
-
-		ma_hmac_sha256(ch->secret, strlen(ch->secret), buf.data, buf.len, mac);
-		ma_http_add_header(req, "X-Metric-Anomaly-Signature",
-						   psprintf("sha256=%s", hex_of(mac, SHA256_LEN)));
-	}
-	return req;
-}
-
-/* Slack incoming webhook: text (fallback) plus one mrkdwn section. */
-static MaHttpRequest *
-build_slack(const MaChannel *ch, const MaAlertMessage *msg)
-{
-	MaHttpRequest *req = ma_http_request_new(ch->url, "application/json");
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"text\":");
-	escape_json(&buf, message_text(msg, "", "", ""));
-	appendStringInfoString(&buf, ",\"blocks\":[{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\",\"text\":");
-	escape_json(&buf, message_text(msg, "*", "*", "> "));
-	appendStringInfoString(&buf, "}}]}");
-	set_body(req, &buf);
-	add_common_headers(req, msg);
-	return req;
-}
-
-/* The Web API method URL under the channel's base URL. */
-static char *
-slack_method_url(const MaChannel *ch, const char *method)
-{
-	size_t		len = strlen(ch->url);
-
-	if (len > 0 && ch->url[len - 1] == '/')
-		return psprintf("%s%s", ch->url, method);
-	return psprintf("%s/%s", ch->url, method);
-}
-
-/* A Slack Web API call authenticated with the bot token. */
-static MaHttpRequest *
-slack_api_request(const MaChannel *ch, const MaAlertMessage *msg,
-				  const char *method, const char *content_type)
-{
-	MaHttpRequest *req = ma_http_request_new(slack_method_url(ch, method), content_type);
-
-	ma_http_add_header(req, "Authorization", psprintf("Bearer %s", ch->secret ? ch->secret : ""));
-	add_common_headers(req, msg);
-	return req;
-}
-
-/* Slack bot without chart: chat.postMessage. */
-static MaHttpRequest *
-build_slack_post_message(const MaChannel *ch, const MaAlertMessage *msg)
-{
-	MaHttpRequest *req = slack_api_request(ch, msg, "chat.postMessage",
-										   "application/json; charset=utf-8");
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"channel\":");
-	escape_json(&buf, ch->slack_channel ? ch->slack_channel : "");
-	appendStringInfoString(&buf, ",\"text\":");
-	escape_json(&buf, message_text(msg, "*", "*", "> "));
-	appendStringInfoChar(&buf, '}');
-	set_body(req, &buf);
-	return req;
-}
-
-/* Step 1 of the upload flow: ask for an upload URL for a PNG of png_len bytes. */
-MaHttpRequest *
-ma_slack_upload_url_request(const MaChannel *ch, const MaAlertMessage *msg, size_t png_len)
-{
-	MaHttpRequest *req = slack_api_request(ch, msg, "files.getUploadURLExternal",
-										   "application/x-www-form-urlencoded");
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "filename=%s&length=%zu&alt_txt=%s",
-					 ma_url_encode(psprintf("%s.png", msg->metric)), png_len,
-					 ma_url_encode(psprintf("Chart of %s", msg->metric)));
-	set_body(req, &buf);
-	return req;
-}
-
-/* Step 2: the PNG bytes to the upload URL Slack returned. */
-MaHttpRequest *
-ma_slack_upload_request(const MaChannel *ch, const MaAlertMessage *msg,
-						const char *upload_url, const char *png, size_t png_len)
-{
-	MaHttpRequest *req = ma_http_request_new(upload_url, "image/png");
-
-	req->body = palloc(png_len);
-	memcpy(req->body, png, png_len);
-	req->body_len = png_len;
-	add_common_headers(req, msg);
-	return req;
-}
-
-/* Step 3: share the uploaded file in the channel with the alert text. */
-MaHttpRequest *
-ma_slack_complete_request(const MaChannel *ch, const MaAlertMessage *msg, const char *file_id)
-{
-	MaHttpRequest *req = slack_api_request(ch, msg, "files.completeUploadExternal",
-										   "application/json; charset=utf-8");
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"files\":[{\"id\":");
-	escape_json(&buf, file_id);
-	appendStringInfoString(&buf, ",\"title\":");
-	escape_json(&buf, message_title(msg));
-	appendStringInfoString(&buf, "}],\"channel_id\":");
-	escape_json(&buf, ch->slack_channel ? ch->slack_channel : "");
-	appendStringInfoString(&buf, ",\"initial_comment\":");
-	escape_json(&buf, message_text(msg, "*", "*", "> "));
-	appendStringInfoChar(&buf, '}');
-	set_body(req, &buf);
-	return req;
-}
-
-/* WeCom: markdown, then the chart as an image message. */
-static List *
-build_wecom(const MaChannel *ch, const MaAlertMessage *msg, const char *png, size_t png_len)
-{
-	MaHttpRequest *req = ma_http_request_new(ch->url, "application/json");
-	StringInfoData buf;
-	List	   *reqs;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"msgtype\":\"markdown\",\"markdown\":{\"content\":");
-	escape_json(&buf, message_text(msg, "**", "**", "> "));
-	appendStringInfoString(&buf, "}}");
-	set_body(req, &buf);
-	add_common_headers(req, msg);
-	reqs = list_make1(req);
-
-	if (png != NULL && ma_channel_carries_images(ch))
-	{
-		req = ma_http_request_new(ch->url, "application/json");
-		initStringInfo(&buf);
-		appendStringInfo(&buf,
-						 "{\"msgtype\":\"image\",\"image\":{\"base64\":\"%s\",\"md5\":\"%s\"}}",
-						 ma_base64(png, png_len), ma_md5_hex(png, png_len));
-		set_body(req, &buf);
-		add_common_headers(req, msg);
-		reqs = lappend(reqs, req);
-	}
-	return reqs;
-}
-
-/* Feishu: text message, signed when the channel has a secret. */
-static MaHttpRequest *
-build_feishu(const MaChannel *ch, const MaAlertMessage *msg, int64 now_ms)
-{
-	MaHttpRequest *req = ma_http_request_new(ch->url, "application/json");
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	if (ch->secret != NULL)
-	{
-		int64		ts = now_ms / 1000;
-
-		appendStringInfo(&buf, "\"timestamp\":\"" INT64_FORMAT "\",\"sign\":", ts);
-		escape_json(&buf, ma_feishu_sign(ch->secret, ts));
-		appendStringInfoChar(&buf, ',');
-	}
-	appendStringInfoString(&buf, "\"msg_type\":\"text\",\"content\":{\"text\":");
-	escape_json(&buf, message_text(msg, "", "", ""));
-	appendStringInfoString(&buf, "}}");
-	set_body(req, &buf);
-	add_common_headers(req, msg);
-	return req;
-}
-
-/* DingTalk: markdown; the URL carries timestamp and sign with a secret. */
-static MaHttpRequest *
-build_dingtalk(const MaChannel *ch, const MaAlertMessage *msg, int64 now_ms)
-{
-	char	   *url = ch->url;
-	MaHttpRequest *req;
-	StringInfoData buf;
-
-	if (ch->secret != NULL)
-		url = psprintf("%s%ctimestamp=" INT64_FORMAT "&sign=%s", ch->url,
-					   strchr(ch->url, '?') ? '&' : '?', now_ms,
-					   ma_dingtalk_sign(ch->secret, now_ms));
-	req = ma_http_request_new(url, "application/json");
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"msgtype\":\"markdown\",\"markdown\":{\"title\":");
-	escape_json(&buf, message_title(msg));
-	appendStringInfoString(&buf, ",\"text\":");
-	escape_json(&buf, message_text(msg, "### ", "", "> "));
-	appendStringInfoString(&buf, "}}");
-	set_body(req, &buf);
-	add_common_headers(req, msg);
-	return req;
-}
-
-/*
- * The requests of one delivery, in order (see channel.h).  For slack_bot with
- * a chart only the first step is returned; the caller drives the rest.
- */
-List *
-ma_channel_build(const MaChannel *ch, const MaAlertMessage *msg,
-				 const char *png, size_t png_len, int64 now_ms)
-{
-	switch (ch->kind)
-	{
-		case MA_CHANNEL_WEBHOOK:
-			return list_make1(build_webhook(ch, msg, png, png_len));
-		case MA_CHANNEL_SLACK:
-			return list_make1(build_slack(ch, msg));
-		case MA_CHANNEL_SLACK_BOT:
-			if (png != NULL && ma_channel_carries_images(ch))
-				return list_make1(ma_slack_upload_url_request(ch, msg, png_len));
-			return list_make1(build_slack_post_message(ch, msg));
-		case MA_CHANNEL_WECOM:
-			return build_wecom(ch, msg, png, png_len);
-		case MA_CHANNEL_FEISHU:
-			return list_make1(build_feishu(ch, msg, now_ms));
-		case MA_CHANNEL_DINGTALK:
-			return list_make1(build_dingtalk(ch, msg, now_ms));
-	}
-	elog(ERROR, "unknown channel kind %d", (int) ch->kind);
-	return NIL;					/* keep compiler quiet */
-}
-
-/* ---------- answers ---------- */
+/* ---------- small JSON reads ---------- */
 
 /* Finds "key" followed by ':' at any depth; returns the value start or NULL. */
 static const char *
@@ -589,7 +470,9 @@ json_find_value(const char *json, const char *key)
 	return NULL;
 }
 
-/* See channel.h; handles the escapes Slack uses (\/ \" \\). */
+/*
+ * The string value of a key in a small JSON object, or NULL; handles the
+ * escapes Slack uses (\/ \" \\). */
 char *
 ma_json_string_field(const char *json, const char *key)
 {
@@ -609,8 +492,8 @@ ma_json_string_field(const char *json, const char *key)
 }
 
 /* Integer value of key, when present. */
-static bool
-json_int_field(const char *json, const char *key, long *out)
+bool
+ma_json_int_field(const char *json, const char *key, long *out)
 {
 	const char *v = json ? json_find_value(json, key) : NULL;
 	char	   *end;
@@ -621,47 +504,3 @@ json_int_field(const char *json, const char *key, long *out)
 	return end != v;
 }
 
-/* See channel.h. */
-bool
-ma_channel_response_ok(const MaChannel *ch, const MaHttpResponse *resp, char **err)
-{
-	long		code;
-
-	*err = NULL;
-	if (resp->status < 200 || resp->status > 299)
-	{
-		*err = psprintf("HTTP status %ld", resp->status);
-		return false;
-	}
-	switch (ch->kind)
-	{
-		case MA_CHANNEL_WECOM:
-		case MA_CHANNEL_DINGTALK:
-			if (json_int_field(resp->body, "errcode", &code) && code != 0)
-			{
-				*err = psprintf("platform error code %ld", code);
-				return false;
-			}
-			break;
-		case MA_CHANNEL_FEISHU:
-			if ((json_int_field(resp->body, "code", &code) ||
-				 json_int_field(resp->body, "StatusCode", &code)) && code != 0)
-			{
-				*err = psprintf("platform error code %ld", code);
-				return false;
-			}
-			break;
-		case MA_CHANNEL_SLACK_BOT:
-			if (resp->body == NULL || strstr(resp->body, "\"ok\":true") == NULL)
-			{
-				char	   *e = ma_json_string_field(resp->body, "error");
-
-				*err = psprintf("slack error %s", e ? e : "(no ok in answer)");
-				return false;
-			}
-			break;
-		default:
-			break;
-	}
-	return true;
-}

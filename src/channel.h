@@ -1,36 +1,32 @@
 /*
  * channel.h
- *		Per-kind construction of the HTTP requests of an alert: URL, headers,
- *		body and signature for generic webhooks, Slack, WeCom, Feishu and
- *		DingTalk.  Pure code: no SPI, no network.
+ *		Alert channels: what each kind of channel sends, step by step, and
+ *		how its answers are judged.  Pure code: no SPI, no network.
+ *
+ * A delivery is a sequence of requests.  ma_channel_next_request() gives the
+ * request after `step` accepted ones (NULL when the delivery is complete),
+ * and ma_channel_judge() says whether an answer was accepted and what later
+ * steps must remember of it (`state`, stored with the delivery, so that a
+ * retry resumes at the first step not yet accepted).  The kinds themselves
+ * live in src/channel/, one file each; see channel/channel_kind.h.
  */
 #ifndef MA_CHANNEL_H
 #define MA_CHANNEL_H
 
 #include "postgres.h"
 
-#include "nodes/pg_list.h"
-
 #include "http.h"
 
-typedef enum MaChannelKind
-{
-	MA_CHANNEL_WEBHOOK,
-	MA_CHANNEL_SLACK,
-	MA_CHANNEL_SLACK_BOT,
-	MA_CHANNEL_WECOM,
-	MA_CHANNEL_FEISHU,
-	MA_CHANNEL_DINGTALK
-} MaChannelKind;
+typedef struct MaChannelKind MaChannelKind;
 
 typedef struct MaChannel
 {
 	char	   *name;
-	MaChannelKind kind;
+	const MaChannelKind *kind;
 	char	   *url;			/* secret */
 	char	   *secret;			/* secret, or NULL */
 	bool		chart;			/* options.chart (default true) */
-	char	   *slack_channel;	/* options.channel, slack_bot only */
+	char	   *options;		/* alert_channels.options as JSON text */
 } MaChannel;
 
 /* An alert as channels render it; every string already formatted. */
@@ -47,44 +43,45 @@ typedef struct MaAlertMessage
 	char	   *summary;
 	char	   *idempotency_key;
 	bool		test;			/* sent by test_channel() */
+	const char *png;			/* the chart, or NULL */
+	size_t		png_len;
 } MaAlertMessage;
 
-extern bool ma_channel_kind_from_name(const char *name, MaChannelKind *kind);
+/* What an answer means for the delivery. */
+typedef enum MaVerdict
+{
+	MA_ACCEPTED,				/* go on with the next step */
+	MA_RETRY,					/* try again later (timeouts, 429, 5xx, ...) */
+	MA_GIVE_UP					/* never succeeds as it is (4xx, 3xx, refused) */
+} MaVerdict;
+
+/* The kind of alert_channels.kind, or NULL when unknown. */
+extern const MaChannelKind *ma_channel_kind_by_name(const char *name);
+
+/* Does this channel send the chart (kind able to and options.chart)? */
 extern bool ma_channel_carries_images(const MaChannel *ch);
 
 /*
- * The requests of one delivery, in order.  png may be NULL.  now_ms is the
- * wall clock in milliseconds since the Unix epoch (for signatures).
- * slack_bot with a chart is a three-step flow: see channel_slack_*.
+ * Requests the channel may receive per minute: options.rate_limit when set
+ * (0 = no limit), else the limit the platform documents for the kind.
  */
-extern List *ma_channel_build(const MaChannel *ch, const MaAlertMessage *msg,
-							  const char *png, size_t png_len, int64 now_ms);
-
-/* Slack bot file upload flow (files.getUploadURLExternal and friends). */
-extern MaHttpRequest *ma_slack_upload_url_request(const MaChannel *ch, const MaAlertMessage *msg,
-												  size_t png_len);
-extern MaHttpRequest *ma_slack_upload_request(const MaChannel *ch, const MaAlertMessage *msg,
-											  const char *upload_url,
-											  const char *png, size_t png_len);
-extern MaHttpRequest *ma_slack_complete_request(const MaChannel *ch, const MaAlertMessage *msg,
-												const char *file_id);
+extern int	ma_channel_rate_limit(const MaChannel *ch);
 
 /*
- * Did the platform accept the request?  2xx plus, for chat platforms, their
- * own success code in the body.  On failure *err says why.
+ * The request after `step` accepted ones, or NULL when none is left.  state
+ * is what ma_channel_judge() kept of earlier answers (NULL at first).  now_ms
+ * is the wall clock in milliseconds since the Unix epoch (for signatures).
  */
-extern bool ma_channel_response_ok(const MaChannel *ch, const MaHttpResponse *resp, char **err);
+extern MaHttpRequest *ma_channel_next_request(const MaChannel *ch, const MaAlertMessage *msg,
+											  int step, const char *state, int64 now_ms);
 
-/* The string value of a top-level key in a small JSON object, or NULL. */
-extern char *ma_json_string_field(const char *json, const char *key);
-
-/* Building blocks, exposed for tests through SQL-callable wrappers. */
-extern char *ma_base64(const char *data, size_t len);
-extern void ma_hmac_sha256(const char *key, size_t keylen,
-						   const char *msg, size_t msglen, uint8 *out);
-extern char *ma_md5_hex(const char *data, size_t len);
-extern char *ma_url_encode(const char *s);
-extern char *ma_feishu_sign(const char *secret, int64 ts_s);
-extern char *ma_dingtalk_sign(const char *secret, int64 ts_ms);
+/*
+ * Judges the answer to request number `step`: 2xx plus, for chat platforms,
+ * their own success code in the body.  On MA_ACCEPTED *state is what later
+ * steps need (unchanged when the step leaves nothing); otherwise *err says
+ * why, without the URL.
+ */
+extern MaVerdict ma_channel_judge(const MaChannel *ch, const MaAlertMessage *msg, int step,
+								  const MaHttpResponse *resp, char **state, char **err);
 
 #endif							/* MA_CHANNEL_H */

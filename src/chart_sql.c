@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 
 #include "chart_line.h"
+#include "chart_sql.h"
 #include "spi_util.h"
 
 /* At most this many points in one chart. */
@@ -880,4 +881,16 @@ metric_anomaly_line_chart_final(PG_FUNCTION_ARGS)
 	spec.empty_message = "No data";
 
 	PG_RETURN_BYTEA_P(render_to_bytea(&spec));
+}
+
+/* See chart_sql.h: the SQL function called directly, without a catalog lookup. */
+bytea *
+ma_render_metric_chart(const char *metric, TimestampTz since, TimestampTz until)
+{
+	return DatumGetByteaPP(DirectFunctionCall5(metric_anomaly_render_metric_chart,
+											   CStringGetTextDatum(metric),
+											   TimestampTzGetDatum(since),
+											   TimestampTzGetDatum(until),
+											   Int32GetDatum(1200),
+											   Int32GetDatum(600)));
 }

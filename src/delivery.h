@@ -1,7 +1,8 @@
 /*
  * delivery.h
- *		The delivery worker: posts pending alert deliveries outside any
- *		transaction and records each outcome.
+ *		The delivery worker: claims due alert deliveries, sends them
+ *		concurrently outside any transaction and records each outcome; also
+ *		test_channel() and the settings of delivery.
  */
 #ifndef MA_DELIVERY_H
 #define MA_DELIVERY_H
@@ -10,8 +11,10 @@
 
 #define MA_DELIVERY_BGW_TYPE	"metric_anomaly delivery"
 
-/* Settings, defined in ma_alert_define_gucs(). */
-extern int	ma_alert_max_attempts;
-extern int	ma_alert_backoff_ms;
+/* Settings of delivery; called from _PG_init. */
+extern void ma_delivery_define_gucs(void);
+
+/* Entry point named in BackgroundWorker.bgw_function_name; main_arg is the database OID. */
+extern PGDLLEXPORT void ma_delivery_main(Datum main_arg);
 
 #endif							/* MA_DELIVERY_H */

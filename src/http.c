@@ -16,14 +16,16 @@
 #include <curl/curl.h>
 
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "http.h"
 
-int			ma_http_connect_timeout_ms = 5000;
+/* Settings. */
+static int	ma_http_connect_timeout_ms = 5000;
 int			ma_http_timeout_ms = 30000;
-bool		ma_http_follow_redirects = false;
-char	   *ma_webhook_allowed_hosts = NULL;
+static bool ma_http_follow_redirects = false;
+static char *ma_webhook_allowed_hosts = NULL;
 
 static bool curl_ready = false;
 
@@ -33,6 +35,64 @@ typedef struct MaCurlBuffer
 	char		data[MA_HTTP_MAX_RESPONSE + 1];
 	size_t		len;
 } MaCurlBuffer;
+
+/*
+ * One transfer and everything libcurl holds for it, malloc'd so that it
+ * outlives the caller's memory contexts while in flight.  The request itself
+ * (URL, body) belongs to the caller and must live until the transfer is done.
+ */
+typedef struct Transfer
+{
+	CURL	   *curl;
+	struct curl_slist *headers;
+	MaCurlBuffer buf;
+	char		errbuf[CURL_ERROR_SIZE];
+	CURLcode	rc;
+	bool		refused;
+	char		reason[256];	/* why a refused URL was not sent */
+	const char *url;
+	void	   *tag;
+	struct Transfer *next;		/* in the finished queue */
+} Transfer;
+
+static CURLM *multi = NULL;
+static int	running = 0;		/* transfers started and not yet returned */
+static Transfer *finished_head = NULL;
+static Transfer *finished_tail = NULL;
+
+/* Defines the settings of outbound HTTP; called from _PG_init. */
+void
+ma_http_define_gucs(void)
+{
+	DefineCustomIntVariable("metric_anomaly.alert_connect_timeout",
+							"Time allowed to connect to an alert endpoint.",
+							NULL,
+							&ma_http_connect_timeout_ms,
+							5000, 100, 300000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("metric_anomaly.alert_timeout",
+							"Time allowed for one HTTP request to an alert endpoint, connection included.",
+							NULL,
+							&ma_http_timeout_ms,
+							30000, 100, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("metric_anomaly.alert_follow_redirects",
+							 "Follow HTTP redirects of alert endpoints (http and https only; never with an allowlist).",
+							 NULL,
+							 &ma_http_follow_redirects,
+							 false,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("metric_anomaly.webhook_allowed_hosts",
+							   "Comma-separated hosts alert channels may reach; a leading dot allows subdomains; empty allows any.",
+							   "Only superusers can change it.",
+							   &ma_webhook_allowed_hosts,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+}
 
 /*
  * Creates a POST request to url with the given Content-Type, in the current
@@ -159,106 +219,88 @@ progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 
 /*
  * Copies the outcome of a transfer into palloc'd memory of resp and frees the
- * malloc'd body buffer, also when palloc fails.
+ * transfer, also when palloc fails.
  */
 static void
-copy_result(MaHttpResponse *resp, CURLcode rc, const char *errbuf,
-			MaCurlBuffer *buf, const char *url)
+finish_transfer(Transfer *t, MaHttpResponse *resp)
 {
+	long		status = 0;
+
+	memset(resp, 0, sizeof(*resp));
+	if (t->curl != NULL && t->rc == CURLE_OK)
+		curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+	resp->status = status;
 	PG_TRY();
 	{
-		if (rc != CURLE_OK)
+		if (t->refused)
 		{
-			const char *msg = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+			resp->refused = true;
+			resp->error = pstrdup(t->reason);
+		}
+		else if (t->rc != CURLE_OK)
+		{
+			const char *msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->rc);
 
 			/* curl names hosts, not paths; never pass on one quoting the URL. */
-			if (strstr(msg, url) != NULL)
-				msg = curl_easy_strerror(rc);
-			resp->timed_out = (rc == CURLE_OPERATION_TIMEDOUT);
-			resp->aborted = (rc == CURLE_ABORTED_BY_CALLBACK);
+			if (strstr(msg, t->url) != NULL)
+				msg = curl_easy_strerror(t->rc);
+			resp->timed_out = (t->rc == CURLE_OPERATION_TIMEDOUT);
+			resp->aborted = (t->rc == CURLE_ABORTED_BY_CALLBACK);
 			resp->error = pstrdup(msg);
 		}
-		if (buf != NULL)
-		{
-			resp->body = palloc(buf->len + 1);
-			memcpy(resp->body, buf->data, buf->len);
-			resp->body[buf->len] = '\0';
-			resp->body_len = buf->len;
-		}
+		resp->body = palloc(t->buf.len + 1);
+		memcpy(resp->body, t->buf.data, t->buf.len);
+		resp->body[t->buf.len] = '\0';
+		resp->body_len = t->buf.len;
 	}
 	PG_FINALLY();
 	{
-		free(buf);
+		if (t->curl)
+			curl_easy_cleanup(t->curl);
+		curl_slist_free_all(t->headers);
+		free(t);
 	}
 	PG_END_TRY();
 }
 
-/*
- * Posts req and fills resp.  Never throws for transport problems: they are
- * reported in resp->error.  Must not run inside a transaction that holds locks
- * others need (the worker calls it with no transaction open).
- */
-void
-ma_http_post(const MaHttpRequest *req, MaHttpResponse *resp)
+/* Appends one header line to the transfer's list. */
+static CURLcode
+append_header(Transfer *t, const char *line)
 {
-	CURL	   *curl = NULL;
-	struct curl_slist *headers = NULL;
-	MaCurlBuffer *buf = NULL;
-	char		errbuf[CURL_ERROR_SIZE];
-	CURLcode	rc = CURLE_OK;
-	long		status = 0;
-	char	   *reason;
+	struct curl_slist *n = curl_slist_append(t->headers, line);
+
+	if (n == NULL)
+		return CURLE_OUT_OF_MEMORY;
+	t->headers = n;
+	return CURLE_OK;
+}
+
+/*
+ * Creates the easy handle of a transfer with every option of the house:
+ * protocols, timeouts, redirects, body, headers, the response buffer and the
+ * progress callback that aborts when the process must stop.
+ */
+static CURLcode
+setup_transfer(Transfer *t, const MaHttpRequest *req)
+{
+	CURL	   *curl;
+	CURLcode	rc;
 	ListCell   *lc;
 
-	memset(resp, 0, sizeof(*resp));
-	if (!ma_http_url_allowed(req->url, &reason))
-	{
-		resp->error = reason;
-		return;
-	}
-
-	if (!curl_ready)
-	{
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			elog(ERROR, "could not initialize libcurl");
-		curl_ready = true;
-	}
-
-	errbuf[0] = '\0';
-	buf = malloc(sizeof(MaCurlBuffer));
-	curl = curl_easy_init();
-	if (buf == NULL || curl == NULL)
-	{
-		rc = CURLE_OUT_OF_MEMORY;
-		goto done;
-	}
-	buf->len = 0;
-
+	t->curl = curl = curl_easy_init();
+	if (curl == NULL)
+		return CURLE_OUT_OF_MEMORY;
 	foreach(lc, req->headers)
 	{
-		struct curl_slist *n = curl_slist_append(headers, (char *) lfirst(lc));
-
-		if (n == NULL)
-		{
-			rc = CURLE_OUT_OF_MEMORY;
-			goto done;
-		}
-		headers = n;
+		if ((rc = append_header(t, (char *) lfirst(lc))) != CURLE_OK)
+			return rc;
 	}
 	/* No "Expect: 100-continue" round trip for large bodies. */
-	{
-		struct curl_slist *n = curl_slist_append(headers, "Expect:");
-
-		if (n == NULL)
-		{
-			rc = CURLE_OUT_OF_MEMORY;
-			goto done;
-		}
-		headers = n;
-	}
+	if ((rc = append_header(t, "Expect:")) != CURLE_OK)
+		return rc;
 
 #define SETOPT(opt, val) \
-	do { if ((rc = curl_easy_setopt(curl, opt, val)) != CURLE_OK) goto done; } while (0)
+	do { if ((rc = curl_easy_setopt(curl, opt, val)) != CURLE_OK) return rc; } while (0)
 
 	SETOPT(CURLOPT_URL, req->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -269,7 +311,7 @@ ma_http_post(const MaHttpRequest *req, MaHttpResponse *resp)
 	SETOPT(CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
-	SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+	SETOPT(CURLOPT_ERRORBUFFER, t->errbuf);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) ma_http_connect_timeout_ms);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long) ma_http_timeout_ms);
 	/* Redirects could leave the allowlist, so they stay off with one. */
@@ -285,22 +327,169 @@ ma_http_post(const MaHttpRequest *req, MaHttpResponse *resp)
 	SETOPT(CURLOPT_POST, 1L);
 	SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
 	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (req->body ? req->body_len : 0));
-	SETOPT(CURLOPT_HTTPHEADER, headers);
-	SETOPT(CURLOPT_USERAGENT, "metric_anomaly/0.1.0");
+	SETOPT(CURLOPT_HTTPHEADER, t->headers);
+	SETOPT(CURLOPT_USERAGENT, "metric_anomaly/0.2.0");
 	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-	SETOPT(CURLOPT_WRITEDATA, buf);
+	SETOPT(CURLOPT_WRITEDATA, &t->buf);
 	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
 	SETOPT(CURLOPT_NOPROGRESS, 0L);
+	SETOPT(CURLOPT_PRIVATE, (void *) t);
 #undef SETOPT
+	return CURLE_OK;
+}
 
-	rc = curl_easy_perform(curl);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+/*
+ * A zeroed transfer for req, or one already marked refused when the URL is
+ * not allowed (then nothing is sent).  Initialises libcurl on first use.
+ */
+static Transfer *
+new_transfer(const MaHttpRequest *req, void *tag)
+{
+	Transfer   *t;
+	char	   *reason;
 
-done:
-	if (curl)
-		curl_easy_cleanup(curl);
-	curl_slist_free_all(headers);
-	resp->status = status;
-	copy_result(resp, rc, errbuf, buf, req->url);
+	if (!curl_ready)
+	{
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			elog(ERROR, "could not initialize libcurl");
+		curl_ready = true;
+	}
+	t = calloc(1, sizeof(Transfer));
+
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	t->url = req->url;
+	t->tag = tag;
+	if (!ma_http_url_allowed(req->url, &reason))
+	{
+		t->refused = true;
+		strlcpy(t->reason, reason, sizeof(t->reason));
+	}
+	return t;
+}
+
+/*
+ * Posts req and fills resp.  Never throws for transport problems: they are
+ * reported in resp->error.  Must not run inside a transaction that holds locks
+ * others need (test_channel() runs it in the caller's session).
+ */
+void
+ma_http_post(const MaHttpRequest *req, MaHttpResponse *resp)
+{
+	Transfer   *t = new_transfer(req, NULL);
+
+	if (!t->refused)
+	{
+		t->rc = setup_transfer(t, req);
+		if (t->rc == CURLE_OK)
+			t->rc = curl_easy_perform(t->curl);
+	}
+	finish_transfer(t, resp);
+}
+
+/* Queues a transfer whose outcome is known for ma_http_multi_done(). */
+static void
+queue_finished(Transfer *t)
+{
+	t->next = NULL;
+	if (finished_tail)
+		finished_tail->next = t;
+	else
+		finished_head = t;
+	finished_tail = t;
+}
+
+/*
+ * Starts a transfer on the shared multi handle (see http.h).  A refused URL
+ * or a failed set-up is queued as finished at once, so the caller always gets
+ * exactly one answer per started transfer.
+ */
+void
+ma_http_multi_start(const MaHttpRequest *req, void *tag)
+{
+	Transfer   *t = new_transfer(req, tag);
+
+	if (multi == NULL && (multi = curl_multi_init()) == NULL)
+		elog(ERROR, "could not initialize libcurl multi handle");
+	running++;
+	if (t->refused)
+	{
+		queue_finished(t);
+		return;
+	}
+	t->rc = setup_transfer(t, req);
+	if (t->rc == CURLE_OK &&
+		curl_multi_add_handle(multi, t->curl) != CURLM_OK)
+		t->rc = CURLE_OUT_OF_MEMORY;
+	if (t->rc != CURLE_OK)
+		queue_finished(t);
+}
+
+/* Moves finished transfers from libcurl to the finished queue. */
+static void
+collect_finished(void)
+{
+	CURLMsg    *m;
+	int			left;
+
+	while ((m = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		Transfer   *t = NULL;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		t->rc = m->data.result;
+		curl_multi_remove_handle(multi, m->easy_handle);
+		queue_finished(t);
+	}
+}
+
+/*
+ * Drives every transfer and waits up to timeout_ms for socket activity (less
+ * when one finishes sooner); returns at once when an outcome is queued.
+ */
+void
+ma_http_multi_wait(int timeout_ms)
+{
+	int			still;
+
+	if (multi == NULL || finished_head != NULL)
+		return;
+	curl_multi_perform(multi, &still);
+	collect_finished();
+	if (finished_head != NULL || still == 0)
+		return;
+	curl_multi_poll(multi, NULL, 0, timeout_ms, NULL);
+	curl_multi_perform(multi, &still);
+	collect_finished();
+}
+
+/*
+ * Returns the next finished transfer: its tag, and its outcome in palloc'd
+ * memory of the current context.  False when none has finished.
+ */
+bool
+ma_http_multi_done(void **tag, MaHttpResponse *resp)
+{
+	Transfer   *t = finished_head;
+
+	if (t == NULL)
+		return false;
+	finished_head = t->next;
+	if (finished_head == NULL)
+		finished_tail = NULL;
+	running--;
+	*tag = t->tag;
+	finish_transfer(t, resp);
+	return true;
+}
+
+/* Transfers started and not yet returned by ma_http_multi_done(). */
+int
+ma_http_multi_running(void)
+{
+	return running;
 }

@@ -14,6 +14,9 @@
 
 #include "aggregate.h"
 #include "alert.h"
+#include "delivery.h"
+#include "http.h"
+#include "jwt_sql.h"
 #include "metric_anomaly.h"
 #include "worker.h"
 
@@ -107,6 +110,9 @@ _PG_init(void)
 
 	ma_alert_define_gucs();
 	ma_aggregate_define_settings();
+	ma_delivery_define_gucs();
+	ma_http_define_gucs();
+	ma_jwt_define_gucs();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("metric_anomaly");

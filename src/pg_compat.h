@@ -79,4 +79,15 @@
 	(fn) (pstmt, queryString, context, params, queryEnv, dest, qc)
 #endif
 
+/*
+ * 15 added common/pg_prng.h; before it random() was the backend's
+ * generator.  MA_RANDOM_FRACTION() is uniform in [0, 1) on both.
+ */
+#if PG_VERSION_NUM >= 150000
+#include "common/pg_prng.h"
+#define MA_RANDOM_FRACTION() pg_prng_double(&pg_global_prng_state)
+#else
+#define MA_RANDOM_FRACTION() ((double) random() / ((double) MAX_RANDOM_VALUE + 1))
+#endif
+
 #endif							/* MA_PG_COMPAT_H */

@@ -115,7 +115,7 @@ sub set_script
 }
 
 # Requests recorded so far, in order: method, path, headers (lower-case
-# names), body.
+# names), body, and the script line the receiver answered with.
 sub requests
 {
 	my ($r) = @_;
@@ -138,7 +138,16 @@ sub requests
 		binmode $bf;
 		my $body = <$bf>;
 		close $bf;
-		push @out, { method => $method, path => $path, headers => \%h, body => $body };
+		(my $answerf = $head) =~ s/\.head$/.answer/;
+		my $answer;
+		if (open my $af, '<', $answerf)
+		{
+			$answer = <$af>;
+			close $af;
+			$answer =~ s/\r?\n$// if defined $answer;
+		}
+		push @out, { method => $method, path => $path, headers => \%h, body => $body,
+			answer => $answer };
 	}
 	return @out;
 }

@@ -6,7 +6,8 @@
 #
 # Listens on 127.0.0.1 only (PORT 0 or absent: any free port, written to
 # DIR/port), records every request as DIR/req-NNNN.head ("METHOD PATH" then
-# one "Name: value" line per header) and DIR/req-NNNN.body, and answers the
+# one "Name: value" line per header), DIR/req-NNNN.body and DIR/req-NNNN.answer
+# (the script line it was given, written before answering), and answers the
 # N-th request (from 1) with line N of DIR/script, or with its last line when
 # there are fewer lines (200 when there is no script).  The script is read
 # again for every request, so a test may change it at any time.  Lines:
@@ -97,6 +98,7 @@ sub handle
 	write_file("$dir/req-$id.head", join("\n", "$method $path", @hdrs) . "\n");
 
 	my $action = action_for($n);
+	write_file("$dir/req-$id.answer", "$action\n");
 	if ($action eq 'hang')
 	{
 		# Hold the connection until the client gives up.

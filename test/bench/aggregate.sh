@@ -12,7 +12,9 @@ here="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$here/test/common.sh"
 N="${1:-1000000}"
 build_and_install "$here" >/dev/null
-baseline="$here/../shared/reference/aggregation_baseline.sql"
+# ../shared next to the repository (or next to the folder of worktrees).
+baseline="${BASELINE:-$here/../shared/reference/aggregation_baseline.sql}"
+[ -f "$baseline" ] || baseline="$here/../../shared/reference/aggregation_baseline.sql"
 [ -f "$baseline" ] || { echo "missing $baseline" >&2; exit 1; }
 
 # The worker serves no database here: both sides run in this script only.

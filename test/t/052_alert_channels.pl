@@ -145,6 +145,30 @@ my @m = map { $json->decode($_->{body})->{msgtype} } requests($wc);
 is(join(',', @m), 'markdown,image,image', 'the retry sends only the image');
 stop_receiver($wc);
 
+# A Slack bot upload refused at its last step: the retry only completes the
+# upload it already made (the file id and upload URL were kept).
+my $bot2 = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_slackbot2", 0, '');
+set_script($bot2, qq(200 {"ok":true,"upload_url":"http://127.0.0.1:$bot2->{port}/upload/v1/xyz","file_id":"F0TWO"}\n)
+	  . qq(200 OK - 68\n)
+	  . qq(500\n)
+	  . qq(200 {"ok":true,"files":[{"id":"F0TWO"}]}\n));
+$node->safe_psql('postgres', qq{
+INSERT INTO metric_anomaly.alert_channels (name, kind, url, secret, options)
+VALUES ('bot2', 'slack_bot', 'http://127.0.0.1:$bot2->{port}/api', 'xoxb-TWO', '{"channel": "C0456"}');
+INSERT INTO metric_anomaly.alert_routes VALUES ('b', 'bot2')});
+put_minutes($node, 'b', 0, 0, 3, 1);
+$node->safe_psql('postgres', q{SELECT metric_anomaly.evaluate_alerts('2026-01-01', '2026-01-02')});
+$node->poll_query_until('postgres', q{SELECT state = 'sent' FROM metric_anomaly.deliveries WHERE channel = 'bot2'})
+  or die 'bot2 not sent';
+is($node->safe_psql('postgres', q{SELECT attempts || ' ' || steps_done || ' ' || step_state FROM metric_anomaly.deliveries WHERE channel = 'bot2'}),
+	"2 2 F0TWO http://127.0.0.1:$bot2->{port}/upload/v1/xyz", 'two attempts; the first got the upload accepted');
+is(join(',', map { $_->{path} } requests($bot2)),
+	'/api/files.getUploadURLExternal,/upload/v1/xyz,/api/files.completeUploadExternal,/api/files.completeUploadExternal',
+	'the retry sends only the completion, not a second upload');
+my @c = requests($bot2);
+is($json->decode($c[3]{body})->{files}[0]{id}, 'F0TWO', 'the retry completes the file of the first attempt');
+stop_receiver($bot2);
+
 stop_receiver($rcv);
 stop_receiver($bot);
 $node->stop;
