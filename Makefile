@@ -20,8 +20,8 @@ REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(CURDIR)/tes
 TAP_TESTS = 1
 
 PG_CONFIG ?= pg_config
-GD_CFLAGS := $(shell pkg-config --cflags gdlib 2>/dev/null)
-GD_LIBS := $(shell pkg-config --libs gdlib 2>/dev/null || echo -lgd)
+GD_CFLAGS := $(shell pkg-config --cflags gdlib fontconfig 2>/dev/null)
+GD_LIBS := $(shell pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig)
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 

@@ -262,11 +262,84 @@ SELECT count(*) FROM (SELECT metric_anomaly.line_chart(minute, orders, '{"width"
                         FROM orders, generate_series(1, 1000) g GROUP BY g) s;
 SELECT pg_temp.rss_kb() - :rss_before < 2048 AS rss_growth_below_2mb;
 
+-- Text in any script: glyphs DejaVu lacks come from the next font that has
+-- them (fontconfig's list, e.g. WenQuanYi Micro Hei).  A CJK title's pixels
+-- differ from the same title drawn with the missing-glyph box (U+10FFFD is
+-- in no font), and it has ink; the same for a mixed title.
+CREATE FUNCTION pg_temp.title_pixels(title text) RETURNS text
+LANGUAGE sql AS $$
+    SELECT string_agg(p.color, '' ORDER BY p.x, p.y)
+      FROM (SELECT metric_anomaly.line_chart('2026-11-20 00:00+00'::timestamptz, 1::float8,
+                                             json_build_object('title', title, 'width', 600,
+                                                               'height', 300)::jsonb) AS png) c,
+           LATERAL pg_temp.probe(c.png,
+                                 ARRAY(SELECT x FROM generate_series(0, 299) x, generate_series(0, 39) y ORDER BY x, y),
+                                 ARRAY(SELECT y FROM generate_series(0, 299) x, generate_series(0, 39) y ORDER BY x, y)) p
+$$;
+CREATE TEMP TABLE titles AS
+SELECT t, pg_temp.title_pixels(t) AS pixels
+  FROM (VALUES ('注册转化率'), (repeat(U&'\+10FFFD', 5)),
+               ('注册 signups ✓'), (U&'\+10FFFD\+10FFFD signups \+10FFFD')) AS v(t);
+SELECT a.t, a.pixels <> b.pixels AS not_boxes,
+       length(replace(a.pixels, 'ffffff', '')) > 0 AS has_ink
+  FROM titles a JOIN titles b
+    ON (a.t, b.t) IN (('注册转化率', repeat(U&'\+10FFFD', 5)),
+                      ('注册 signups ✓', U&'\+10FFFD\+10FFFD signups \+10FFFD'));
+
+-- Value ticks: one format per axis, chosen for its range (the axis adds
+-- 5% either side of the data).  The labels of each range are distinct.
+CREATE FUNCTION pg_temp.ylabels(lo float8, hi float8) RETURNS text
+LANGUAGE sql AS $$
+    SELECT regexp_replace(pg_temp.png_text(metric_anomaly.line_chart(t, v, '{"width": 600, "height": 400}'),
+                                           'metric_anomaly.yticks'), '(^|\|)[^ |]+ ', '\1', 'g')
+      FROM (VALUES ('2026-11-20 00:00+00'::timestamptz, lo), ('2026-11-20 00:01+00', hi)) AS d(t, v)
+$$;
+SELECT lo, hi, l AS labels,
+       (SELECT count(DISTINCT x) = count(*) FROM unnest(string_to_array(l, '|')) x) AS distinct_labels
+  FROM (VALUES (0::float8, 1.2e6::float8), (0, 1), (-5, 5), (0, 45000), (100000, 100010),
+               (1234560, 1234570), (12, 12.0001), (-2.5e7, -1e7), (0, 3e-7), (0.001, 0.0012),
+               (1e300, 5e300), (-1e300, 1e300), (1e-300, 5e-300), (-3e-300, -1e-300),
+               (1e9, 1e9 + 1), (-1e9 - 1, -1e9 + 1), (1e12 + 5, 1e12 + 7), (1e9 - 1e-9, 1e9 + 1e-9),
+               (-1.7e308, 1.7e308)) AS r(lo, hi),
+       LATERAL pg_temp.ylabels(lo, hi) l;
+
+-- Time ticks from milliseconds to decades.
+SELECT span, regexp_replace(pg_temp.png_text(metric_anomaly.line_chart(t, v, '{"width": 900, "height": 300}'),
+                                             'metric_anomaly.xticks'), '(^|\|)[^ |]+ ', '\1', 'g') AS labels
+  FROM (VALUES (interval '3 milliseconds'), ('250 milliseconds'), ('2.5 seconds'), ('90 seconds'),
+               ('3 years'), ('40 years')) AS s(span),
+       LATERAL (SELECT '2026-11-20 00:00+00'::timestamptz + span * i / 10 AS t, i::float8 AS v
+                  FROM generate_series(0, 10) i) d
+ GROUP BY span ORDER BY span;
+
+-- Every PNG passes pngcheck (CRCs, the zlib stream inflated with its
+-- Adler-32): 300 random charts of random sizes, 1 to 3 series, values
+-- from 1e-300 to 1e300, gaps and NULLs.
+\set random_file `pwd`/test/tmp/random_charts.txt
+SELECT setseed(0.16);
+COPY (SELECT g, encode(metric_anomaly.line_chart(t, v, s,
+                  json_build_object('width', 100 + (g * 7919) % 1400, 'height', 100 + (g * 104729) % 700,
+                                    'title', 'chart ' || g,
+                                    'right_axis', CASE WHEN g % 3 = 2 THEN ARRAY['s2'] ELSE '{}' END)::jsonb), 'hex')
+        FROM (SELECT g, '2026-11-20 00:00+00'::timestamptz + i * (interval '1 second' * (1 + g % 97)) AS t,
+                     CASE WHEN random() < 0.02 THEN NULL
+                          ELSE (random() - 0.3) * 10 ^ (((g * 37) % 600) - 300) END AS v,
+                     's' || (i % (1 + g % 3)) AS s
+                FROM generate_series(1, 300) g, generate_series(0, (g * 31) % 900) i) d
+       GROUP BY g) TO :'random_file';
+\! perl -ne 'chomp; my ($g, $h) = split /\t/; open my $f, ">", "test/tmp/random_$g.png" or die; binmode $f; print $f pack("H*", $h); close $f' test/tmp/random_charts.txt && n=0 && for f in test/tmp/random_*.png; do pngcheck -q "$f" > /dev/null && n=$((n + 1)); done; echo "$n of 300 random charts pass pngcheck"; rm -f test/tmp/random_*.png
+
+-- The encoder on canvases charts do not make (test/chart_png_check.c):
+-- 3 colours and ~1,000 antialiasing blends take a palette (the blends off
+-- by at most 17 levels of a channel), random pixels fall back to lossless
+-- RGB; all decode with libpng and pass pngcheck.
+\! cc -O1 -Isrc $(pkg-config --cflags gdlib fontconfig 2>/dev/null) -o test/tmp/chart_png_check test/chart_png_check.c src/chart.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c $(pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig) -lm && test/tmp/chart_png_check test/tmp && pngcheck -q test/tmp/check_*.png > /dev/null && echo "every PNG passes pngcheck"; rm -f test/tmp/check_*.png
+
 -- The SSE2 paths of the drawing code (stroke rows, compositing, the PNG
 -- encoder's scans) and the plain C ones draw the same image: the drawing
 -- files, built both ways into test/chart_demo.c, render a noisy day of
 -- minutes with anomalies.
 \! awk 'BEGIN { for (i = 0; i < 1440; i++) { v = 100 + 20 * sin(i / 30) + (i * 7919 % 97 - 48) / 3; a = (i % 240 == 200); if (a) v = 30; printf "2026-11-20 %02d:%02d:00,%.4f,%d\n", int(i / 60), i % 60, v, a } }' > test/tmp/demo.csv
-\! for v in sse2 plain; do f=; [ $v = plain ] && f=-U__SSE2__; cc -O2 $f -Isrc $(pkg-config --cflags gdlib 2>/dev/null) -o test/tmp/chart_demo_$v test/chart_demo.c src/chart.c src/chart_png.c src/chart_scale.c src/chart_line.c $(pkg-config --libs gdlib 2>/dev/null || echo -lgd) -lm && test/tmp/chart_demo_$v test/tmp/demo.csv test/tmp/demo_$v.png > /dev/null; done; cmp -s test/tmp/demo_sse2.png test/tmp/demo_plain.png && echo "plain C and SSE2 draw the same image" || echo "the images differ"
+\! for v in sse2 plain; do f=; [ $v = plain ] && f=-U__SSE2__; cc -O2 $f -Isrc $(pkg-config --cflags gdlib fontconfig 2>/dev/null) -o test/tmp/chart_demo_$v test/chart_demo.c src/chart.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c src/chart_scale.c src/chart_line.c $(pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig) -lm && test/tmp/chart_demo_$v test/tmp/demo.csv test/tmp/demo_$v.png > /dev/null; done; cmp -s test/tmp/demo_sse2.png test/tmp/demo_plain.png && echo "plain C and SSE2 draw the same image" || echo "the images differ"
 
 DROP EXTENSION metric_anomaly;

@@ -7,17 +7,23 @@
  * primitives are slow (a full-canvas rectangle takes milliseconds) and its
  * antialiased lines have integer end points.  Strokes are accumulated in a
  * coverage mask and composited once, so polyline joints are not blended
- * twice.  Glyphs are rendered once per face and size through libgd
- * (DejaVu Sans via fontconfig) and cached; libgd's built-in bitmap fonts are
- * the fallback when no TrueType font works.  Pure C: see chart.h.
+ * twice.  Glyphs are rendered once per face and size through libgd and
+ * cached.  Each character comes from the first font of a fallback list that
+ * has it: fontconfig's sorted list for "DejaVu Sans" (DejaVu first, then the
+ * other installed fonts by closeness, e.g. WenQuanYi Micro Hei or Noto Sans
+ * CJK for Chinese), so a string mixing scripts ("注册 signups ✓") draws every
+ * glyph.  libgd's built-in bitmap fonts are the fallback when no TrueType
+ * font works.  Pure C: see chart.h.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
 
+#include <fontconfig/fontconfig.h>
 #include <gdfontmb.h>
 #include <gdfonts.h>
 
@@ -31,8 +37,26 @@
 #define CHART_GLYPH_COUNT	(CHART_GLYPH_LAST - CHART_GLYPH_FIRST + 1)
 #define CHART_MAX_FACES		24
 
+/*
+ * Fonts of a fallback list kept per style: fontconfig's trimmed sort lists
+ * only fonts that add coverage (15 on a Debian 12 machine with DejaVu,
+ * WenQuanYi and matplotlib's fonts, WenQuanYi fifth); 32 covers any script
+ * a chart is likely to show.  A lookup tries them in order, at a glyph's
+ * first use only.
+ */
+#define CHART_MAX_FALLBACKS	32
+
+/*
+ * Non-ASCII glyphs cached per face: an open-addressed table, emptied when
+ * it is three quarters full (about 70 KB of coverage at 10 points), so the
+ * cache stays bounded whatever the texts.
+ */
+#define CHART_WIDE_SLOTS	1024
+#define CHART_WIDE_LIMIT	(CHART_WIDE_SLOTS * 3 / 4)
+
 typedef struct ChartGlyph
 {
+	uint32_t	cp;				/* code point (wide table only) */
 	bool		loaded;
 	short		left;			/* bitmap offset from the pen position */
 	short		top;			/* bitmap offset from the baseline (< 0 up) */
@@ -48,13 +72,26 @@ typedef struct ChartFace
 	int			size_q;			/* size in quarter points */
 	int			ascent;
 	int			descent;
-	int			hh_right;		/* right ink edge of "HH" */
+	int			hh_right[CHART_MAX_FALLBACKS];	/* right ink edge of "HH"
+												 * per fallback font; 0 not
+												 * yet measured */
 	ChartGlyph	glyph[CHART_GLYPH_COUNT];
+	ChartGlyph *wide;			/* CHART_WIDE_SLOTS, or NULL */
+	int			nwide;
 } ChartFace;
+
+/* One font of a fallback list: its file and the characters it has. */
+typedef struct ChartFallback
+{
+	char	   *path;
+	FcCharSet  *charset;
+} ChartFallback;
 
 static ChartFace *faces[CHART_MAX_FACES];
 static int	nfaces = 0;
 static int	ttf_state = 0;		/* 0 unknown, 1 works, -1 does not */
+static ChartFallback fallbacks[2][CHART_MAX_FALLBACKS];	/* per ChartFont */
+static int	nfallbacks[2];
 
 #define RGB_R(c) (((c) >> 16) & 0xff)
 #define RGB_G(c) (((c) >> 8) & 0xff)
@@ -91,6 +128,89 @@ font_name(ChartFont font)
 }
 
 /*
+ * Fills font's fallback list from fontconfig: the fonts it sorts for the
+ * font's pattern, trimmed to those adding coverage.  Only face 0 of a file
+ * is usable (libgd opens face 0), so other faces of collections are
+ * skipped.  An empty list (no fontconfig, no fonts) leaves text to libgd's
+ * pattern matching.
+ */
+static void
+load_fallbacks(ChartFont font)
+{
+	FcPattern  *pat = FcNameParse((const FcChar8 *) font_name(font));
+	FcFontSet  *set = NULL;
+	FcResult	res;
+	int			i;
+
+	if (pat == NULL)
+		return;
+	FcConfigSubstitute(NULL, pat, FcMatchPattern);
+	FcDefaultSubstitute(pat);
+	set = FcFontSort(NULL, pat, FcTrue, NULL, &res);
+	for (i = 0; set && i < set->nfont && nfallbacks[font] < CHART_MAX_FALLBACKS; i++)
+	{
+		FcChar8    *file;
+		FcCharSet  *cs;
+		int			index = 0;
+		ChartFallback *fb = &fallbacks[font][nfallbacks[font]];
+
+		if (FcPatternGetString(set->fonts[i], FC_FILE, 0, &file) != FcResultMatch ||
+			FcPatternGetCharSet(set->fonts[i], FC_CHARSET, 0, &cs) != FcResultMatch)
+			continue;
+		(void) FcPatternGetInteger(set->fonts[i], FC_INDEX, 0, &index);
+		if (index != 0)
+			continue;
+		fb->path = strdup((const char *) file);
+		fb->charset = FcCharSetCopy(cs);
+		if (fb->path == NULL || fb->charset == NULL)
+		{
+			free(fb->path);
+			if (fb->charset)
+				FcCharSetDestroy(fb->charset);
+			break;
+		}
+		nfallbacks[font]++;
+	}
+	if (set)
+		FcFontSetDestroy(set);
+	FcPatternDestroy(pat);
+}
+
+/*
+ * Index in font's fallback list of the first font that has code point cp;
+ * 0 (the primary font, whose missing-glyph box is drawn) when none has it.
+ */
+static int
+fallback_for(ChartFont font, uint32_t cp)
+{
+	int			i;
+
+	for (i = 0; i < nfallbacks[font]; i++)
+		if (FcCharSetHasChar(fallbacks[font][i].charset, cp))
+			return i;
+	return 0;
+}
+
+/*
+ * Renders s (UTF-8) with the fallback font fb of font through libgd, or
+ * measures it when im is NULL; NULL on success, libgd's message otherwise.
+ * Without a fallback list, font's fontconfig pattern is used.
+ */
+static char *
+ft_string(gdImagePtr im, int *brect, int fg, ChartFont font, int fb,
+		  double size, double angle, int x, int y, const char *s)
+{
+	gdFTStringExtra ex = {0};
+
+	if (nfallbacks[font] == 0)
+		return gdImageStringFT(im, brect, fg, (char *) font_name(font), size,
+							   angle, x, y, (char *) s);
+	ex.flags = gdFTEX_FONTPATHNAME;
+	return gdImageStringFTEx(im, brect, fg, fallbacks[font][fb].path, size,
+							 angle, x, y, (char *) s, &ex);
+}
+
+/*
  * Tells whether TrueType text works in this process, trying it once.
  */
 static bool
@@ -99,12 +219,15 @@ ttf_available(void)
 	if (ttf_state == 0)
 	{
 		int			brect[8];
-		char	   *err;
 
 		gdFTUseFontConfig(1);
-		err = gdImageStringFT(NULL, brect, 0, CHART_FONT_NAME_REGULAR, 10.0,
-							  0.0, 0, 0, "Hg");
-		ttf_state = (err == NULL) ? 1 : -1;
+		if (FcInit())
+		{
+			load_fallbacks(CHART_FONT_REGULAR);
+			load_fallbacks(CHART_FONT_BOLD);
+		}
+		ttf_state = ft_string(NULL, brect, 0, CHART_FONT_REGULAR, 0, 10.0,
+							  0.0, 0, 0, "Hg") == NULL ? 1 : -1;
 	}
 	return ttf_state > 0;
 }
@@ -730,31 +853,99 @@ chart_disc(ChartCanvas *c, double cx, double cy, double r, ChartColor color)
  * ---------------------------------------------------------------------
  */
 
-static bool
-is_ascii(const char *s)
+
+/*
+ * Decodes the UTF-8 character at *s and advances past it; a malformed or
+ * truncated sequence gives U+FFFD and advances one byte, so every string
+ * draws something and the loop always ends.
+ */
+static uint32_t
+next_cp(const char **s)
 {
-	for (; *s; s++)
-		if ((unsigned char) *s < CHART_GLYPH_FIRST ||
-			(unsigned char) *s > CHART_GLYPH_LAST)
-			return false;
-	return true;
+	const unsigned char *p = (const unsigned char *) *s;
+	uint32_t	cp;
+	int			n,
+				i;
+
+	if (p[0] < 0x80)
+	{
+		*s += 1;
+		return p[0];
+	}
+	if ((p[0] & 0xe0) == 0xc0)
+		cp = p[0] & 0x1f, n = 1;
+	else if ((p[0] & 0xf0) == 0xe0)
+		cp = p[0] & 0x0f, n = 2;
+	else if ((p[0] & 0xf8) == 0xf0)
+		cp = p[0] & 0x07, n = 3;
+	else
+	{
+		*s += 1;
+		return 0xfffd;
+	}
+	for (i = 1; i <= n; i++)
+	{
+		if ((p[i] & 0xc0) != 0x80)
+		{
+			*s += 1;
+			return 0xfffd;
+		}
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	*s += n + 1;
+	if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+		cp < (n == 1 ? 0x80u : n == 2 ? 0x800u : 0x10000u))
+		return 0xfffd;
+	return cp;
 }
 
-/* Right ink edge of s drawn at pen x = 0, or INT32_MIN on failure. */
+/* Writes cp as UTF-8 and a terminating zero into buf (5 bytes). */
+static void
+put_utf8(uint32_t cp, char *buf)
+{
+	unsigned char *b = (unsigned char *) buf;
+
+	if (cp < 0x80)
+		*b++ = (unsigned char) cp;
+	else if (cp < 0x800)
+	{
+		*b++ = (unsigned char) (0xc0 | cp >> 6);
+		*b++ = (unsigned char) (0x80 | (cp & 0x3f));
+	}
+	else if (cp < 0x10000)
+	{
+		*b++ = (unsigned char) (0xe0 | cp >> 12);
+		*b++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+		*b++ = (unsigned char) (0x80 | (cp & 0x3f));
+	}
+	else
+	{
+		*b++ = (unsigned char) (0xf0 | cp >> 18);
+		*b++ = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
+		*b++ = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+		*b++ = (unsigned char) (0x80 | (cp & 0x3f));
+	}
+	*b = 0;
+}
+
+/*
+ * Right ink edge of s drawn at pen x = 0 in fallback font fb, or INT32_MIN
+ * on failure.
+ */
 static int
-ink_right(ChartFont font, double size, const char *s)
+ink_right(ChartFont font, int fb, double size, const char *s)
 {
 	int			brect[8];
 
-	if (gdImageStringFT(NULL, brect, 0, (char *) font_name(font), size, 0.0,
-						0, 0, (char *) s) != NULL)
+	if (ft_string(NULL, brect, 0, font, fb, size, 0.0, 0, 0, s) != NULL)
 		return INT32_MIN;
 	return brect[2];
 }
 
 /*
  * Returns the cached face for font and size, creating it (without glyphs)
- * on first use; NULL when the cache is full or memory is short.
+ * on first use; NULL when the cache is full or memory is short.  Ascent and
+ * descent are the primary font's, so mixed scripts share one baseline.
  */
 static ChartFace *
 get_face(ChartFont font, double size)
@@ -769,8 +960,8 @@ get_face(ChartFont font, double size)
 			return faces[i];
 	if (nfaces >= CHART_MAX_FACES)
 		return NULL;
-	if (gdImageStringFT(NULL, brect, 0, (char *) font_name(font),
-						size_q / 4.0, 0.0, 0, 0, "Hgjpqy|") != NULL)
+	if (ft_string(NULL, brect, 0, font, 0, size_q / 4.0, 0.0, 0, 0,
+				  "Hgjpqy|") != NULL)
 		return NULL;
 	f = calloc(1, sizeof(ChartFace));
 	if (f == NULL)
@@ -779,26 +970,78 @@ get_face(ChartFont font, double size)
 	f->size_q = size_q;
 	f->ascent = -brect[7];
 	f->descent = brect[1];
-	f->hh_right = ink_right(font, size_q / 4.0, "HH");
 	faces[nfaces++] = f;
 	return f;
 }
 
+/* Empties a face's table of non-ASCII glyphs. */
+static void
+clear_wide(ChartFace *f)
+{
+	int			i;
+
+	if (f->wide == NULL)
+		return;
+	for (i = 0; i < CHART_WIDE_SLOTS; i++)
+		free(f->wide[i].cov);
+	memset(f->wide, 0, sizeof(ChartGlyph) * CHART_WIDE_SLOTS);
+	f->nwide = 0;
+}
+
 /*
- * Renders one glyph of a face into the cache, through a scratch image;
- * false when libgd fails.
+ * The cache slot of code point cp in face f: the ASCII array, or the wide
+ * table, where a missing cp gets a fresh slot when create is set and there
+ * is room.  NULL when cp has no slot.
+ */
+static ChartGlyph *
+glyph_slot(ChartFace *f, uint32_t cp, bool create)
+{
+	uint32_t	h;
+
+	if (cp >= CHART_GLYPH_FIRST && cp <= CHART_GLYPH_LAST)
+		return &f->glyph[cp - CHART_GLYPH_FIRST];
+	if (f->wide == NULL)
+	{
+		if (!create)
+			return NULL;
+		f->wide = calloc(CHART_WIDE_SLOTS, sizeof(ChartGlyph));
+		if (f->wide == NULL)
+			return NULL;
+	}
+	/* Fibonacci hashing; the table is never more than 3/4 full */
+	h = (cp * 2654435769u) >> 22;
+	for (;; h = (h + 1) & (CHART_WIDE_SLOTS - 1))
+	{
+		ChartGlyph *g = &f->wide[h];
+
+		if (g->loaded && g->cp == cp)
+			return g;
+		if (!g->loaded)
+		{
+			if (!create || f->nwide >= CHART_WIDE_LIMIT)
+				return NULL;
+			g->cp = cp;
+			return g;
+		}
+	}
+}
+
+/*
+ * Renders code point cp of a face into slot g, through a scratch image, in
+ * the first fallback font that has it; false when libgd fails.  The advance
+ * is measured between two H's of that font, so side bearings count.
  */
 static bool
-load_glyph(ChartFace *f, int ch)
+load_glyph(ChartFace *f, ChartGlyph *g, uint32_t cp)
 {
-	ChartGlyph *g = &f->glyph[ch - CHART_GLYPH_FIRST];
 	double		size = f->size_q / 4.0;
+	int			fb = fallback_for(f->font, cp);
 	int			dim = (int) (size * 4) + 16;
 	int			ox = dim / 4,
 				oy = dim * 3 / 4;
 	gdImagePtr	im;
-	char		str[2] = {(char) ch, 0};
-	char		probe[4] = {'H', (char) ch, 'H', 0};
+	char		str[5];
+	char		probe[8];
 	int			brect[8];
 	int			x,
 				y,
@@ -808,10 +1051,14 @@ load_glyph(ChartFace *f, int ch)
 				maxy = -1;
 	int			right;
 
-	right = ink_right(f->font, size, probe);
-	if (right == INT32_MIN || f->hh_right == INT32_MIN)
+	put_utf8(cp, str);
+	snprintf(probe, sizeof(probe), "H%sH", str);
+	if (f->hh_right[fb] == 0)
+		f->hh_right[fb] = ink_right(f->font, fb, size, "HH");
+	right = ink_right(f->font, fb, size, probe);
+	if (right == INT32_MIN || f->hh_right[fb] == INT32_MIN)
 		return false;
-	g->advance = (short) (right - f->hh_right);
+	g->advance = (short) (right - f->hh_right[fb]);
 
 	im = gdImageCreateTrueColor(dim, dim);
 	if (im == NULL)
@@ -820,9 +1067,8 @@ load_glyph(ChartFace *f, int ch)
 	for (y = 0; y < dim; y++)
 		for (x = 0; x < dim; x++)
 			im->tpixels[y][x] = 0xffffff;
-	if (ch != ' ' &&
-		gdImageStringFT(im, brect, 0x000000, (char *) font_name(f->font),
-						size, 0.0, ox, oy, str) != NULL)
+	if (cp != ' ' &&
+		ft_string(im, brect, 0x000000, f->font, fb, size, 0.0, ox, oy, str) != NULL)
 	{
 		gdImageDestroy(im);
 		return false;
@@ -859,28 +1105,51 @@ load_glyph(ChartFace *f, int ch)
 	}
 	gdImageDestroy(im);
 	g->loaded = true;
+	if (cp < CHART_GLYPH_FIRST || cp > CHART_GLYPH_LAST)
+		f->nwide++;
 	return true;
 }
 
-/* Returns the face with every glyph of s loaded, or NULL. */
+/*
+ * Returns the face with every glyph of s loaded, or NULL.  When the wide
+ * table fills up halfway through s it is emptied and s loaded again, once;
+ * a string of more distinct characters than the table holds is left to
+ * libgd.
+ */
 static ChartFace *
 face_for(ChartCanvas *c, ChartFont font, double size, const char *s)
 {
 	ChartFace  *f;
+	int			attempt;
 
-	if (!c->ttf || !is_ascii(s))
+	if (!c->ttf)
 		return NULL;
 	f = get_face(font, size);
 	if (f == NULL)
 		return NULL;
-	for (; *s; s++)
+	for (attempt = 0; attempt < 2; attempt++)
 	{
-		ChartGlyph *g = &f->glyph[(unsigned char) *s - CHART_GLYPH_FIRST];
+		const char *p = s;
+		bool		full = false;
 
-		if (!g->loaded && !load_glyph(f, (unsigned char) *s))
-			return NULL;
+		while (*p)
+		{
+			uint32_t	cp = next_cp(&p);
+			ChartGlyph *g = glyph_slot(f, cp, true);
+
+			if (g == NULL)
+			{
+				full = true;
+				break;
+			}
+			if (!g->loaded && !load_glyph(f, g, cp))
+				return NULL;
+		}
+		if (!full)
+			return f;
+		clear_wide(f);
 	}
-	return f;
+	return NULL;
 }
 
 static gdFontPtr
@@ -898,16 +1167,15 @@ chart_text_width(ChartCanvas *c, ChartFont font, double size, const char *s)
 
 	if (f)
 	{
-		for (; *s; s++)
-			w += f->glyph[(unsigned char) *s - CHART_GLYPH_FIRST].advance;
+		while (*s)
+			w += glyph_slot(f, next_cp(&s), false)->advance;
 		return w;
 	}
 	if (c->ttf)
 	{
 		int			brect[8];
 
-		if (gdImageStringFT(NULL, brect, 0, (char *) font_name(font), size,
-							0.0, 0, 0, (char *) s) == NULL)
+		if (ft_string(NULL, brect, 0, font, 0, size, 0.0, 0, 0, s) == NULL)
 			return brect[2] - brect[0];
 	}
 	return (int) strlen(s) * builtin_font(font)->w;
@@ -976,9 +1244,9 @@ chart_text(ChartCanvas *c, int x, int y, ChartFont font, double size,
 	{
 		int			baseline = y + f->ascent;
 
-		for (; *s; s++)
+		while (*s)
 		{
-			const ChartGlyph *g = &f->glyph[(unsigned char) *s - CHART_GLYPH_FIRST];
+			const ChartGlyph *g = glyph_slot(f, next_cp(&s), false);
 
 			if (g->cov)
 				blit_glyph(c, g, x, baseline, color, false);
@@ -992,9 +1260,8 @@ chart_text(ChartCanvas *c, int x, int y, ChartFont font, double size,
 		int			asc = chart_text_height(c, font, size) -
 			(get_face(font, size) ? get_face(font, size)->descent : 0);
 
-		if (gdImageStringFT(c->im, brect, (int) (color & 0xffffff),
-							(char *) font_name(font), size, 0.0, x, y + asc,
-							(char *) s) == NULL)
+		if (ft_string(c->im, brect, (int) (color & 0xffffff), font, 0, size,
+					  0.0, x, y + asc, s) == NULL)
 			return;
 	}
 	gdImageString(c->im, builtin_font(font), x, y, (unsigned char *) s,
@@ -1017,9 +1284,9 @@ chart_text_up(ChartCanvas *c, int x, int y_center, ChartFont font,
 	{
 		int			baseline = x + f->ascent;
 
-		for (; *s; s++)
+		while (*s)
 		{
-			const ChartGlyph *g = &f->glyph[(unsigned char) *s - CHART_GLYPH_FIRST];
+			const ChartGlyph *g = glyph_slot(f, next_cp(&s), false);
 
 			if (g->cov)
 				blit_glyph(c, g, pen, baseline, color, true);
@@ -1032,9 +1299,8 @@ chart_text_up(ChartCanvas *c, int x, int y_center, ChartFont font,
 		int			brect[8];
 		ChartFace  *ff = get_face(font, size);
 
-		if (ff && gdImageStringFT(c->im, brect, (int) (color & 0xffffff),
-								  (char *) font_name(font), size, M_PI / 2,
-								  x + ff->ascent, pen, (char *) s) == NULL)
+		if (ff && ft_string(c->im, brect, (int) (color & 0xffffff), font, 0,
+							size, M_PI / 2, x + ff->ascent, pen, s) == NULL)
 			return;
 	}
 	gdImageStringUp(c->im, builtin_font(font), x, pen, (unsigned char *) s,

@@ -8,7 +8,9 @@
  * return value, so the same code runs inside the server (chart_sql.c) and in
  * stand-alone test programs.  Memory is malloc'd and freed before each
  * function returns, except the canvas (chart_canvas_release) and the encoded
- * PNG (free()).  The glyph cache is process-lifetime and bounded.
+ * PNG (free()).  The glyph cache and the PNG encoder's two scratch buffers
+ * (at most 4 MB each, see chart_png_palette.c) are process-lifetime and
+ * bounded.
  */
 #ifndef MA_CHART_H
 #define MA_CHART_H

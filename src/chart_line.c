@@ -14,9 +14,13 @@
  * y = y1 - (v - v0) / (v1 - v0) * (y1 - y0) in continuous pixel coordinates
  * (pixel column floor(x)); w0 w1 is the right axis' range, if any.  A
  * second chunk, "metric_anomaly.xticks", lists the time ticks drawn as
- * "unix_seconds label" entries separated by "|".
+ * "unix_seconds label" entries separated by "|"; "metric_anomaly.yticks"
+ * (and "metric_anomaly.y2ticks" with a right axis) the value ticks as
+ * "value label" entries, after "offset +1e9" when the labels are
+ * differences from a shared offset.
  * Pure C, see chart.h.
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +90,8 @@ map_x(const Layout *L, double t)
 static inline double
 map_y(const Layout *L, const Axis *a, double v)
 {
-	return L->y1 - (v - a->lo) / (a->hi - a->lo) * (L->y1 - L->y0);
+	/* halves: ranges near the largest doubles must not overflow */
+	return L->y1 - (v / 2 - a->lo / 2) / (a->hi / 2 - a->lo / 2) * (L->y1 - L->y0);
 }
 
 /* Extends [*lo, *hi] by v when v is finite. */
@@ -139,10 +144,11 @@ axis_range(const ChartLineSpec *spec, bool right, double t0, double t1,
 	}
 	else
 	{
-		double		m = (hi - lo) * 0.05;
+		double		m = (hi / 2 - lo / 2) * 0.1;
 
-		lo -= m;
-		hi += m;
+		/* values near +-DBL_MAX: the margin stops at the largest double */
+		lo = fmax(lo - m, -DBL_MAX);
+		hi = fmin(hi + m, DBL_MAX);
 	}
 	a->used = true;
 	a->lo = lo;
@@ -493,6 +499,13 @@ draw_value_axis(ChartCanvas *c, const Layout *L, const Axis *a, bool right,
 	int			i;
 	int			xs = right ? L->x1 : L->x0 - 1;
 
+	/* a shared offset is written once, above the axis, like matplotlib */
+	if (a->ticks.offset_label[0])
+		chart_text(c, right ? c->width - (int) (14 * L->s) : L->x0,
+				   L->y0 - th - (int) (2 * L->s), CHART_FONT_REGULAR,
+				   L->fs_tick, COLOR_TICKTEXT,
+				   right ? CHART_ALIGN_RIGHT : CHART_ALIGN_LEFT,
+				   a->ticks.offset_label);
 	for (i = 0; i < a->ticks.n; i++)
 	{
 		int			y = (int) floor(map_y(L, a, a->ticks.v[i]));
@@ -513,6 +526,30 @@ draw_value_axis(ChartCanvas *c, const Layout *L, const Axis *a, bool right,
 					   L->fs_tick, COLOR_TICKTEXT, CHART_ALIGN_RIGHT,
 					   a->ticks.label[i]);
 		}
+	}
+}
+
+/*
+ * Lists an axis' ticks for its tEXt chunk: "value label" entries separated
+ * by "|", bottom to top, after an "offset +1e9" entry when the labels are
+ * differences from a shared offset; "" for an unused axis.
+ */
+static void
+value_ticks_text(const Axis *a, char *buf, size_t len)
+{
+	int			i;
+
+	buf[0] = '\0';
+	if (!a->used)
+		return;
+	if (a->ticks.offset_label[0])
+		snprintf(buf, len, "offset %s", a->ticks.offset_label);
+	for (i = 0; i < a->ticks.n; i++)
+	{
+		size_t		used = strlen(buf);
+
+		snprintf(buf + used, len - used, "%s%.17g %s", used ? "|" : "",
+				 a->ticks.v[i], a->ticks.label[i]);
 	}
 }
 
@@ -549,8 +586,10 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 				j;
 	char		meta[512];
 	char		xticks[CHART_MAX_TICKS * 48];
-	const char *keys[2] = {CHART_PLOT_TEXT_KEY, CHART_XTICKS_TEXT_KEY};
-	const char *values[2] = {meta, xticks};
+	char		yticks[2][CHART_MAX_TICKS * 64];
+	const char *keys[4] = {CHART_PLOT_TEXT_KEY, CHART_XTICKS_TEXT_KEY,
+	CHART_YTICKS_TEXT_KEY, CHART_Y2TICKS_TEXT_KEY};
+	const char *values[4] = {meta, xticks, yticks[0], yticks[1]};
 	unsigned char *png = NULL;
 	const ChartSeries *band_series = NULL;
 
@@ -685,6 +724,17 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 		axis_ticks(&c, &L, &L.left, L.y1 - L.y0);
 	if (L.right.used)
 		axis_ticks(&c, &L, &L.right, L.y1 - L.y0);
+	if (L.y1 - L.y0 > 2 * th_tick + 20 &&
+		((L.left.used && L.left.ticks.offset_label[0]) ||
+		 (L.right.used && L.right.ticks.offset_label[0])))
+	{
+		/* room above the plot for the offset ("+1e9") */
+		L.y0 += th_tick;
+		if (L.left.used)
+			axis_ticks(&c, &L, &L.left, L.y1 - L.y0);
+		if (L.right.used)
+			axis_ticks(&c, &L, &L.right, L.y1 - L.y0);
+	}
 	L.x0 = pad + (L.left.used ? L.left.label_w + tick_len + 6 : 0);
 	if (spec->y_label && *spec->y_label && w >= 300)
 		L.x0 += th_label + (int) (8 * L.s);
@@ -864,7 +914,10 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 				 i ? "|" : "", tt.v[i], tt.label[i]);
 	}
 
-	png = chart_png_encode(&c, keys, values, 2, len);
+	value_ticks_text(&L.left, yticks[0], sizeof(yticks[0]));
+	value_ticks_text(&L.right, yticks[1], sizeof(yticks[1]));
+
+	png = chart_png_encode(&c, keys, values, L.right.used ? 4 : 3, len);
 	if (png == NULL)
 		snprintf(errbuf, errlen, "out of memory while encoding a %dx%d PNG", w, h);
 

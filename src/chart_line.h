@@ -49,6 +49,8 @@ typedef struct ChartLineSpec
 /* Keys of the tEXt chunks describing the plot area (see chart_line.c). */
 #define CHART_PLOT_TEXT_KEY "metric_anomaly.plot"
 #define CHART_XTICKS_TEXT_KEY "metric_anomaly.xticks"
+#define CHART_YTICKS_TEXT_KEY "metric_anomaly.yticks"
+#define CHART_Y2TICKS_TEXT_KEY "metric_anomaly.y2ticks"
 
 /* Default series colours, in order. */
 extern const ChartColor chart_palette[];

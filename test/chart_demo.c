@@ -5,9 +5,11 @@
  *		3-sigma band over the previous 180 points like detection does, and
  *		writes a PNG; with -n N it renders N times and prints ms per chart.
  *
- *	cc -O2 -Isrc $(pkg-config --cflags gdlib) test/chart_demo.c src/chart.c \
- *		src/chart_png.c src/chart_scale.c src/chart_line.c -lgd -lm -o chart_demo
- *	./chart_demo data.csv out.png [-n N] [-w W -h H]
+ *	cc -O2 -Isrc $(pkg-config --cflags gdlib fontconfig) test/chart_demo.c \
+ *		src/chart.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c \
+ *		src/chart_scale.c src/chart_line.c \
+ *		$(pkg-config --libs gdlib fontconfig) -lm -o chart_demo
+ *	./chart_demo data.csv out.png [-n N] [-w W] [-h H] [-t TITLE]
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -49,10 +51,11 @@ main(int argc, char **argv)
 	size_t		len = 0;
 	char		err[256];
 	double		t0;
+	const char *title = "user_registrations";
 
 	if (argc < 3)
 	{
-		fprintf(stderr, "usage: %s data.csv out.png [-n N] [-w W] [-h H]\n", argv[0]);
+		fprintf(stderr, "usage: %s data.csv out.png [-n N] [-w W] [-h H] [-t TITLE]\n", argv[0]);
 		return 2;
 	}
 	for (i = 3; i + 1 < argc; i += 2)
@@ -63,6 +66,8 @@ main(int argc, char **argv)
 			width = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "-h") == 0)
 			height = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "-t") == 0)
+			title = argv[i + 1];
 	}
 	f = fopen(argv[1], "r");
 	if (!f)
@@ -109,7 +114,7 @@ main(int argc, char **argv)
 			hi[i] = mean + 3 * sd;
 		}
 	}
-	se.label = "user_registrations";
+	se.label = title;
 	se.n = n;
 	se.t = t;
 	se.v = v;
@@ -119,7 +124,7 @@ main(int argc, char **argv)
 	se.color = chart_palette[0];
 	spec.width = width;
 	spec.height = height;
-	spec.title = "user_registrations";
+	spec.title = title;
 	spec.subtitle = "2026-11-20 00:00 to 2026-11-21 00:00 UTC, 1,440 points, 15 anomalies";
 	spec.y_label = "value per minute";
 	spec.t_min = n ? t[0] : 0;

@@ -53,6 +53,19 @@ INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload
 SELECT p.event_type, p.minute + random() * interval '59 seconds',
        jsonb_build_object('user_id', (random() * 100000)::int, 'source', 'demo')
   FROM plan p, generate_series(1, p.n);
+-- A metric named in Chinese (注册用户, "registered users") with the same
+-- collapse: its chart and alert show CJK text.  Drawn after the others so
+-- their random numbers stay the same.
+SELECT setseed(0.43);
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+SELECT '注册用户', m + random() * interval '59 seconds', '{"source": "demo"}'
+  FROM generate_series(date_trunc('minute', now()) - interval '24 hours',
+                       date_trunc('minute', now()) - interval '1 minute',
+                       interval '1 minute') AS m,
+       generate_series(1, greatest(0, round(80 * (1 + 0.5 * sin(2 * pi() * (extract(epoch FROM m) / 86400.0 - 0.3)))
+                                           * CASE WHEN m >= date_trunc('minute', now()) - interval '120 minutes'
+                                                   AND m <  date_trunc('minute', now()) - interval '110 minutes'
+                                                  THEN 0.3 ELSE 1 END))::int);
 SELECT event_type, count(*) AS events FROM metric_anomaly.business_events GROUP BY 1 ORDER BY 1;
 SQL
 
@@ -99,6 +112,15 @@ fi
 
 say "Alerts delivered by the delivery worker to the local receiver"
 alert_demo_show demo "$out" user_registration
+
+if [ -n "$(q -d demo -At -c "SELECT to_regprocedure('metric_anomaly.render_metric_chart(text,timestamptz,timestamptz,integer,integer)')")" ]; then
+	say "A metric named in Chinese: 注册用户, its chart and its alert"
+	q -d demo -At -c "SELECT encode(metric_anomaly.render_metric_chart('注册用户',
+	                      now() - interval '4 hours', now()), 'hex')" |
+		perl -ne 'chomp; print pack("H*", $_)' >"$out/zh_registrations.png"
+	echo "wrote $out/zh_registrations.png ($(wc -c <"$out/zh_registrations.png") bytes)"
+	alert_demo_show demo "$out" 注册用户 zh_alert_chart.png
+fi
 
 if [ -n "${KEEP:-}" ]; then
 	say "The cluster keeps running: psql -h $PGHOST -p $PGPORT -U postgres demo"

@@ -4,10 +4,11 @@
 #   alert_demo_start DB OUTDIR  starts test/receiver.pl on 127.0.0.1, adds a
 #                               webhook channel carrying the chart, starts
 #                               the delivery worker (before events arrive)
-#   alert_demo_show DB OUTDIR METRIC
+#   alert_demo_show DB OUTDIR METRIC [PNG]
 #                               waits for the deliveries, shows their status,
 #                               and the JSON and chart of METRIC's last firing
-#                               alert as the receiver got them
+#                               alert as the receiver got them (the chart to
+#                               OUTDIR/PNG, default alert_chart.png)
 
 alert_demo_start() {
 	local db="$1" dir="$2/receiver" port=""
@@ -32,7 +33,7 @@ alert_demo_start() {
 }
 
 alert_demo_show() {
-	local db="$1" dir="$2/receiver" metric="$3" first="" f
+	local db="$1" dir="$2/receiver" metric="$3" png="$2/${4:-alert_chart.png}" first="" f
 	for _ in $(seq 1 90); do
 		[ "$(q -d "$db" -At -c "SELECT count(*) > 0 AND bool_and(state IN ('sent', 'dead'))
 		                          FROM metric_anomaly.deliveries")" = "t" ] && break
@@ -54,8 +55,8 @@ alert_demo_show() {
 	grep -i '^idempotency-key' "${first%.body}.head" || true
 	perl -ne 's/("chart_png_base64":")([^"]{40})[^"]*"/$1$2..."/; print "$_\n"' "$first"
 	perl -MMIME::Base64 -ne 'print decode_base64($1) if /"chart_png_base64":"([^"]+)"/' "$first" \
-		>"$2/alert_chart.png"
-	if [ -s "$2/alert_chart.png" ]; then
-		echo "wrote the attached chart to $2/alert_chart.png ($(wc -c <"$2/alert_chart.png") bytes)"
+		>"$png"
+	if [ -s "$png" ]; then
+		echo "wrote the attached chart to $png ($(wc -c <"$png") bytes)"
 	fi
 }

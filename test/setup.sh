@@ -8,6 +8,7 @@ set -euo pipefail
 PACKAGES=(build-essential pkg-config rsync
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
 	libgd-dev libcurl4-openssl-dev libipc-run-perl fonts-dejavu-core
+	fonts-wqy-microhei pngcheck
 	"$@")
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
