@@ -122,6 +122,11 @@ if [ -n "$(q -d demo -At -c "SELECT to_regprocedure('metric_anomaly.render_metri
 	alert_demo_show demo "$out" 注册用户 zh_alert_chart.png
 fi
 
+if [ -n "$(q -d demo -At -c "SELECT to_regclass('metric_anomaly.metric_definitions')")" ]; then
+	. "$here/test/demo_metrics.sh"
+	metrics_demo
+fi
+
 if [ -n "${KEEP:-}" ]; then
 	say "The cluster keeps running: psql -h $PGHOST -p $PGPORT -U postgres demo"
 	echo "stop it with: ${RUN_AS[*]} pg_ctl -D $PGDATA_DIR/data stop"
