@@ -834,6 +834,14 @@ SELECT d.metric_name,
 COMMENT ON VIEW metric_anomaly.metric_status IS
     'Per metric definition: its series (without the overflow series) and cap, events counted in the overflow series {"_other": true}, bad payloads and duplicates skipped (by reason in metric_skipped_events).';
 
+CREATE FUNCTION metric_anomaly.payload_dimensions(payload jsonb, keys text[])
+RETURNS jsonb
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_payload_dimensions';
+
+COMMENT ON FUNCTION metric_anomaly.payload_dimensions(jsonb, text[]) IS
+    'The dimension values of a payload as the fold keys series: {key: value as ->> gives it, cut to 100 characters, or null when missing}.';
+
 /*
  * Folds the events of one batch of a round into the metric definitions, in
  * the batch's transaction (so together with the position: exactly once).
@@ -891,8 +899,7 @@ BEGIN
                                                         / pg_catalog.date_part('epoch', d.resolution))
                                        * pg_catalog.date_part('epoch', d.resolution)) AS bucket,
                e.payload #> d.value_path AS raw,
-               coalesce((SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.left(e.payload ->> k, 100))
-                           FROM pg_catalog.unnest(d.dimensions) k), '{}') AS dims,
+               metric_anomaly.payload_dimensions(e.payload, d.dimensions) AS dims,
                e.payload #>> d.business_key AS bkey
           FROM ev e
           JOIN metric_anomaly.metric_definitions d
