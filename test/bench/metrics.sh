@@ -45,7 +45,7 @@ load() {
 		INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
 		SELECT 'api', timestamptz '2026-11-20 00:00:00+00' + (i * 86400.0 / $N) * interval '1 second',
 		       jsonb_build_object('node', 'n' || (i % 10), 'endpoint', '/e' || (i % 20),
-		                          'latency_ms', round((power(10, 3 * ((i * 7919) % 10007) / 10007.0))::numeric, 3))
+		                          'latency_ms', round((power(10, 3 * ((i::bigint * 7919) % 10007) / 10007.0))::numeric, 3))
 		  FROM generate_series(1, $N) AS i" -c "VACUUM ANALYZE metric_anomaly.business_events"
 }
 
