@@ -1131,15 +1131,21 @@ BEGIN
           JOIN metric_anomaly.metric_series s
             ON s.metric_name = ds.metric_name AND s.dimensions = ds.dims),
     newd AS (
+        -- A series name is at most 200 characters, as alerting keys
+        -- series (alert.c): a longer one keeps its first 182 and a hash.
         SELECT ds.metric_name, ds.dims, d.max_series,
-               ds.metric_name || CASE WHEN ds.dims = '{}' THEN ''
-                   ELSE '{' || (SELECT pg_catalog.string_agg(u.k || '=' || coalesce(ds.dims ->> u.k, ''), ',' ORDER BY u.o)
-                                  FROM pg_catalog.unnest(d.dimensions) WITH ORDINALITY AS u(k, o)) || '}' END AS series_name,
+               CASE WHEN pg_catalog.length(f.name) <= 200 THEN f.name
+                    ELSE pg_catalog.left(f.name, 182) || '#' || pg_catalog.left(pg_catalog.md5(ds.dims::text), 16) || '}'
+               END AS series_name,
                pg_catalog.row_number() OVER (PARTITION BY ds.metric_name ORDER BY ds.dims)
                + (SELECT pg_catalog.count(*) FROM metric_anomaly.metric_series s
                    WHERE s.metric_name = ds.metric_name AND s.dimensions <> '{"_other": true}') AS rank
           FROM dimset ds
           JOIN metric_anomaly.metric_definitions d ON d.metric_name = ds.metric_name
+          CROSS JOIN LATERAL (
+                SELECT ds.metric_name || CASE WHEN ds.dims = '{}' THEN ''
+                       ELSE '{' || (SELECT pg_catalog.string_agg(u.k || '=' || coalesce(ds.dims ->> u.k, ''), ',' ORDER BY u.o)
+                                      FROM pg_catalog.unnest(d.dimensions) WITH ORDINALITY AS u(k, o)) || '}' END AS name) f
          WHERE NOT EXISTS (SELECT 1 FROM known kn WHERE kn.metric_name = ds.metric_name AND kn.dims = ds.dims)),
     admitted AS (
         INSERT INTO metric_anomaly.metric_series (metric_name, dimensions, series_name)

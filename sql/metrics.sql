@@ -240,6 +240,19 @@ SELECT substr(metric_anomaly.render_metric_chart('push_sum', '{"node": "a"}'::js
 SELECT substr(metric_anomaly.render_metric_chart('push_sum{node=a}', '2026-01-01 10:00+00', '2026-01-01 10:10+00'), 1, 8) AS png_signature;
 SELECT metric_anomaly.render_metric_chart('push_sum', '{"node": "z"}'::jsonb, '2026-01-01 10:00+00', '2026-01-01 10:10+00');
 
+-- Long dimension values: each is cut to 100 characters, and a series name
+-- longer than 200 characters (what alerting keys a series by) keeps its
+-- first 182 and a hash of the dimension values.
+INSERT INTO metric_anomaly.metric_definitions (metric_name, event_types, dimensions)
+VALUES ('long_dims', '{long}', '{a,b,c}');
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+VALUES ('long', '2026-01-01 10:05:00+00', jsonb_build_object('a', repeat('x', 150), 'b', repeat('y', 90), 'c', 'z')),
+       ('long', '2026-01-01 10:05:00+00', jsonb_build_object('a', repeat('x', 150), 'b', repeat('y', 90), 'c', 'w'));
+SELECT metric_anomaly.process_pending('2026-01-01 10:40:00+00') AS folded;
+SELECT length(dimensions ->> 'a') AS a_chars, length(series_name) AS name_chars,
+       right(series_name, 18) ~ '^#[0-9a-f]{16}}$' AS hashed
+  FROM metric_anomaly.metric_series WHERE metric_name = 'long_dims' ORDER BY series_name;
+
 -- Backfill: a definition added later, disabled, folds the retained events
 -- the passes folded before, once, and is enabled; later events come from
 -- the passes.
