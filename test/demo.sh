@@ -159,6 +159,11 @@ else
 	echo "NOTE: expected one episode per collapse and none for the normal series; see above (the 30 % collapse sits close to the default band on some days of the demo's cycle)"
 fi
 
+if [ -n "$(q -d demo -At -c "SELECT to_regclass('metric_anomaly.metric_definitions')")" ]; then
+	. "$here/test/demo_metrics.sh"
+	metrics_demo
+fi
+
 if [ -n "${KEEP:-}" ]; then
 	say "The cluster keeps running: psql -h $PGHOST -p $PGPORT -U postgres demo"
 	echo "stop it with: ${RUN_AS[*]} pg_ctl -D $PGDATA_DIR/data stop"
