@@ -1371,3 +1371,139 @@ COMMENT ON FUNCTION metric_anomaly.render_metric_chart(text, jsonb, timestamptz,
     'PNG chart of the series of a defined metric with exactly these dimension values (''{}'' for a metric without dimensions), as render_metric_chart(series name, since, until, width, height) draws it; since and until are required, so calls of the older signature stay unambiguous.';
 
 GRANT EXECUTE ON FUNCTION metric_anomaly.series_name(text, jsonb) TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Heatmaps (reports wing)
+------------------------------------------------------------------------------
+CREATE FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_accum';
+CREATE FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, boolean, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_accum';
+CREATE FUNCTION metric_anomaly.heatmap_final(internal)
+RETURNS bytea
+LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_final';
+
+COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, jsonb) IS
+    'Transition function of heatmap.';
+COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, boolean, jsonb) IS
+    'Transition function of heatmap.';
+COMMENT ON FUNCTION metric_anomaly.heatmap_final(internal) IS
+    'Final function of heatmap: draws the collected cells as a PNG.';
+
+CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, cell double precision, options jsonb) (
+    SFUNC = metric_anomaly.heatmap_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.heatmap_final
+);
+CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, cell double precision,
+                                        outlined boolean, options jsonb) (
+    SFUNC = metric_anomaly.heatmap_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.heatmap_final
+);
+
+COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, jsonb) IS
+    'PNG heatmap of (row, column, value) rows, one row per cell: rows and columns sorted, at most 50 of each, labels of at most 64 characters (NULL is "unknown"), a NULL value an empty cell; yellow-orange-red scale with a colour bar, each value written in a colour readable on its cell.  Options: title, x_label, y_label, value_label, width, height (100 to 4000).  No rows give NULL.';
+COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, boolean, jsonb) IS
+    'heatmap with a flag per cell: cells whose flag is true are outlined (render_heatmap outlines series that are anomalous now).';
+
+/*
+ * The heatmap of a metric definition over [since, until): rows and columns
+ * are the values of two of its dimensions, each cell the metric merged over
+ * every series with those two values (a quantile from the merged sketches,
+ * counts and sums added, an average as sum over count).  A cell is outlined
+ * when one of its series is anomalous in its newest evaluated minute.
+ */
+CREATE FUNCTION metric_anomaly.render_heatmap(
+    metric_name text, row_dimension text, column_dimension text,
+    since timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) interval '15 minutes',
+    until timestamptz DEFAULT pg_catalog.now(),
+    width integer DEFAULT 1200, height integer DEFAULT 600)
+RETURNS bytea
+LANGUAGE plpgsql STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    what text;
+    png bytea;
+BEGIN
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d
+     WHERE d.metric_name = render_heatmap.metric_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', render_heatmap.metric_name),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    IF def.aggregate IN ('ratio', 'backlog') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('metric "%s" is a %s, which render_heatmap does not draw', def.metric_name, def.aggregate),
+            HINT = 'Draw its numerator or denominator, or use the heatmap aggregate over metric_anomaly.aggregate_value().';
+    END IF;
+    IF NOT (row_dimension = ANY (def.dimensions)) OR NOT (column_dimension = ANY (def.dimensions)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('metric "%s" has no dimension "%s"', def.metric_name,
+                             CASE WHEN row_dimension = ANY (def.dimensions) THEN column_dimension ELSE row_dimension END),
+            DETAIL = format('Its dimensions are %s.', pg_catalog.array_to_string(def.dimensions, ', ')),
+            HINT = 'Name two of the dimensions of the definition.';
+    END IF;
+    IF row_dimension = column_dimension THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'render_heatmap needs two different dimensions',
+            HINT = 'Pass one dimension for the rows and another for the columns.';
+    END IF;
+    IF NOT (since < until) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'since must be before until',
+            DETAIL = format('The range given was %s to %s.', since, until);
+    END IF;
+    what := CASE def.aggregate
+                WHEN 'quantile' THEN 'p' || pg_catalog.rtrim(pg_catalog.rtrim((def.quantile * 100)::numeric(10, 4)::text, '0'), '.')
+                ELSE def.aggregate END;
+
+    WITH cells AS (
+        SELECT p.dimensions ->> row_dimension AS r, p.dimensions ->> column_dimension AS c,
+               CASE def.aggregate
+                   WHEN 'quantile' THEN metric_anomaly.sketch_quantile(metric_anomaly.sketch_union(p.sketch), def.quantile)
+                   WHEN 'count' THEN pg_catalog.sum(p.count)::double precision
+                   WHEN 'sum' THEN pg_catalog.sum(p.sum)
+                   WHEN 'avg' THEN pg_catalog.sum(p.sum) / NULLIF(pg_catalog.sum(p.count), 0)
+                   WHEN 'min' THEN pg_catalog.min(p.min)
+                   WHEN 'max' THEN pg_catalog.max(p.max)
+                   WHEN 'rate' THEN pg_catalog.sum(p.within)::double precision / NULLIF(pg_catalog.sum(p.count), 0)
+               END AS v,
+               pg_catalog.array_agg(DISTINCT p.series_name) AS series
+          FROM metric_anomaly.metric_points p
+         WHERE p.metric_name = def.metric_name
+           AND p.bucket >= since AND p.bucket < until
+         GROUP BY 1, 2)
+    SELECT metric_anomaly.heatmap(cells.r, cells.c, cells.v,
+               EXISTS (SELECT 1
+                         FROM pg_catalog.unnest(cells.series) AS s(name),
+                              LATERAL (SELECT a.is_anomaly FROM metric_anomaly.aggregated_metrics a
+                                        WHERE a.metric_name = s.name AND NOT a.needs_eval
+                                        ORDER BY a.metric_timestamp DESC LIMIT 1) latest
+                        WHERE latest.is_anomaly),
+               pg_catalog.jsonb_build_object(
+                   'title', format('%s %s by %s and %s', def.metric_name, what, row_dimension, column_dimension),
+                   'x_label', column_dimension, 'y_label', row_dimension,
+                   'value_label', what || ' ' || def.metric_name,
+                   'width', width, 'height', height))
+      INTO png
+      FROM cells;
+    RETURN png;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.render_heatmap(text, text, text, timestamptz, timestamptz, integer, integer) IS
+    'PNG heatmap of a metric definition over the buckets starting in [since, until): one cell per value of row_dimension and column_dimension, the metric merged from the stored series state (quantiles from the sketches), cells of series anomalous now outlined; NULL when the range holds no point.  Limits as the heatmap aggregate''s.';
