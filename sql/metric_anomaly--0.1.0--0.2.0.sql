@@ -1507,3 +1507,257 @@ $fn$;
 
 COMMENT ON FUNCTION metric_anomaly.render_heatmap(text, text, text, timestamptz, timestamptz, integer, integer) IS
     'PNG heatmap of a metric definition over the buckets starting in [since, until): one cell per value of row_dimension and column_dimension, the metric merged from the stored series state (quantiles from the sketches), cells of series anomalous now outlined; NULL when the range holds no point.  Limits as the heatmap aggregate''s.';
+
+------------------------------------------------------------------------------
+-- Scheduled reports (reports wing)
+------------------------------------------------------------------------------
+-- A report run is delivered as an alert of state report.
+ALTER TABLE metric_anomaly.alerts DROP CONSTRAINT alerts_state_check;
+ALTER TABLE metric_anomaly.alerts ADD CONSTRAINT alerts_state_check
+    CHECK (state IN ('firing', 'resolved', 'report'));
+
+CREATE TABLE metric_anomaly.reports (
+    name        text PRIMARY KEY
+                CONSTRAINT reports_name_check CHECK (pg_catalog.length(name) BETWEEN 1 AND 200),
+    kind        text NOT NULL
+                CONSTRAINT reports_kind_check CHECK (kind IN ('metric_chart', 'line_chart', 'heatmap')),
+    metrics     text[] NOT NULL,
+    right_axis  text[] NOT NULL DEFAULT '{}',
+    dimensions  text[] NOT NULL DEFAULT '{}',
+    range       interval NOT NULL DEFAULT '1 hour'
+                CONSTRAINT reports_range_check CHECK (range > interval '0' AND range <= interval '31 days'),
+    title       text,
+    channels    text[] NOT NULL DEFAULT '{}',
+    run_every   interval NOT NULL DEFAULT '5 minutes'
+                CONSTRAINT reports_run_every_check CHECK (run_every >= interval '10 seconds' AND run_every <= interval '7 days'),
+    min_samples bigint NOT NULL DEFAULT 0
+                CONSTRAINT reports_min_samples_check CHECK (min_samples >= 0),
+    keep_for    interval NOT NULL DEFAULT '7 days'
+                CONSTRAINT reports_keep_for_check CHECK (keep_for >= interval '0'),
+    width       integer NOT NULL DEFAULT 1200
+                CONSTRAINT reports_width_check CHECK (width BETWEEN 100 AND 4000),
+    height      integer NOT NULL DEFAULT 600
+                CONSTRAINT reports_height_check CHECK (height BETWEEN 100 AND 4000),
+    enabled     boolean NOT NULL DEFAULT true,
+    last_run_at timestamptz,
+    last_status text,
+    last_error  text,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT reports_shape_check CHECK (
+        CASE kind
+            WHEN 'metric_chart' THEN pg_catalog.cardinality(metrics) = 1 AND pg_catalog.cardinality(right_axis) = 0
+            WHEN 'line_chart' THEN pg_catalog.cardinality(metrics) BETWEEN 1 AND 16 AND right_axis OPERATOR(pg_catalog.<@) metrics
+            ELSE pg_catalog.cardinality(metrics) = 1 AND pg_catalog.cardinality(dimensions) = 2
+                 AND pg_catalog.cardinality(right_axis) = 0
+        END)
+);
+
+COMMENT ON TABLE metric_anomaly.reports IS
+    'Charts the worker renders on a schedule and delivers through the alert outbox (an alerts row of state report, one delivery per channel): metric_chart (render_metric_chart of metrics[1]), line_chart (the series of metrics, those in right_axis on the right axis dashed, the others solid with markers, totals in the title) or heatmap (render_heatmap of metric definition metrics[1] by dimensions[1] x dimensions[2]); over the range ending at the run''s slot.  Runs at every multiple of run_every on the wall clock (since the Unix epoch, UTC); a report that was due several times while the worker was stopped runs once.  Below min_samples the run is skipped and recorded.';
+COMMENT ON COLUMN metric_anomaly.reports.metrics IS
+    'Series names of aggregated_metrics (metric_chart, line_chart), or the metric definition (heatmap).';
+COMMENT ON COLUMN metric_anomaly.reports.title IS
+    'Title of the chart and the message; the totals of the range (per series, or the samples of a heatmap) are appended.';
+COMMENT ON COLUMN metric_anomaly.reports.channels IS
+    'Names of alert_channels the report goes to; a name that is not a channel, or a disabled channel, gets nothing.';
+COMMENT ON COLUMN metric_anomaly.reports.keep_for IS
+    'How long rendered PNGs are kept in report_runs (the newest always is).';
+COMMENT ON COLUMN metric_anomaly.reports.last_run_at IS
+    'Slot (scheduled time) of the last run, whatever its outcome.';
+COMMENT ON COLUMN metric_anomaly.reports.last_status IS
+    'rendered, skipped or failed.';
+
+CREATE TABLE metric_anomaly.report_runs (
+    id          bigserial PRIMARY KEY,
+    report_name text NOT NULL
+                REFERENCES metric_anomaly.reports (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    slot        timestamptz NOT NULL,
+    status      text NOT NULL
+                CONSTRAINT report_runs_status_check CHECK (status IN ('rendered', 'skipped', 'failed')),
+    samples     bigint,
+    title       text,
+    png         bytea,
+    error       text,
+    alert_id    bigint,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT report_runs_slot_key UNIQUE (report_name, slot)
+);
+
+CREATE INDEX report_runs_alert_idx ON metric_anomaly.report_runs (alert_id);
+
+COMMENT ON TABLE metric_anomaly.report_runs IS
+    'One row per run of a report: rendered (png, and alert_id, the outbox row delivering it), skipped (fewer samples than min_samples) or failed (error).  Rows older than the report''s keep_for are deleted, except the newest rendered one.';
+
+/*
+ * Runs every enabled report due at as_of: one whose last slot is before
+ * the newest multiple of run_every at or before as_of.  Only that newest
+ * slot runs, so a report due several times while the worker was stopped
+ * runs once.  Each report runs in a subtransaction of its own: one that
+ * fails records its error and the others go on.  Reports another session
+ * is running are skipped (SKIP LOCKED).  Returns the runs recorded.
+ */
+CREATE FUNCTION metric_anomaly.run_due_reports(as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r metric_anomaly.reports;
+    slot timestamptz;
+    since timestamptz;
+    samples bigint;
+    totals text;
+    full_title text;
+    png bytea;
+    run_id bigint;
+    new_alert bigint;
+    right_present text[];
+    runs integer := 0;
+    secs double precision;
+BEGIN
+    FOR r IN
+        SELECT * FROM metric_anomaly.reports rp
+         WHERE rp.enabled
+           AND (rp.last_run_at IS NULL OR rp.last_run_at OPERATOR(pg_catalog.<)
+                pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', as_of)
+                    / pg_catalog.date_part('epoch', rp.run_every)) * pg_catalog.date_part('epoch', rp.run_every)))
+         ORDER BY rp.name
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        secs := pg_catalog.date_part('epoch', r.run_every);
+        slot := pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', as_of) / secs) * secs);
+        since := slot OPERATOR(pg_catalog.-) r.range;
+        run_id := NULL;
+        BEGIN
+            IF r.kind = 'heatmap' THEN
+                SELECT coalesce(pg_catalog.sum(p.count), 0) INTO samples
+                  FROM metric_anomaly.metric_points p
+                 WHERE p.metric_name = r.metrics[1] AND p.bucket >= since AND p.bucket < slot;
+                totals := format('%s samples', samples);
+            ELSE
+                SELECT coalesce(pg_catalog.sum(a.sample_count), 0) INTO samples
+                  FROM metric_anomaly.aggregated_metrics a
+                 WHERE a.metric_name = ANY (r.metrics)
+                   AND a.metric_timestamp >= since AND a.metric_timestamp < slot;
+                SELECT pg_catalog.string_agg(format('%s %s', m.name,
+                           pg_catalog.rtrim(pg_catalog.rtrim(pg_catalog.round(coalesce(
+                               (SELECT pg_catalog.sum(a.metric_value) FROM metric_anomaly.aggregated_metrics a
+                                 WHERE a.metric_name = m.name
+                                   AND a.metric_timestamp >= since AND a.metric_timestamp < slot), 0)::numeric, 2)::text,
+                               '0'), '.')), ', ' ORDER BY m.o)
+                  INTO totals
+                  FROM pg_catalog.unnest(r.metrics) WITH ORDINALITY AS m(name, o);
+                totals := 'totals: ' || totals;
+            END IF;
+            full_title := coalesce(r.title || ' (' || totals || ')', r.name || ' (' || totals || ')');
+
+            IF samples < r.min_samples THEN
+                INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, title, error)
+                VALUES (r.name, slot, 'skipped', samples, full_title,
+                        format('%s samples in the range, fewer than the minimum of %s', samples, r.min_samples))
+                RETURNING id INTO run_id;
+                UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'skipped', last_error = NULL
+                 WHERE name = r.name;
+            ELSE
+                IF r.kind = 'metric_chart' THEN
+                    png := metric_anomaly.render_metric_chart(r.metrics[1], since,
+                               slot OPERATOR(pg_catalog.-) interval '1 microsecond', r.width, r.height);
+                ELSIF r.kind = 'heatmap' THEN
+                    png := metric_anomaly.render_heatmap(r.metrics[1], r.dimensions[1], r.dimensions[2],
+                                                         since, slot, r.width, r.height);
+                ELSE
+                    right_present := ARRAY(SELECT DISTINCT a.metric_name FROM metric_anomaly.aggregated_metrics a
+                                            WHERE a.metric_name = ANY (r.right_axis)
+                                              AND a.metric_timestamp >= since AND a.metric_timestamp < slot);
+                    SELECT metric_anomaly.line_chart(a.metric_timestamp, a.metric_value, a.metric_name,
+                               pg_catalog.jsonb_build_object(
+                                   'title', full_title, 'width', r.width, 'height', r.height,
+                                   'right_axis', pg_catalog.to_jsonb(right_present),
+                                   'dashed', pg_catalog.to_jsonb(r.right_axis),
+                                   'markers', pg_catalog.to_jsonb(ARRAY(SELECT m FROM pg_catalog.unnest(r.metrics) m
+                                                                        WHERE NOT m = ANY (r.right_axis))),
+                                   'y_label', pg_catalog.array_to_string(ARRAY(SELECT m FROM pg_catalog.unnest(r.metrics) m
+                                                                               WHERE NOT m = ANY (r.right_axis)), ', '),
+                                   'y2_label', pg_catalog.array_to_string(right_present, ', ')))
+                      INTO png
+                      FROM metric_anomaly.aggregated_metrics a
+                     WHERE a.metric_name = ANY (r.metrics)
+                       AND a.metric_timestamp >= since AND a.metric_timestamp < slot;
+                END IF;
+                IF png IS NULL THEN
+                    RAISE EXCEPTION USING
+                        ERRCODE = 'no_data_found',
+                        MESSAGE = format('report "%s" has nothing to draw from %s to %s', r.name, since, slot);
+                END IF;
+                INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, title, png)
+                VALUES (r.name, slot, 'rendered', samples, full_title, png)
+                RETURNING id INTO run_id;
+                -- the outbox: one alert of state report, one delivery per channel
+                INSERT INTO metric_anomaly.alerts
+                       (metric_name, minute, value, context, state, source, episode_start, summary)
+                VALUES (r.name, slot, samples,
+                        pg_catalog.jsonb_build_object('report', r.name, 'kind', r.kind, 'run_id', run_id,
+                                                      'since', since, 'until', slot),
+                        'report', 'report', slot, full_title)
+                ON CONFLICT ON CONSTRAINT alerts_episode_key DO NOTHING
+                RETURNING id INTO new_alert;
+                IF new_alert IS NOT NULL THEN
+                    UPDATE metric_anomaly.report_runs SET alert_id = new_alert WHERE id = run_id;
+                    INSERT INTO metric_anomaly.deliveries (alert_id, channel, idempotency_key)
+                    SELECT al.id, c.name,
+                           'ma-' || al.id || '-' || pg_catalog.left(pg_catalog.md5(
+                               pg_catalog.current_database() || '/' || al.id || '/' || c.name || '/' ||
+                               pg_catalog.date_part('epoch', al.created_at)), 20)
+                      FROM metric_anomaly.alerts al, metric_anomaly.alert_channels c
+                     WHERE al.id = new_alert AND c.enabled AND c.name = ANY (r.channels);
+                END IF;
+                UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'rendered', last_error = NULL
+                 WHERE name = r.name;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, error)
+            VALUES (r.name, slot, 'failed', samples, SQLERRM)
+            ON CONFLICT ON CONSTRAINT report_runs_slot_key DO NOTHING;
+            UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'failed', last_error = SQLERRM
+             WHERE name = r.name;
+        END;
+        runs := runs + 1;
+    END LOOP;
+    -- runs past their report's keep_for, never a report's newest rendered one
+    DELETE FROM metric_anomaly.report_runs o
+     USING metric_anomaly.reports rp
+     WHERE rp.name = o.report_name AND o.created_at < as_of OPERATOR(pg_catalog.-) rp.keep_for
+       AND o.id <> coalesce((SELECT n.id FROM metric_anomaly.report_runs n
+                              WHERE n.report_name = o.report_name AND n.status = 'rendered'
+                              ORDER BY n.slot DESC LIMIT 1), 0);
+    RETURN runs;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.run_due_reports(timestamptz) IS
+    'Runs the reports due at as_of (the worker calls it after every pass): renders each into report_runs and queues its deliveries, or records a skip below min_samples or the error; returns the runs recorded.';
+
+CREATE FUNCTION metric_anomaly.latest_report(name text)
+RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT r.png FROM metric_anomaly.report_runs r
+     WHERE r.report_name = latest_report.name AND r.status = 'rendered'
+     ORDER BY r.slot DESC LIMIT 1
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.latest_report(text) IS
+    'The newest PNG the report rendered; NULL when it has none yet.';
+
+REVOKE ALL ON metric_anomaly.reports, metric_anomaly.report_runs FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.run_due_reports(timestamptz) FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON metric_anomaly.reports, metric_anomaly.report_runs TO metric_anomaly_admin;
+GRANT USAGE ON SEQUENCE metric_anomaly.report_runs_id_seq TO metric_anomaly_admin;
+REVOKE ALL ON FUNCTION metric_anomaly.latest_report(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.run_due_reports(timestamptz),
+                          metric_anomaly.latest_report(text) TO metric_anomaly_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.reports', '');
+COMMENT ON COLUMN metric_anomaly.alerts.source IS
+    '3-sigma, threshold:<rule_name>, or report (a run of a scheduled report: state report, metric_name the report''s name, context.run_id its report_runs row).';
