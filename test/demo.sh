@@ -2,7 +2,8 @@
 # make demo: installs what is missing, builds, installs, starts a throwaway
 # cluster with the worker, loads a realistic day of business events with one
 # collapse, lets the worker fold and judge them, shows the results, writes a
-# chart, and shows the alert (with its chart) arriving at a local receiver.
+# chart, and shows the alert (with its chart) arriving at a local receiver;
+# then the two scheduled reports (test/demo_reports.sh).
 #
 #   KEEP=1 make demo    leaves the cluster running and says how to reach it
 set -euo pipefail
@@ -120,6 +121,11 @@ if [ -n "$(q -d demo -At -c "SELECT to_regprocedure('metric_anomaly.render_metri
 		perl -ne 'chomp; print pack("H*", $_)' >"$out/zh_registrations.png"
 	echo "wrote $out/zh_registrations.png ($(wc -c <"$out/zh_registrations.png") bytes)"
 	alert_demo_show demo "$out" 注册用户 zh_alert_chart.png
+fi
+
+if [ -n "$(q -d demo -At -c "SELECT to_regclass('metric_anomaly.reports')")" ]; then
+	. "$here/test/demo_reports.sh"
+	reports_demo demo "$out"
 fi
 
 if [ -n "${KEEP:-}" ]; then
