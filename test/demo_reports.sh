@@ -75,7 +75,7 @@ SELECT metric_anomaly.record_event('api_request', '{"endpoint": "/v1/login", "la
                                    (SELECT token FROM tokens WHERE app = 'expired')) IS NULL AS expired_skipped;
 UPDATE metric_anomaly.business_events b
    SET event_timestamp = date_trunc('minute', now()) - interval '60 minutes'
-                         + (r.i % 3600) * interval '1 second'
+                         + random() * interval '3599 seconds'
   FROM recorded r WHERE b.id = r.id;
 COMMIT;
 SELECT payload ->> 'app_v' AS app_v, count(*) AS api_calls
