@@ -499,7 +499,7 @@ CREATE TABLE metric_anomaly.alert_channels (
                CHECK (name ~ '^[A-Za-z0-9_.-]{1,64}$'),
     kind       text NOT NULL DEFAULT 'webhook'
                CONSTRAINT alert_channels_kind_check
-               CHECK (kind IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk')),
+               CHECK (kind IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk', 'email')),
     url        text NOT NULL,
     secret     text,
     options    jsonb NOT NULL DEFAULT '{}'
@@ -510,23 +510,34 @@ CREATE TABLE metric_anomaly.alert_channels (
 );
 
 COMMENT ON TABLE metric_anomaly.alert_channels IS
-    'Where alerts go: kind webhook, slack (incoming webhook), slack_bot (Web API base URL, bot token in secret, options.channel), wecom, feishu, dingtalk; url and secret are secrets readable only by metric_anomaly_admin.';
+    'Where alerts go: kind webhook, slack (incoming webhook), slack_bot (Web API base URL, bot token in secret, options.channel), wecom, feishu (images through an app: options.app_id), dingtalk, email (SMTP relay, options.from and options.to); url and secret are secrets readable only by metric_anomaly_admin.';
 COMMENT ON COLUMN metric_anomaly.alert_channels.url IS
-    'Endpoint (http or https only); for slack_bot the Web API base, e.g. https://slack.com/api.';
+    'Endpoint (http or https only); for slack_bot the Web API base, e.g. https://slack.com/api; for email the relay, smtp://host[:port] (STARTTLS) or smtps://host[:port].';
 COMMENT ON COLUMN metric_anomaly.alert_channels.secret IS
-    'Signing secret (feishu, dingtalk), bot token (slack_bot) or bearer token (webhook, sent as Authorization: Bearer); NULL when unused.';
+    'Signing secret (feishu, dingtalk), bot token (slack_bot) or bearer token (webhook, sent as Authorization: Bearer); for email {"user": ..., "password": ...}; for feishu with app images {"app_secret": ..., "sign": ...}; NULL when unused.';
 COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
-    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}; {"rate_limit": N} caps the requests sent per minute (0 = no limit; default the platform''s documented limit: wecom and dingtalk 20, feishu 100, slack and slack_bot 60, webhook none).';
+    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}; email needs {"from": address, "to": address or array} and may relax TLS with {"tls": "none"}; feishu sends the chart with {"app_id": "cli_..."} (and {"api_base": url}, default https://open.feishu.cn); {"rate_limit": N} caps the requests sent per minute (0 = no limit; default the platform''s documented limit: wecom and dingtalk 20, feishu 100, slack and slack_bot 60, webhook and email none).';
 
 /*
- * Refuses URLs that are not http(s) with a clear error; never repeats the URL
- * (it is a secret) in the message.
+ * Refuses, with a clear error, alert channels of an unknown kind; a url that
+ * is not http(s) (smtp or smtps for kind email); a secret with control
+ * characters; slack_bot without a channel or token; email without valid
+ * from and to addresses, with an unknown options.tls, or with credentials
+ * that are not {"user", "password"} or that would cross the network without
+ * TLS; feishu app images without an app id and app secret.  Its messages
+ * never repeat the url or secret.
  */
 CREATE FUNCTION metric_anomaly.alert_channels_check_url()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    -- a bare address: RFC 5322 atext (and dots) @ letter-digit-hyphen labels
+    address constant text :=
+        '^[A-Za-z0-9.!#$%&''*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$';
+    recipients jsonb;
+    creds jsonb;
 BEGIN
     IF NEW.name IS NULL OR NEW.name !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
         RAISE EXCEPTION USING
@@ -534,13 +545,21 @@ BEGIN
             MESSAGE = 'alert channel name must be 1 to 64 letters, digits, dots, dashes or underscores',
             HINT = 'Choose a name such as ops-team.';
     END IF;
-    IF NEW.kind IS NULL OR NEW.kind NOT IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk') THEN
+    IF NEW.kind IS NULL OR NEW.kind NOT IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk', 'email') THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('alert channel "%s" has an unknown kind', NEW.name),
-            HINT = 'Use one of webhook, slack, slack_bot, wecom, feishu, dingtalk.';
+            HINT = 'Use one of webhook, slack, slack_bot, wecom, feishu, dingtalk, email.';
     END IF;
-    IF NEW.url !~* '^https?://[^/?#@[:space:]]+' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
+    IF NEW.kind = 'email' THEN
+        IF NEW.url !~* '^smtps?://[^/?#@[:space:]]+(/[^/?#@[:space:]]*)?$' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('url of alert channel "%s" must be an smtp or smtps URL', NEW.name),
+                DETAIL = 'An email channel names its relay as smtp://host[:port] (STARTTLS) or smtps://host[:port], without credentials, path or query.',
+                HINT = 'Use an address such as smtps://smtp.example.com:465 and put credentials in secret.';
+        END IF;
+    ELSIF NEW.url !~* '^https?://[^/?#@[:space:]]+' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('url of alert channel "%s" must be an http or https URL', NEW.name),
@@ -565,12 +584,93 @@ BEGIN
             MESSAGE = format('alert channel "%s" of kind slack_bot needs a bot token in secret', NEW.name),
             HINT = 'Set secret to the xoxb- token of the Slack app.';
     END IF;
+    -- secrets of several credentials are JSON objects of strings
+    IF NEW.kind IN ('email', 'feishu') AND NEW.secret ~ '^\s*\{' THEN
+        BEGIN
+            creds := NEW.secret::jsonb;
+        EXCEPTION WHEN invalid_text_representation THEN
+            creds := NULL;
+        END;
+        IF NEW.secret ~ '\\u' OR creds IS NULL OR jsonb_typeof(creds) <> 'object'
+           OR EXISTS (SELECT FROM jsonb_each(creds) e WHERE jsonb_typeof(e.value) <> 'string') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('secret of alert channel "%s" must be a JSON object of strings', NEW.name),
+                DETAIL = 'Non-ASCII characters are written as they are, not as \u escapes.',
+                HINT = CASE NEW.kind WHEN 'email' THEN 'Use {"user": "...", "password": "..."}.'
+                       ELSE 'Use {"app_secret": "..."} or {"app_secret": "...", "sign": "..."}.' END;
+        END IF;
+    END IF;
+    IF NEW.kind = 'email' THEN
+        IF jsonb_typeof(NEW.options -> 'from') IS DISTINCT FROM 'string'
+           OR length(NEW.options ->> 'from') > 254 OR (NEW.options ->> 'from') !~ address THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('alert channel "%s" of kind email needs a valid sender address in options.from', NEW.name),
+                DETAIL = 'An address is local@domain with no display name, quotes, comments or non-ASCII characters.',
+                HINT = 'Set options.from to an address such as alerts@example.com.';
+        END IF;
+        recipients := CASE jsonb_typeof(NEW.options -> 'to')
+                      WHEN 'string' THEN jsonb_build_array(NEW.options -> 'to')
+                      WHEN 'array' THEN NEW.options -> 'to' END;
+        IF recipients IS NULL OR jsonb_array_length(recipients) NOT BETWEEN 1 AND 50
+           OR EXISTS (SELECT FROM jsonb_array_elements(recipients) r
+                       WHERE jsonb_typeof(r) <> 'string' OR length(r #>> '{}') > 254
+                          OR (r #>> '{}') !~ address) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('alert channel "%s" of kind email needs 1 to 50 valid addresses in options.to', NEW.name),
+                DETAIL = 'An address is local@domain with no display name, quotes, comments or non-ASCII characters.',
+                HINT = 'Set options.to to an address or an array of addresses, such as ["ops@example.com"].';
+        END IF;
+        IF NEW.options ? 'tls' AND (jsonb_typeof(NEW.options -> 'tls') <> 'string'
+                                    OR NEW.options ->> 'tls' NOT IN ('required', 'none')) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('options.tls of alert channel "%s" must be "required" or "none"', NEW.name),
+                HINT = 'Leave it out to require TLS; "none" is for a relay on this machine.';
+        END IF;
+        IF NEW.secret IS NOT NULL AND (creds IS NULL OR NOT creds ? 'user' OR NOT creds ? 'password'
+           OR EXISTS (SELECT FROM jsonb_object_keys(creds) k WHERE k NOT IN ('user', 'password'))) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('secret of alert channel "%s" of kind email must hold the user and password', NEW.name),
+                HINT = 'Use {"user": "...", "password": "..."}, or NULL to send without AUTH.';
+        END IF;
+        IF NEW.secret IS NOT NULL AND NEW.options ->> 'tls' = 'none'
+           AND NEW.url !~* '^smtps?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?/?$' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('alert channel "%s" would send its password without TLS', NEW.name),
+                DETAIL = 'options.tls "none" with credentials is accepted only for a relay on this machine.',
+                HINT = 'Remove options.tls to require TLS, or use a local relay.';
+        END IF;
+    END IF;
+    IF NEW.kind = 'feishu' AND (NEW.options ? 'app_id' OR creds IS NOT NULL) THEN
+        IF jsonb_typeof(NEW.options -> 'app_id') IS DISTINCT FROM 'string'
+           OR coalesce(NEW.options ->> 'app_id', '') = ''
+           OR creds IS NULL OR coalesce(creds ->> 'app_secret', '') = ''
+           OR EXISTS (SELECT FROM jsonb_object_keys(creds) k WHERE k NOT IN ('app_secret', 'sign')) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('alert channel "%s" of kind feishu needs options.app_id and the app secret to send images', NEW.name),
+                DETAIL = 'Images are sent through a Feishu app: its id in options.app_id, its secret in secret as {"app_secret": "..."}, with "sign" for a signing secret.',
+                HINT = 'Set both, or neither (then secret is the signing secret alone).';
+        END IF;
+        IF NEW.options ? 'api_base' AND ((NEW.options ->> 'api_base') !~* '^https?://[^/?#@[:space:]]+/?$'
+                                         OR jsonb_typeof(NEW.options -> 'api_base') <> 'string') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('options.api_base of alert channel "%s" must be an http or https base URL', NEW.name),
+                HINT = 'Leave it out for https://open.feishu.cn, or use https://open.larksuite.com.';
+        END IF;
+    END IF;
     RETURN NEW;
 END
 $fn$;
 
 COMMENT ON FUNCTION metric_anomaly.alert_channels_check_url() IS
-    'Trigger function refusing alert channels of an unknown kind, whose url is not http(s), whose secret has control characters, or of kind slack_bot without a channel or token; its messages never repeat the url or secret.';
+    'Trigger function refusing alert channels of an unknown kind, whose url is not http(s) (smtp or smtps for email), whose secret has control characters, of kind slack_bot without a channel or token, of kind email without valid from and to addresses or with credentials that are malformed or would be sent without TLS, or of kind feishu with half an app configuration; its messages never repeat the url or secret.';
 
 CREATE TRIGGER alert_channels_check_url
     BEFORE INSERT OR UPDATE ON metric_anomaly.alert_channels

@@ -9,7 +9,9 @@
  * transport errors, timeouts, 408, 429 and 5xx are retried; 3xx (redirects
  * are not followed), other 4xx and refused URLs are given up; a 2xx answer is
  * then judged by the kind (the chat platforms answer 200 with an error code
- * in the body).  No SPI, no network.
+ * in the body).  An SMTP submission (the email kind) succeeds or fails as a
+ * whole: TLS required but not offered, and 5xx replies, are given up; every
+ * other failure (4xx replies, connections) is retried.  No SPI, no network.
  */
 #include "postgres.h"
 
@@ -41,6 +43,7 @@ static const MaChannelKind *const kinds[] = {
 	&ma_kind_wecom,
 	&ma_kind_feishu,
 	&ma_kind_dingtalk,
+	&ma_kind_email,
 };
 
 /* See channel.h. */
@@ -59,7 +62,15 @@ ma_channel_kind_by_name(const char *name)
 bool
 ma_channel_carries_images(const MaChannel *ch)
 {
-	return ch->chart && ch->kind->carries_images;
+	return ch->chart && ch->kind->carries_images &&
+		(ch->kind->images_configured == NULL || ch->kind->images_configured(ch));
+}
+
+/* See channel.h. */
+bool
+ma_channel_url_allowed(const MaChannel *ch, char **reason)
+{
+	return ma_transport_url_allowed(ch->url, ch->kind->transport, reason);
 }
 
 /*
@@ -112,9 +123,19 @@ ma_channel_judge(const MaChannel *ch, const MaAlertMessage *msg, int step,
 		*err = psprintf("request refused: %s", resp->error);
 		return MA_GIVE_UP;
 	}
+	if (ch->kind->transport == MA_TRANSPORT_SMTP && resp->error == NULL)
+		return ch->kind->accepted(ch, &m, step, resp, state, err) ? MA_ACCEPTED : MA_RETRY;
+	if (resp->tls_missing)
+	{
+		*err = psprintf("TLS is required but the server does not offer it: %s", resp->error);
+		return MA_GIVE_UP;
+	}
 	if (resp->error)
 	{
 		*err = psprintf("%s%s", resp->timed_out ? "timeout: " : "", resp->error);
+		/* SMTP says permanent with 5xx; HTTP failures have no status */
+		if (ch->kind->transport == MA_TRANSPORT_SMTP && resp->status >= 500)
+			return MA_GIVE_UP;
 		return MA_RETRY;
 	}
 	if (resp->status >= 300 && resp->status < 400)
@@ -155,7 +176,32 @@ ma_channel_accept_any(const MaChannel *ch, const MaAlertMessage *msg, int step, 
 static bool
 escape_char(StringInfo buf, const char *p, MaTextFormat fmt)
 {
-	if (fmt == MA_TEXT_SLACK)
+	if (fmt == MA_TEXT_HTML)
+	{
+		switch (*p)
+		{
+			case '&':
+				appendStringInfoString(buf, "&amp;");
+				return true;
+			case '<':
+				appendStringInfoString(buf, "&lt;");
+				return true;
+			case '>':
+				appendStringInfoString(buf, "&gt;");
+				return true;
+			case '"':
+				appendStringInfoString(buf, "&quot;");
+				return true;
+			case '\'':
+				appendStringInfoString(buf, "&#39;");
+				return true;
+		}
+	}
+	else if (fmt == MA_TEXT_PLAIN)
+	{
+		/* no markup: only the rules common to every format below */
+	}
+	else if (fmt == MA_TEXT_SLACK)
 	{
 		switch (*p)
 		{
@@ -227,10 +273,13 @@ escape_char(StringInfo buf, const char *p, MaTextFormat fmt)
  *	  whose renderers decode entities) become their full-width look-alikes,
  *	  which ends <@userid>, <at user_id="all">, <font>, <a href> and
  *	  [text](url) links and reference definitions;
+ *	- e-mail HTML: & < > " ' as entities (no tag, no attribute, no link);
+ *	  e-mail text: nothing beyond the rules below;
  *	- in all of them line breaks become spaces (a name cannot start a
  *	  heading, quote or definition), and an invisible word joiner follows
  *	  every @ (no @all, @here, @channel or @<mobile>), the : of :// and a .
- *	  before a letter (bare URLs and domain names are not linked).
+ *	  before a letter (bare URLs, domain names and, in mail clients, bare
+ *	  addresses are not linked).
  * JSON (the generic webhook) is data, not markup, and is only JSON-escaped
  * where it is written.  Bytes of multibyte characters pass unchanged.
  */
@@ -318,6 +367,23 @@ ma_base64(const char *data, size_t len)
 		elog(ERROR, "could not encode base64");
 	out[n] = '\0';
 	return out;
+}
+
+/*
+ * Base64 of data in lines of 76 characters, each ended by CRLF, as MIME
+ * bodies must be (RFC 2045 6.8).
+ */
+void
+ma_append_base64_lines(StringInfo buf, const char *data, size_t len)
+{
+	/* 57 bytes make 76 characters */
+	for (size_t off = 0; off < len; off += 57)
+	{
+		size_t		n = Min(len - off, 57);
+
+		appendStringInfoString(buf, ma_base64(data + off, n));
+		appendStringInfoString(buf, "\r\n");
+	}
 }
 
 #if PG_VERSION_NUM < 140000
@@ -490,6 +556,64 @@ ma_json_string_field(const char *json, const char *key)
 		appendStringInfoChar(&buf, *v);
 	}
 	return *v == '"' ? buf.data : NULL;
+}
+
+/*
+ * One credential of a channel whose secret holds several, as a JSON object
+ * of strings (e.g. {"user": "...", "password": "..."}), or NULL when the
+ * secret is not an object or lacks the key.  The write-time check refuses
+ * \u escapes in such secrets, which this small reader does not decode.
+ */
+char *
+ma_secret_field(const MaChannel *ch, const char *key)
+{
+	const char *p = ch->secret;
+
+	if (p == NULL)
+		return NULL;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '{')
+		return NULL;
+	return ma_json_string_field(p, key);
+}
+
+/*
+ * The strings of key, which may be one string or an array of strings, as a
+ * List of char *; NIL when absent or of another type.  Strings with escapes
+ * are not expected (the write-time checks refuse them where this is used).
+ */
+List *
+ma_json_string_list(const char *json, const char *key)
+{
+	const char *v = json ? json_find_value(json, key) : NULL;
+	List	   *out = NIL;
+
+	if (v == NULL)
+		return NIL;
+	if (*v == '"')
+	{
+		char	   *one = ma_json_string_field(json, key);
+
+		return one ? list_make1(one) : NIL;
+	}
+	if (*v != '[')
+		return NIL;
+	for (v++;;)
+	{
+		const char *end;
+
+		while (*v == ' ' || *v == ',' || *v == '\t' || *v == '\r' || *v == '\n')
+			v++;
+		if (*v != '"')
+			break;
+		end = strchr(v + 1, '"');
+		if (end == NULL)
+			break;
+		out = lappend(out, pnstrdup(v + 1, end - v - 1));
+		v = end + 1;
+	}
+	return out;
 }
 
 /* Integer value of key, when present. */

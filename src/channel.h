@@ -58,8 +58,14 @@ typedef enum MaVerdict
 /* The kind of alert_channels.kind, or NULL when unknown. */
 extern const MaChannelKind *ma_channel_kind_by_name(const char *name);
 
-/* Does this channel send the chart (kind able to and options.chart)? */
+/*
+ * Does this channel send the chart (kind able to, configured to where the
+ * kind asks, and options.chart)?
+ */
 extern bool ma_channel_carries_images(const MaChannel *ch);
+
+/* May the channel's url be used (its kind's schemes, the allowlist)? */
+extern bool ma_channel_url_allowed(const MaChannel *ch, char **reason);
 
 /*
  * Requests the channel may receive per minute: options.rate_limit when set

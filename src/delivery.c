@@ -266,14 +266,14 @@ backoff_ms(int attempts)
 }
 
 /*
- * Milliseconds a claimed delivery stays invisible to other claims: three
- * requests (Slack's upload) at their timeout, a minute of waiting for a rate
- * slot between them, and ten seconds of margin.
+ * Milliseconds a claimed delivery stays invisible to other claims: four
+ * requests (Feishu's text, token, upload and image) at their timeout, a
+ * minute of waiting for a rate slot between them, and ten seconds of margin.
  */
 static double
 lease_ms(void)
 {
-	return 3.0 * ma_http_timeout_ms + 70000.0;
+	return 4.0 * ma_http_timeout_ms + 70000.0;
 }
 
 /* The error text cut to MAX_ERROR_LEN bytes on a character boundary. */
@@ -667,7 +667,7 @@ refusal(const Delivery *d, bool enabled)
 		return "channel is disabled";
 	if (d->attempts > ma_alert_max_attempts)
 		return "attempts exhausted (the last one was interrupted)";
-	if (!ma_http_url_allowed(d->ch.url, &reason))
+	if (!ma_channel_url_allowed(&d->ch, &reason))
 		return reason;
 	return NULL;
 }
@@ -1011,7 +1011,7 @@ read_test_channel(const char *name, MaChannel *ch, char **minute)
 
 	if (ch->kind == NULL)
 		elog(ERROR, "unknown channel kind \"%s\"", kind);
-	if (!ma_http_url_allowed(ch->url, &reason))
+	if (!ma_channel_url_allowed(ch, &reason))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("alert channel \"%s\" cannot be used: %s", name, reason),

@@ -1,10 +1,13 @@
 /*
  * http.c
- *		One blocking HTTP POST with libcurl.
+ *		Outbound transfers with libcurl: an HTTP POST, or an SMTP submission.
  *
  * Used by the delivery worker outside any transaction and by test_channel()
- * in a backend.  Only http and https are allowed (also after redirects, which
- * are off unless metric_anomaly.alert_follow_redirects is on); connect and
+ * in a backend.  An HTTP request may use only http and https (also after
+ * redirects, which are off unless metric_anomaly.alert_follow_redirects is
+ * on); an SMTP one only smtp and smtps, with TLS required (smtps, or
+ * STARTTLS: CURLUSESSL_ALL) unless the request relaxes it, and never a
+ * redirect.  Both obey metric_anomaly.webhook_allowed_hosts.  Connect and
  * total timeouts come from settings; the transfer is aborted from the progress
  * callback when the process is asked to stop or cancel.  libcurl memory is
  * not palloc'd: the handle, header list and response buffer are freed on every
@@ -45,6 +48,9 @@ typedef struct Transfer
 {
 	CURL	   *curl;
 	struct curl_slist *headers;
+	struct curl_slist *rcpts;	/* SMTP envelope recipients */
+	const MaHttpRequest *req;	/* the body an SMTP upload reads */
+	size_t		read_pos;
 	MaCurlBuffer buf;
 	char		errbuf[CURL_ERROR_SIZE];
 	CURLcode	rc;
@@ -109,6 +115,23 @@ ma_http_request_new(const char *url, const char *content_type)
 	return req;
 }
 
+/*
+ * Creates an SMTP submission to url (smtp:// or smtps://) from the envelope
+ * sender mail_from, TLS required; the caller adds recipients to mail_rcpt,
+ * sets the message as body and may set credentials.
+ */
+MaHttpRequest *
+ma_smtp_request_new(const char *url, const char *mail_from)
+{
+	MaHttpRequest *req = palloc0(sizeof(MaHttpRequest));
+
+	req->transport = MA_TRANSPORT_SMTP;
+	req->url = pstrdup(url);
+	req->mail_from = pstrdup(mail_from);
+	req->tls_required = true;
+	return req;
+}
+
 /* Adds a header; name and value must not contain CR or LF. */
 void
 ma_http_add_header(MaHttpRequest *req, const char *name, const char *value)
@@ -152,14 +175,25 @@ host_in_list(const char *host, const char *list)
 	return false;
 }
 
-/*
- * Checks that url is http(s) and, when metric_anomaly.webhook_allowed_hosts
- * is set, that its host is on the list.  On refusal returns false with a
- * reason that does not repeat the URL.
- */
+/* Checks an HTTP request's url: see ma_transport_url_allowed(). */
 bool
 ma_http_url_allowed(const char *url, char **reason)
 {
+	return ma_transport_url_allowed(url, MA_TRANSPORT_HTTP, reason);
+}
+
+/*
+ * Checks that url uses a scheme of the transport (http or https; smtp or
+ * smtps) and, when metric_anomaly.webhook_allowed_hosts is set, that its
+ * host is on the list.  On refusal returns false with a reason that does not
+ * repeat the URL.
+ */
+bool
+ma_transport_url_allowed(const char *url, MaTransport transport, char **reason)
+{
+	const char *s1 = transport == MA_TRANSPORT_SMTP ? "smtp" : "http";
+	const char *s2 = transport == MA_TRANSPORT_SMTP ? "smtps" : "https";
+
 	CURLU	   *u;
 	char	   *scheme = NULL;
 	char	   *host = NULL;
@@ -176,9 +210,9 @@ ma_http_url_allowed(const char *url, char **reason)
 		*reason = pstrdup("url is not a valid URL");
 		ok = false;
 	}
-	else if (pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0)
+	else if (pg_strcasecmp(scheme, s1) != 0 && pg_strcasecmp(scheme, s2) != 0)
 	{
-		*reason = pstrdup("url must use http or https");
+		*reason = psprintf("url must use %s or %s", s1, s2);
 		ok = false;
 	}
 	else if (ma_webhook_allowed_hosts && ma_webhook_allowed_hosts[0] != '\0' &&
@@ -207,6 +241,20 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/* Hands libcurl the next piece of an SMTP message. */
+static size_t
+read_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	Transfer   *t = (Transfer *) userdata;
+	size_t		room = size * nmemb;
+	size_t		left = t->req->body_len - t->read_pos;
+	size_t		take = left < room ? left : room;
+
+	memcpy(ptr, t->req->body + t->read_pos, take);
+	t->read_pos += take;
+	return take;
+}
+
 /* Aborts the transfer when the process must stop or the query is cancelled. */
 static int
 progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
@@ -227,9 +275,11 @@ finish_transfer(Transfer *t, MaHttpResponse *resp)
 	long		status = 0;
 
 	memset(resp, 0, sizeof(*resp));
-	if (t->curl != NULL && t->rc == CURLE_OK)
+	/* an SMTP failure's reply code says whether it is temporary (4xx) */
+	if (t->curl != NULL && (t->rc == CURLE_OK || t->req->transport == MA_TRANSPORT_SMTP))
 		curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
 	resp->status = status;
+	resp->tls_missing = (t->rc == CURLE_USE_SSL_FAILED);
 	PG_TRY();
 	{
 		if (t->refused)
@@ -246,7 +296,11 @@ finish_transfer(Transfer *t, MaHttpResponse *resp)
 				msg = curl_easy_strerror(t->rc);
 			resp->timed_out = (t->rc == CURLE_OPERATION_TIMEDOUT);
 			resp->aborted = (t->rc == CURLE_ABORTED_BY_CALLBACK);
-			resp->error = pstrdup(msg);
+			/* curl says "Weird server reply" for a refused message: add the code */
+			if (t->req->transport == MA_TRANSPORT_SMTP && status >= 400)
+				resp->error = psprintf("%s (SMTP reply %ld)", msg, status);
+			else
+				resp->error = pstrdup(msg);
 		}
 		resp->body = palloc(t->buf.len + 1);
 		memcpy(resp->body, t->buf.data, t->buf.len);
@@ -258,6 +312,7 @@ finish_transfer(Transfer *t, MaHttpResponse *resp)
 		if (t->curl)
 			curl_easy_cleanup(t->curl);
 		curl_slist_free_all(t->headers);
+		curl_slist_free_all(t->rcpts);
 		free(t);
 	}
 	PG_END_TRY();
@@ -275,21 +330,16 @@ append_header(Transfer *t, const char *line)
 	return CURLE_OK;
 }
 
-/*
- * Creates the easy handle of a transfer with every option of the house:
- * protocols, timeouts, redirects, body, headers, the response buffer and the
- * progress callback that aborts when the process must stop.
- */
+#define SETOPT(opt, val) \
+	do { if ((rc = curl_easy_setopt(t->curl, opt, val)) != CURLE_OK) return rc; } while (0)
+
+/* The options of an HTTP POST: protocols, redirects, body and headers. */
 static CURLcode
-setup_transfer(Transfer *t, const MaHttpRequest *req)
+setup_http(Transfer *t, const MaHttpRequest *req)
 {
-	CURL	   *curl;
 	CURLcode	rc;
 	ListCell   *lc;
 
-	t->curl = curl = curl_easy_init();
-	if (curl == NULL)
-		return CURLE_OUT_OF_MEMORY;
 	foreach(lc, req->headers)
 	{
 		if ((rc = append_header(t, (char *) lfirst(lc))) != CURLE_OK)
@@ -298,11 +348,6 @@ setup_transfer(Transfer *t, const MaHttpRequest *req)
 	/* No "Expect: 100-continue" round trip for large bodies. */
 	if ((rc = append_header(t, "Expect:")) != CURLE_OK)
 		return rc;
-
-#define SETOPT(opt, val) \
-	do { if ((rc = curl_easy_setopt(curl, opt, val)) != CURLE_OK) return rc; } while (0)
-
-	SETOPT(CURLOPT_URL, req->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -310,10 +355,6 @@ setup_transfer(Transfer *t, const MaHttpRequest *req)
 	SETOPT(CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 	SETOPT(CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-	SETOPT(CURLOPT_NOSIGNAL, 1L);
-	SETOPT(CURLOPT_ERRORBUFFER, t->errbuf);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) ma_http_connect_timeout_ms);
-	SETOPT(CURLOPT_TIMEOUT_MS, (long) ma_http_timeout_ms);
 	/* Redirects could leave the allowlist, so they stay off with one. */
 	if (ma_http_follow_redirects &&
 		(ma_webhook_allowed_hosts == NULL || ma_webhook_allowed_hosts[0] == '\0'))
@@ -329,14 +370,79 @@ setup_transfer(Transfer *t, const MaHttpRequest *req)
 	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (req->body ? req->body_len : 0));
 	SETOPT(CURLOPT_HTTPHEADER, t->headers);
 	SETOPT(CURLOPT_USERAGENT, "metric_anomaly/0.2.0");
+	return CURLE_OK;
+}
+
+/*
+ * The options of an SMTP submission: smtp/smtps only, the envelope, the
+ * message read from the request, credentials, and TLS: CURLUSESSL_ALL makes
+ * a plain smtp:// server that offers no STARTTLS fail the transfer
+ * (CURLE_USE_SSL_FAILED) before anything, credentials included, is sent.
+ */
+static CURLcode
+setup_smtp(Transfer *t, const MaHttpRequest *req)
+{
+	CURLcode	rc;
+	ListCell   *lc;
+
+	foreach(lc, req->mail_rcpt)
+	{
+		struct curl_slist *n = curl_slist_append(t->rcpts, (char *) lfirst(lc));
+
+		if (n == NULL)
+			return CURLE_OUT_OF_MEMORY;
+		t->rcpts = n;
+	}
+#if LIBCURL_VERSION_NUM >= 0x075500
+	SETOPT(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+#else
+	SETOPT(CURLOPT_PROTOCOLS, (long) (CURLPROTO_SMTP | CURLPROTO_SMTPS));
+#endif
+	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(CURLOPT_USE_SSL, (long) (req->tls_required ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+	SETOPT(CURLOPT_MAIL_FROM, req->mail_from);
+	SETOPT(CURLOPT_MAIL_RCPT, t->rcpts);
+	if (req->username != NULL)
+	{
+		SETOPT(CURLOPT_USERNAME, req->username);
+		SETOPT(CURLOPT_PASSWORD, req->password ? req->password : "");
+	}
+	SETOPT(CURLOPT_UPLOAD, 1L);
+	SETOPT(CURLOPT_READFUNCTION, read_cb);
+	SETOPT(CURLOPT_READDATA, (void *) t);
+	SETOPT(CURLOPT_INFILESIZE_LARGE, (curl_off_t) req->body_len);
+	return CURLE_OK;
+}
+
+/*
+ * Creates the easy handle of a transfer with every option of the house:
+ * timeouts, the error and response buffers, the progress callback that
+ * aborts when the process must stop, then those of the transport.
+ */
+static CURLcode
+setup_transfer(Transfer *t, const MaHttpRequest *req)
+{
+	CURLcode	rc;
+
+	t->curl = curl_easy_init();
+	if (t->curl == NULL)
+		return CURLE_OUT_OF_MEMORY;
+	SETOPT(CURLOPT_URL, req->url);
+	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_ERRORBUFFER, t->errbuf);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) ma_http_connect_timeout_ms);
+	SETOPT(CURLOPT_TIMEOUT_MS, (long) ma_http_timeout_ms);
 	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
 	SETOPT(CURLOPT_WRITEDATA, &t->buf);
 	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
 	SETOPT(CURLOPT_NOPROGRESS, 0L);
 	SETOPT(CURLOPT_PRIVATE, (void *) t);
-#undef SETOPT
-	return CURLE_OK;
+	if (req->transport == MA_TRANSPORT_SMTP)
+		return setup_smtp(t, req);
+	return setup_http(t, req);
 }
+
+#undef SETOPT
 
 /*
  * A zeroed transfer for req, or one already marked refused when the URL is
@@ -361,8 +467,9 @@ new_transfer(const MaHttpRequest *req, void *tag)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
 	t->url = req->url;
+	t->req = req;
 	t->tag = tag;
-	if (!ma_http_url_allowed(req->url, &reason))
+	if (!ma_transport_url_allowed(req->url, req->transport, &reason))
 	{
 		t->refused = true;
 		strlcpy(t->reason, reason, sizeof(t->reason));
@@ -371,7 +478,7 @@ new_transfer(const MaHttpRequest *req, void *tag)
 }
 
 /*
- * Posts req and fills resp.  Never throws for transport problems: they are
+ * Sends req (a POST or an SMTP submission) and fills resp.  Never throws for transport problems: they are
  * reported in resp->error.  Must not run inside a transaction that holds locks
  * others need (test_channel() runs it in the caller's session).
  */

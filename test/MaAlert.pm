@@ -70,19 +70,19 @@ our @EXPORT = qw(start_receiver stop_receiver set_script requests wait_requests
 my %receivers;
 END { kill 'TERM', keys %receivers if %receivers; }
 
-# Starts test/receiver.pl on 127.0.0.1 in a fresh directory; port 0 = any.
-# Returns a hash with dir, port and pid.
+# Starts test/receiver.pl (or another receiver: program) on 127.0.0.1 in a
+# fresh directory; port 0 = any.  Returns a hash with dir, port and pid.
 sub start_receiver
 {
-	my ($dir, $port, $script) = @_;
+	my ($dir, $port, $script, $program) = @_;
 	make_path($dir);
-	unlink glob("$dir/req-*"), "$dir/port";
+	unlink glob("$dir/req-*"), glob("$dir/msg-*"), glob("$dir/session-*"), "$dir/port";
 	set_script({ dir => $dir }, $script) if defined $script;
 	my $pid = fork;
 	die "fork: $!" unless defined $pid;
 	if ($pid == 0)
 	{
-		exec($^X, 'test/receiver.pl', $dir, $port // 0) or die "exec: $!";
+		exec($^X, $program // 'test/receiver.pl', $dir, $port // 0) or die "exec: $!";
 	}
 	for (1 .. 100)
 	{
