@@ -185,3 +185,5 @@ SELECT metric_anomaly.render_heatmap('nope', 'app_v', 'endpoint');
 SELECT metric_anomaly.render_heatmap('api_p95', 'app_v', 'os');
 SELECT metric_anomaly.render_heatmap('api_p95', 'app_v', 'app_v');
 SELECT metric_anomaly.render_heatmap('api_p95', 'app_v', 'endpoint', '2026-01-02', '2026-01-01');
+
+DROP EXTENSION metric_anomaly;

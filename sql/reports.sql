@@ -29,12 +29,14 @@ SELECT m, '2026-11-20 00:00+00'::timestamptz + i * interval '1 minute',
 INSERT INTO metric_anomaly.alert_channels (name, kind, url)
 VALUES ('ops', 'webhook', 'http://127.0.0.1:9/ops'), ('biz', 'webhook', 'http://127.0.0.1:9/biz');
 
--- Shapes the table refuses.
+-- Shapes the table refuses (terse: the failing row shows created_at).
+\set VERBOSITY terse
 INSERT INTO metric_anomaly.reports (name, kind, metrics) VALUES ('x', 'pie', '{orders}');
 INSERT INTO metric_anomaly.reports (name, kind, metrics) VALUES ('x', 'metric_chart', '{orders,amount}');
 INSERT INTO metric_anomaly.reports (name, kind, metrics, right_axis) VALUES ('x', 'line_chart', '{orders}', '{amount}');
 INSERT INTO metric_anomaly.reports (name, kind, metrics) VALUES ('x', 'heatmap', '{api_p95}');
 INSERT INTO metric_anomaly.reports (name, kind, metrics, run_every) VALUES ('x', 'metric_chart', '{orders}', '1 second');
+\set VERBOSITY default
 
 INSERT INTO metric_anomaly.reports (name, kind, metrics, right_axis, range, title, channels, run_every, min_samples)
 VALUES ('sales', 'line_chart', '{orders,amount}', '{amount}', '60 minutes', 'Orders and amount, last hour',
@@ -93,3 +95,5 @@ SELECT metric_anomaly.latest_report('sales');
 SELECT count(*) FROM metric_anomaly.reports;
 RESET ROLE;
 DROP ROLE report_reader;
+
+DROP EXTENSION metric_anomaly;
