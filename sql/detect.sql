@@ -1,5 +1,6 @@
--- Detection: 3-sigma per metric, evidence checked against avg() and
--- stddev_pop() computed here over the same window.
+-- Detection.  First the seed's 3-sigma method (chosen per metric), its
+-- evidence checked against avg() and stddev_pop() computed here over the
+-- same window; then the robust default, detect_series() and backtest().
 CREATE EXTENSION metric_anomaly;
 SET timezone = 'UTC';
 SET datestyle = 'ISO';
@@ -32,6 +33,7 @@ LANGUAGE sql AS $$
      WHERE a.metric_name = name AND a.metric_timestamp = m
 $$;
 
+INSERT INTO metric_anomaly.metrics (metric_name, method) VALUES ('signups', '3-sigma');
 -- The source design's scenario: three hours of about 100 sign-ups a minute
 -- with noise, then a minute of 30.
 SELECT sum(pg_temp.events('signups', '2026-02-01 00:00+00'::timestamptz + i * interval '1 minute',
@@ -78,8 +80,8 @@ SELECT count(*) AS anomalies FROM metric_anomaly.anomalies;
 
 -- A value exactly on the boundary is normal; beyond it, anomalous.  History
 -- alternating 1 and 3 has mean 2 and std_dev 1, so the band is [-1, 5].
-INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points)
-VALUES ('edge', 100, 90), ('edge2', 100, 90);
+INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points, method)
+VALUES ('edge', 100, 90, '3-sigma'), ('edge2', 100, 90, '3-sigma');
 SELECT sum(pg_temp.events(n, '2026-02-02 00:00+00'::timestamptz + i * interval '1 minute', 1 + 2 * (i % 2))) AS added
   FROM generate_series(0, 99) AS i, unnest(array['edge', 'edge2']) AS n;
 SELECT sum(pg_temp.events('edge', '2026-02-02 01:40+00', 5)) AS added;
@@ -93,9 +95,9 @@ SELECT metric_name, metric_value, is_anomaly, anomaly_context->'mean' AS mean,
  ORDER BY 1;
 
 -- Direction: 'up' ignores a drop, 'down' ignores a spike, 'both' sees both.
-INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points, direction)
-VALUES ('up_drop', 20, 10, 'up'), ('down_spike', 20, 10, 'down'),
-       ('both_drop', 20, 10, 'both'), ('down_drop', 20, 10, 'down');
+INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points, direction, method)
+VALUES ('up_drop', 20, 10, 'up', '3-sigma'), ('down_spike', 20, 10, 'down', '3-sigma'),
+       ('both_drop', 20, 10, 'both', '3-sigma'), ('down_drop', 20, 10, 'down', '3-sigma');
 SELECT sum(pg_temp.events(n, '2026-02-03 00:00+00'::timestamptz + i * interval '1 minute', 50 + (i % 3))) AS added
   FROM generate_series(0, 19) AS i,
        unnest(array['up_drop', 'down_spike', 'both_drop', 'down_drop']) AS n;
@@ -110,8 +112,8 @@ SELECT metric_name, metric_value, is_anomaly, anomaly_context->>'direction' AS d
 
 -- A flat history (std_dev 0): constant 100 then 300 is flagged (z_score is
 -- null, there is no spread); a series that stays at 0 is not.
-INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points)
-VALUES ('flat', 10, 5), ('zero', 10, 5);
+INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points, method)
+VALUES ('flat', 10, 5, '3-sigma'), ('zero', 10, 5, '3-sigma');
 SELECT sum(pg_temp.events('flat', '2026-02-04 00:00+00'::timestamptz + i * interval '1 minute', 100)) AS added
   FROM generate_series(0, 9) AS i;
 SELECT sum(pg_temp.events('flat', '2026-02-04 00:10+00', 300)) AS added;
@@ -156,5 +158,200 @@ SELECT metric_anomaly.three_sigma(array[NULL, NULL]::float8[], 2);
 SELECT metric_anomaly.three_sigma('{}', 2);
 SELECT metric_anomaly.three_sigma(array[1, 2], 2, 0);
 SELECT metric_anomaly.three_sigma(array[1e308, 1e308], 1);
+
+------------------------------------------------------------------------------
+-- The robust method, the default, through detect_series().
+------------------------------------------------------------------------------
+-- The series above would be zero-filled up to the dates below: drop them.
+TRUNCATE metric_anomaly.aggregated_metrics, metric_anomaly.series;
+-- A series at 1-minute spacing from 2026-03-01 00:00 UTC.
+CREATE FUNCTION pg_temp.minutes(vals float8[]) RETURNS timestamptz[]
+LANGUAGE sql AS $$
+    SELECT array_agg(timestamptz '2026-03-01 00:00+00' + (i - 1) * interval '1 minute' ORDER BY i)
+      FROM generate_subscripts(vals, 1) AS i
+$$;
+
+-- Fallback with too little history: min_points 3, no seasonal history.
+-- Point 4: history 10, 12, 11 has median 11 and MAD 1, so 1.4826; the
+-- values are counts, so the Poisson floor sqrt(11) = 3.3166 wins and the
+-- band is 11 +- 6 * 3.3166.  Point 6: 50 is 11.76 robust sigmas from the
+-- median 11.5 of 10, 12, 11, 13, 10 (scale sqrt(11.5)).
+SELECT n, value, expected, round(lower::numeric, 4) AS lower,
+       round(upper::numeric, 4) AS upper, round(score::numeric, 4) AS score,
+       is_anomaly, alert
+  FROM metric_anomaly.detect_series(pg_temp.minutes('{10, 12, 11, 13, 10, 50}'),
+                                    '{10, 12, 11, 13, 10, 50}',
+                                    '{"window_size": 10, "min_points": 3}');
+
+-- Not counts (fractions): the scale is the MAD's, with the 1% floor.
+SELECT n, expected, round(upper::numeric, 4) AS upper, round(score::numeric, 4) AS score, is_anomaly
+  FROM metric_anomaly.detect_series(pg_temp.minutes('{1.5, 1.7, 1.6, 1.5, 1.7, 1.9}'),
+                                    '{1.5, 1.7, 1.6, 1.5, 1.7, 1.9}',
+                                    '{"window_size": 10, "min_points": 5}')
+ WHERE n = 6;
+
+-- A seasonal baseline from known history: three days at 100 a minute,
+-- except 200 from 12:00 to 12:29 each day; on day 4 the value at 12:10 is
+-- 200 again.  The recent baseline (median 100) would flag it; the daily
+-- baseline (its 21 lag samples at 11:55 to 12:25 of the three days before
+-- have median 200) expects it, so it is normal and judged by "daily".
+-- Without seasonality it is flagged.
+CREATE TEMP TABLE daily AS
+SELECT timestamptz '2026-03-01 00:00+00' + i * interval '1 minute' AS ts,
+       CASE WHEN (i % 1440) BETWEEN 720 AND 749 THEN 200 ELSE 100 + i % 3 END::float8 AS v
+  FROM generate_series(0, 3 * 1440 + 730) AS i;
+SELECT s.settings, d.value, d.expected, d.is_anomaly, round(d.score::numeric, 4) AS score
+  FROM unnest(array['{}', '{"seasonality": "none"}']::jsonb[]) AS s(settings),
+       LATERAL metric_anomaly.detect_series((SELECT array_agg(ts ORDER BY ts) FROM daily),
+                                            (SELECT array_agg(v ORDER BY ts) FROM daily),
+                                            s.settings) AS d
+ WHERE d.ts = '2026-03-04 12:10+00';
+-- The same point's evidence, as the worker stores it.
+INSERT INTO metric_anomaly.aggregated_metrics (metric_name, metric_timestamp, metric_value, sample_count, needs_eval)
+SELECT 'daily', ts, v, v, ts = '2026-03-04 12:10+00' FROM daily;
+INSERT INTO metric_anomaly.series (metric_name, filled_until) VALUES ('daily', '2026-03-04 12:10+00');
+SELECT metric_anomaly.process_pending('2026-03-04 12:11+00') AS folded;
+SELECT jsonb_pretty(anomaly_context) FROM metric_anomaly.aggregated_metrics
+ WHERE metric_name = 'daily' AND metric_timestamp = '2026-03-04 12:10+00';
+DELETE FROM metric_anomaly.aggregated_metrics WHERE metric_name = 'daily';
+DELETE FROM metric_anomaly.series WHERE metric_name = 'daily';
+
+-- The contamination guard: three hours of about 100, a 10-minute collapse
+-- to 0, then 100 again.  The robust band 30 minutes after the collapse is
+-- as wide as before it; 3-sigma's has ballooned.
+CREATE TEMP TABLE collapse AS
+SELECT timestamptz '2026-03-01 00:00+00' + i * interval '1 minute' AS ts,
+       CASE WHEN i BETWEEN 180 AND 189 THEN 0 ELSE 100 + (i * 7919) % 21 - 10 END::float8 AS v
+  FROM generate_series(0, 260) AS i;
+SELECT m.method,
+       round(max(d.upper - d.lower) FILTER (WHERE d.n = 180)::numeric, 2) AS width_before,
+       round(max(d.upper - d.lower) FILTER (WHERE d.n = 220)::numeric, 2) AS width_30_after,
+       count(*) FILTER (WHERE d.is_anomaly) AS anomalies,
+       string_agg(d.n || ' ' || d.alert, ', ' ORDER BY d.n) AS alerts
+  FROM unnest(array['robust', '3-sigma']) AS m(method),
+       LATERAL metric_anomaly.detect_series((SELECT array_agg(ts ORDER BY ts) FROM collapse),
+                                            (SELECT array_agg(v ORDER BY ts) FROM collapse),
+                                            jsonb_build_object('method', m.method)) AS d
+ GROUP BY m.method ORDER BY m.method;
+
+-- Low counts are counts: 0 to 5 events a minute flag nothing; 40 a minute
+-- falling to 0 is flagged.
+SELECT count(*) FILTER (WHERE is_anomaly) AS blips_flagged, count(score) AS judged
+  FROM metric_anomaly.detect_series(
+         (SELECT array_agg(timestamptz '2026-03-01 00:00+00' + i * interval '1 minute' ORDER BY i) FROM generate_series(0, 599) i),
+         (SELECT array_agg((((i * 7919) % 13 * (i % 5)) % 6)::float8 ORDER BY i) FROM generate_series(0, 599) i));
+SELECT n, value, expected, round(lower::numeric, 4) AS lower, is_anomaly
+  FROM metric_anomaly.detect_series(
+         (SELECT array_agg(timestamptz '2026-03-01 00:00+00' + i * interval '1 minute' ORDER BY i) FROM generate_series(0, 200) i),
+         (SELECT array_agg(CASE WHEN i = 200 THEN 0 ELSE 40 + i % 3 - 1 END::float8 ORDER BY i) FROM generate_series(0, 200) i))
+ WHERE n = 201;
+
+-- Minimum duration: alert_after 3 (of 3) opens an episode at the third
+-- anomalous minute, not on a 2-minute dip; it resolves after
+-- metric_anomaly.alert_resolve_after (5) normal minutes.  2 of 4, and the
+-- default 2 of 20, open it at the second anomalous minute of each dip.  The
+-- second dip is anomalous again: one earlier incident is not yet the
+-- series' behaviour (the novelty guard needs two).
+CREATE TEMP TABLE dips AS
+SELECT timestamptz '2026-03-01 00:00+00' + i * interval '1 minute' AS ts,
+       CASE WHEN i IN (100, 101, 120, 121, 122) THEN 0 ELSE 100 + i % 3 END::float8 AS v
+  FROM generate_series(0, 140) AS i;
+SELECT s.settings, string_agg(d.n || ' ' || d.alert, ', ' ORDER BY d.n) AS alerts,
+       count(*) FILTER (WHERE d.is_anomaly) AS anomalous
+  FROM unnest(array['{"alert_after": 3}', '{"alert_after": 2, "alert_window": 4}', '{}']::jsonb[]) AS s(settings),
+       LATERAL metric_anomaly.detect_series((SELECT array_agg(ts ORDER BY ts) FROM dips),
+                                            (SELECT array_agg(v ORDER BY ts) FROM dips),
+                                            s.settings || '{"min_points": 30}') AS d
+ GROUP BY s.settings ORDER BY 1;
+
+-- NULL is a gap (not judged, not history); a repeated or backward
+-- timestamp is judged, and alerting ignores it.
+SELECT n, ts, value, expected, is_anomaly, alert
+  FROM metric_anomaly.detect_series(
+         '{2026-03-01 00:00+00, 2026-03-01 00:01+00, 2026-03-01 00:02+00, 2026-03-01 00:03+00, 2026-03-01 00:03+00, 2026-03-01 00:02+00, 2026-03-01 00:04+00}',
+         '{10, 11, NULL, 10, 90, 90, 90}', '{"min_points": 2, "window_size": 3}');
+
+-- Irregular and 30-minute spacing work the same way (window in points).
+SELECT count(*) AS points, count(score) AS judged, count(*) FILTER (WHERE is_anomaly) AS anomalies
+  FROM metric_anomaly.detect_series(
+         (SELECT array_agg(timestamptz '2026-03-01 00:00+00' + i * interval '30 minutes' + (i % 7) * interval '13 seconds' ORDER BY i) FROM generate_series(0, 299) i),
+         (SELECT array_agg(CASE WHEN i = 250 THEN 900 ELSE 100 + i % 5 END::float8 ORDER BY i) FROM generate_series(0, 299) i));
+
+-- detect_series() agrees exactly with what the worker stored: a series
+-- folded from events with the default settings, then replayed.  (The
+-- worker wrote no alert: the collapse is older than alert_max_age, a
+-- backfill; a replay has no age limit.)
+SELECT sum(pg_temp.events('robust_signups', '2026-03-10 00:00+00'::timestamptz + i * interval '1 minute',
+                      CASE WHEN i BETWEEN 200 AND 209 THEN 3 ELSE 100 + (i * 7919) % 21 - 10 END)) AS added
+  FROM generate_series(0, 299) AS i;
+SELECT metric_anomaly.process_pending('2026-03-10 05:00+00') AS folded;
+WITH s AS (
+    SELECT array_agg(metric_timestamp ORDER BY metric_timestamp) AS ts,
+           array_agg(metric_value ORDER BY metric_timestamp) AS v
+      FROM metric_anomaly.aggregated_metrics WHERE metric_name = 'robust_signups'),
+ d AS (SELECT r.* FROM s, metric_anomaly.detect_series(s.ts, s.v) r)
+SELECT count(*) AS compared,
+       count(*) FILTER (WHERE a.is_anomaly IS DISTINCT FROM d.is_anomaly
+                           OR (a.anomaly_context->>'expected')::float8 IS DISTINCT FROM d.expected
+                           OR (a.anomaly_context->>'lower_boundary')::float8 IS DISTINCT FROM d.lower
+                           OR (a.anomaly_context->>'upper_boundary')::float8 IS DISTINCT FROM d.upper
+                           OR (a.anomaly_context->>'score')::float8 IS DISTINCT FROM d.score) AS disagreeing,
+       count(*) FILTER (WHERE a.is_anomaly) AS anomalies,
+       (SELECT string_agg(x.state || ' ' || to_char(x.minute, 'HH24:MI'), ', ' ORDER BY x.id)
+          FROM metric_anomaly.alerts x WHERE x.metric_name = 'robust_signups') AS worker_alerts,
+       string_agg(d.alert || ' ' || to_char(d.ts, 'HH24:MI'), ', ' ORDER BY d.n) AS replayed_alerts
+  FROM d JOIN metric_anomaly.aggregated_metrics a
+    ON a.metric_name = 'robust_signups' AND a.metric_timestamp = d.ts;
+
+-- backtest(): the stored metric replayed, the default against 3-sigma.
+SELECT s.settings, count(*) AS minutes, count(*) FILTER (WHERE b.is_anomaly) AS anomalies,
+       string_agg(b.alert || ' ' || to_char(b.ts, 'HH24:MI'), ', ' ORDER BY b.n) AS alerts
+  FROM unnest(array['{}', '{"method": "3-sigma"}']::jsonb[]) AS s(settings),
+       LATERAL metric_anomaly.backtest('robust_signups', '2026-03-10 03:00+00', '2026-03-10 05:00+00', s.settings) AS b
+ GROUP BY s.settings ORDER BY 1;
+
+-- Errors.
+SELECT * FROM metric_anomaly.detect_series('{2026-03-01 00:00+00}', '{1, 2}');
+SELECT * FROM metric_anomaly.detect_series('{2026-03-01 00:00+00, NULL}', '{1, 2}');
+SELECT * FROM metric_anomaly.detect_series('{2026-03-01 00:00+00, infinity}', '{1, 2}');
+SELECT * FROM metric_anomaly.detect_series('{2026-03-01 00:00+00, 2026-03-01 00:01+00}', '{1, NaN}');
+SELECT * FROM metric_anomaly.detect_series('{2026-03-01 00:00+00, 2026-03-01 00:01+00}', '{1, -Infinity}');
+SELECT * FROM metric_anomaly.detect_series('{{2026-03-01 00:00+00}}', '{{1}}');
+SELECT count(*) FROM metric_anomaly.detect_series(array_fill(timestamptz '2026-03-01 00:00+00', array[1000001]),
+                                                  array_fill(1::float8, array[1000001]));
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '{"sensitivity": 3, "windows": 10}');
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '{"method": "prophet"}');
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '{"sensitivity": 0}');
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '{"sensitivity": "high"}');
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '{"window_size": 1.5}');
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '{"alert_after": 61}');
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '{"seasonality": "hourly"}');
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '{"direction": "sideways"}');
+SELECT * FROM metric_anomaly.detect_series('{}', '{}', '[1]');
+SELECT count(*) AS rows FROM metric_anomaly.detect_series('{}', '{}', '{"method": null}');
+SELECT * FROM metric_anomaly.backtest('robust_signups', '2026-03-10 03:00+00', '2026-03-10 03:00+00');
+SELECT * FROM metric_anomaly.backtest('robust_signups', '2026-03-10 03:00+00', '2030-03-10 03:00+00');
+SELECT * FROM metric_anomaly.backtest('robust_signups', '2026-03-10 03:00+00', '2026-03-10 04:00+00', '{"bogus": 1}');
+INSERT INTO metric_anomaly.metrics (metric_name, alert_after, alert_window) VALUES ('bad', 3, 2);
+
+-- A failure in one series' detection or alerting is recorded against that
+-- series and the pass goes on (isolate.c).  Here alerting fails for a
+-- 200-character CJK name (600 bytes, longer than alerting's state key);
+-- the plain series next to it, in the same batch, is judged and alerted.
+SELECT sum(pg_temp.events(n, '2026-03-10 05:00+00'::timestamptz + i * interval '1 minute',
+                          CASE WHEN i >= 98 THEN 0 ELSE 50 END)) AS added
+  FROM generate_series(0, 100) AS i, unnest(array[repeat('注', 200), 'plain']) AS n;
+SELECT metric_anomaly.process_pending('2026-03-10 06:41+00') AS folded;
+SELECT left(s.metric_name, 5) AS series, s.detect_errors,
+       left(s.detect_last_error, 60) AS last_error, s.detect_last_error_at IS NOT NULL AS when_known,
+       (SELECT count(*) FILTER (WHERE a.is_anomaly) FROM metric_anomaly.aggregated_metrics a
+         WHERE a.metric_name = s.metric_name) AS anomalies,
+       (SELECT count(*) FROM metric_anomaly.aggregated_metrics a
+         WHERE a.metric_name = s.metric_name AND a.needs_eval) AS pending,
+       (SELECT count(*) FROM metric_anomaly.alert_episodes e
+         WHERE e.metric_name = s.metric_name AND e.firing) AS open_episodes
+  FROM metric_anomaly.series s
+ WHERE s.metric_name IN (repeat('注', 200), 'plain')
+ ORDER BY 1;
 
 DROP EXTENSION metric_anomaly;

@@ -157,15 +157,24 @@ ALTER FUNCTION metric_anomaly.start_delivery_worker() SET search_path = pg_catal
 
 -- metric_anomaly_admin reads and writes rows; it no longer holds TRIGGER,
 -- TRUNCATE or REFERENCES (see the install script), nor writes to a view.
-REVOKE TRIGGER, TRUNCATE, REFERENCES
+-- ALL, then the row privileges again: 0.1.0's GRANT ALL also gave 17's
+-- MAINTAIN, which a list of the older privileges would leave behind.
+REVOKE ALL
     ON metric_anomaly.business_events, metric_anomaly.aggregated_metrics,
        metric_anomaly.series, metric_anomaly.metrics, metric_anomaly.worker_state,
        metric_anomaly.alert_channels, metric_anomaly.alert_routes,
        metric_anomaly.alert_rules, metric_anomaly.alerts,
        metric_anomaly.alert_episodes, metric_anomaly.deliveries
   FROM metric_anomaly_admin;
-REVOKE INSERT, UPDATE, DELETE, TRIGGER, TRUNCATE, REFERENCES
-    ON metric_anomaly.delivery_status FROM metric_anomaly_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON metric_anomaly.business_events, metric_anomaly.aggregated_metrics,
+       metric_anomaly.series, metric_anomaly.metrics, metric_anomaly.worker_state,
+       metric_anomaly.alert_channels, metric_anomaly.alert_routes,
+       metric_anomaly.alert_rules, metric_anomaly.alerts,
+       metric_anomaly.alert_episodes, metric_anomaly.deliveries
+  TO metric_anomaly_admin;
+REVOKE ALL ON metric_anomaly.delivery_status FROM metric_anomaly_admin;
+GRANT SELECT ON metric_anomaly.delivery_status TO metric_anomaly_admin;
 
 -- pg_dump keeps the alert state (see the install script).
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.alerts', '');
@@ -1932,3 +1941,82 @@ COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
     'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}; email needs {"from": address, "to": address or array} and may relax TLS with {"tls": "none"}; feishu sends the chart with {"app_id": "cli_..."} (and {"api_base": url}, default https://open.feishu.cn); {"rate_limit": N} caps the requests sent per minute (0 = no limit; default the platform''s documented limit: wecom and dingtalk 20, feishu 100, slack and slack_bot 60, webhook and email none).';
 COMMENT ON FUNCTION metric_anomaly.alert_channels_check_url() IS
     'Trigger function refusing alert channels of an unknown kind, whose url is not http(s) (smtp or smtps for email), whose secret has control characters, of kind slack_bot without a channel or token, of kind email without valid from and to addresses or with credentials that are malformed or would be sent without TLS, or of kind feishu with half an app configuration; its messages never repeat the url or secret.';
+
+------------------------------------------------------------------------------
+-- Detection wing: per-metric settings, N-of-M alerting state, replay and
+-- backtest.
+------------------------------------------------------------------------------
+ALTER TABLE metric_anomaly.metrics
+    ADD COLUMN method      text
+                CONSTRAINT metrics_method_check CHECK (method IN ('robust', '3-sigma')),
+    ADD COLUMN sensitivity double precision
+                CONSTRAINT metrics_sensitivity_check CHECK (sensitivity > 0 AND sensitivity <= 100),
+    ADD COLUMN seasonality text
+                CONSTRAINT metrics_seasonality_check CHECK (seasonality IN ('auto', 'daily', 'weekly', 'none')),
+    ADD COLUMN alert_after integer
+                CONSTRAINT metrics_alert_after_check CHECK (alert_after BETWEEN 1 AND 60),
+    ADD COLUMN alert_window integer
+                CONSTRAINT metrics_alert_window_check CHECK (alert_window BETWEEN 1 AND 60 AND alert_window >= alert_after);
+
+COMMENT ON TABLE metric_anomaly.metrics IS
+    'Per-metric detection settings: method (robust, the default, or 3-sigma), sigma (3-sigma), sensitivity (robust, default 6), window_size (points of history), min_points, direction (both, up, down), seasonality (auto, daily, weekly, none), alert_after and alert_window (alert when alert_after of the last alert_window judged minutes are anomalous), enabled. NULL settings take the defaults (metric_anomaly.sigma, .window, .min_points GUCs).';
+COMMENT ON COLUMN metric_anomaly.metrics.sensitivity IS
+    'Robust method: a point is anomalous when it is more than sensitivity robust sigmas from every baseline that judges it; NULL means 6.';
+COMMENT ON COLUMN metric_anomaly.metrics.alert_after IS
+    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 20 for robust, 1 for 3-sigma).';
+
+-- A column added with a default keeps it as a "missing value" in the
+-- catalog, which a fresh install has not: add it bare, then fill it.
+ALTER TABLE metric_anomaly.series
+    ADD COLUMN detect_errors        bigint,
+    ADD COLUMN detect_last_error    text,
+    ADD COLUMN detect_last_error_at timestamptz;
+UPDATE metric_anomaly.series SET detect_errors = 0;
+ALTER TABLE metric_anomaly.series
+    ALTER COLUMN detect_errors SET DEFAULT 0,
+    ALTER COLUMN detect_errors SET NOT NULL;
+
+COMMENT ON COLUMN metric_anomaly.series.detect_errors IS
+    'Passes in which this series'' detection or alerting failed; the pass went on without it.';
+COMMENT ON COLUMN metric_anomaly.series.detect_last_error IS
+    'The last such failure: the stage (detection, alerting) and the error message.';
+
+ALTER TABLE metric_anomaly.alert_episodes
+    ADD COLUMN recent_breaches bigint;
+UPDATE metric_anomaly.alert_episodes SET recent_breaches = 0;
+ALTER TABLE metric_anomaly.alert_episodes
+    ALTER COLUMN recent_breaches SET DEFAULT 0,
+    ALTER COLUMN recent_breaches SET NOT NULL;
+
+COMMENT ON COLUMN metric_anomaly.alert_episodes.recent_breaches IS
+    'Bit i set: the judged minute i steps back breached (for alert_after of alert_window).';
+
+CREATE FUNCTION metric_anomaly.detect_series(ts timestamptz[], value double precision[],
+                                             settings jsonb DEFAULT '{}')
+RETURNS TABLE (n integer, ts timestamptz, value double precision,
+               expected double precision, lower double precision,
+               upper double precision, score double precision,
+               is_anomaly boolean, alert text)
+LANGUAGE c STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_detect_series';
+
+COMMENT ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) IS
+    'Judges a series as the worker does, as a stream in input order (one row per element; NULL value = gap): the verdict, expected value, band and score of each point and the alert (firing, resolved) the worker''s alerting would raise; settings take the keys of metric_anomaly.metrics; at most 1000000 points.';
+
+CREATE FUNCTION metric_anomaly.backtest(metric_name text, since timestamptz, until timestamptz,
+                                        settings jsonb DEFAULT '{}')
+RETURNS TABLE (n integer, ts timestamptz, value double precision,
+               expected double precision, lower double precision,
+               upper double precision, score double precision,
+               is_anomaly boolean, alert text)
+LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_backtest';
+
+COMMENT ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) IS
+    'detect_series() over the stored minutes of a metric in [since, until), with its settings in metric_anomaly.metrics overridden by settings; earlier minutes serve as history; alerting starts idle at since.';
+
+GRANT EXECUTE ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) TO PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) TO metric_anomaly_admin;

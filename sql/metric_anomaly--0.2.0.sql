@@ -238,11 +238,18 @@ COMMENT ON COLUMN metric_anomaly.aggregated_metrics.needs_eval IS
 CREATE TABLE metric_anomaly.series (
     metric_name  text PRIMARY KEY,
     filled_until timestamptz NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    detect_errors        bigint NOT NULL DEFAULT 0,
+    detect_last_error    text,
+    detect_last_error_at timestamptz
 );
 
 COMMENT ON TABLE metric_anomaly.series IS
     'Every series seen so far; minutes up to filled_until exist as rows (a minute without events is a 0).';
+COMMENT ON COLUMN metric_anomaly.series.detect_errors IS
+    'Passes in which this series'' detection or alerting failed; the pass went on without it.';
+COMMENT ON COLUMN metric_anomaly.series.detect_last_error IS
+    'The last such failure: the stage (detection, alerting) and the error message.';
 
 ------------------------------------------------------------------------------
 -- Per-metric detection settings; NULL means the GUC default.
@@ -254,11 +261,25 @@ CREATE TABLE metric_anomaly.metrics (
     min_points  integer CHECK (min_points BETWEEN 2 AND 10080),
     direction   text NOT NULL DEFAULT 'both' CHECK (direction IN ('both', 'up', 'down')),
     enabled     boolean NOT NULL DEFAULT true,
-    description text
+    description text,
+    method      text
+                CONSTRAINT metrics_method_check CHECK (method IN ('robust', '3-sigma')),
+    sensitivity double precision
+                CONSTRAINT metrics_sensitivity_check CHECK (sensitivity > 0 AND sensitivity <= 100),
+    seasonality text
+                CONSTRAINT metrics_seasonality_check CHECK (seasonality IN ('auto', 'daily', 'weekly', 'none')),
+    alert_after integer
+                CONSTRAINT metrics_alert_after_check CHECK (alert_after BETWEEN 1 AND 60),
+    alert_window integer
+                CONSTRAINT metrics_alert_window_check CHECK (alert_window BETWEEN 1 AND 60 AND alert_window >= alert_after)
 );
 
 COMMENT ON TABLE metric_anomaly.metrics IS
-    'Per-metric detection settings: sigma, window_size (points of history), min_points, direction (both, up, down), enabled. NULL settings take the metric_anomaly.sigma, .window and .min_points defaults.';
+    'Per-metric detection settings: method (robust, the default, or 3-sigma), sigma (3-sigma), sensitivity (robust, default 6), window_size (points of history), min_points, direction (both, up, down), seasonality (auto, daily, weekly, none), alert_after and alert_window (alert when alert_after of the last alert_window judged minutes are anomalous), enabled. NULL settings take the defaults (metric_anomaly.sigma, .window, .min_points GUCs).';
+COMMENT ON COLUMN metric_anomaly.metrics.sensitivity IS
+    'Robust method: a point is anomalous when it is more than sensitivity robust sigmas from every baseline that judges it; NULL means 6.';
+COMMENT ON COLUMN metric_anomaly.metrics.alert_after IS
+    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 20 for robust, 1 for 3-sigma).';
 
 ------------------------------------------------------------------------------
 -- The worker's own bookkeeping (one row).
@@ -747,8 +768,12 @@ CREATE TABLE metric_anomaly.alert_episodes (
     ok_streak      integer NOT NULL DEFAULT 0,
     last_minute    timestamptz NOT NULL,
     last_fired_at  timestamptz,
-    PRIMARY KEY (metric_name, source)
+    PRIMARY KEY (metric_name, source),
+    recent_breaches bigint NOT NULL DEFAULT 0
 );
+
+COMMENT ON COLUMN metric_anomaly.alert_episodes.recent_breaches IS
+    'Bit i set: the judged minute i steps back breached (for alert_after of alert_window).';
 
 COMMENT ON TABLE metric_anomaly.alert_episodes IS
     'Alerting state of each series and source (3-sigma or a threshold rule): whether an episode is open, the streaks of breaching and normal minutes, the last minute seen and when it last fired (for the cooldown).';
@@ -2287,3 +2312,36 @@ GRANT EXECUTE ON FUNCTION metric_anomaly.run_due_reports(timestamptz),
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.reports', '');
 COMMENT ON COLUMN metric_anomaly.alerts.source IS
     '3-sigma, threshold:<rule_name>, or report (a run of a scheduled report: state report, metric_name the report''s name, context.run_id its report_runs row).';
+
+------------------------------------------------------------------------------
+-- Detection: replay and backtest
+------------------------------------------------------------------------------
+CREATE FUNCTION metric_anomaly.detect_series(ts timestamptz[], value double precision[],
+                                             settings jsonb DEFAULT '{}')
+RETURNS TABLE (n integer, ts timestamptz, value double precision,
+               expected double precision, lower double precision,
+               upper double precision, score double precision,
+               is_anomaly boolean, alert text)
+LANGUAGE c STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_detect_series';
+
+COMMENT ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) IS
+    'Judges a series as the worker does, as a stream in input order (one row per element; NULL value = gap): the verdict, expected value, band and score of each point and the alert (firing, resolved) the worker''s alerting would raise; settings take the keys of metric_anomaly.metrics; at most 1000000 points.';
+
+CREATE FUNCTION metric_anomaly.backtest(metric_name text, since timestamptz, until timestamptz,
+                                        settings jsonb DEFAULT '{}')
+RETURNS TABLE (n integer, ts timestamptz, value double precision,
+               expected double precision, lower double precision,
+               upper double precision, score double precision,
+               is_anomaly boolean, alert text)
+LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_backtest';
+
+COMMENT ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) IS
+    'detect_series() over the stored minutes of a metric in [since, until), with its settings in metric_anomaly.metrics overridden by settings; earlier minutes serve as history; alerting starts idle at since.';
+
+GRANT EXECUTE ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) TO PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) TO metric_anomaly_admin;

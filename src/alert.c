@@ -3,25 +3,19 @@
  *		The alert outbox: episodes, threshold rules and routing.
  *
  * Detection calls ma_alerts_after_detection() in its own transaction with the
- * points it evaluated.  For every series and source (3-sigma, and each
- * enabled threshold rule of the metric) a small state machine, kept in
- * metric_anomaly.alert_episodes so that restarts never repeat an alert, turns
- * the run of minutes into episodes:
- *
- *	- an episode opens after `need` consecutive breaching minutes (1 for
- *	  3-sigma, for_minutes for a rule) and writes one `firing` alert;
- *	- it closes after metric_anomaly.alert_resolve_after consecutive normal
- *	  minutes and writes one `resolved` alert;
- *	- an episode opening less than metric_anomaly.alert_cooldown after the
- *	  previous firing alert of the same series and source is muted: tracked,
- *	  but neither its firing nor its resolved alert is written; so is one
- *	  whose first alerting minute is older than metric_anomaly.alert_max_age
- *	  (a backfill), except when evaluate_alerts() replays on request;
- *	- a minute at or before the last minute seen is ignored, so evaluating a
- *	  minute twice never alerts twice;
- *	- a series and source that has never breached keeps no row (it is
- *	  idle), so the steady state of thousands of quiet series costs two
- *	  reads per batch of verdicts, not a write per series and minute.
+ * points it evaluated.  For every series and source (its detection method,
+ * 3-sigma or robust, and each enabled threshold rule of the metric) the state
+ * machine of episode.c, kept in metric_anomaly.alert_episodes so that
+ * restarts never repeat an alert, turns the run of minutes into episodes:
+ * one opens after N of the last M judged minutes breached (the metric's
+ * alert_after and alert_window; for_minutes consecutive minutes for a
+ * rule), closes after metric_anomaly.alert_resolve_after normal minutes, is
+ * muted within metric_anomaly.alert_cooldown of the previous firing or when
+ * older than metric_anomaly.alert_max_age (a backfill; except when
+ * evaluate_alerts() replays on request).  A series and source that has
+ * never breached keeps no row (it is idle), so the steady state of
+ * thousands of quiet series costs two reads per batch of verdicts, not a
+ * write per series and minute.
  *
  * Each alert row comes with pg_notify('metric_anomaly', json) and one
  * delivery row per routed channel, in the same transaction.  Also the
@@ -47,11 +41,14 @@
 #include "utils/timestamp.h"
 
 #include "alert.h"
+#include "detect.h"
+#include "episode.h"
+#include "isolate.h"
+#include "pg_compat.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_evaluate_alerts);
 
-#define SIGMA_SOURCE	"3-sigma"
 #define RULE_PREFIX		"threshold:"
 
 /* Settings. */
@@ -66,27 +63,22 @@ static int64 alerts_written = 0;
 /* evaluate_alerts() replays on request: no age limit then. */
 static bool ignore_max_age = false;
 
-/* One series-and-source state machine (a row of alert_episodes). */
+/*
+ * One series and source: its rule (threshold bounds, N of M) and the state
+ * machine of episode.c, a row of alert_episodes.
+ */
 typedef struct Episode
 {
 	char	   *source;
-	/* rule parameters; need = 1 and no bounds for 3-sigma */
+	/* rule parameters; need = window = 1 and no bounds for detection */
 	bool		is_rule;
 	bool		has_above;
 	bool		has_below;
 	double		above;
 	double		below;
 	int			need;
-	/* state */
-	bool		firing;
-	bool		muted;
-	bool		has_start;
-	TimestampTz episode_start;
-	int			breach_streak;
-	int			ok_streak;
-	TimestampTz last_minute;	/* DT_NOBEGIN when new */
-	bool		has_fired;
-	TimestampTz last_fired_at;
+	int			window;
+	MaEpisodeState st;
 	bool		changed;
 } Episode;
 
@@ -186,6 +178,7 @@ load_rules(Datum names)
 		t->ep.has_below = !isnull;
 		t->ep.below = isnull ? 0 : DatumGetFloat8(d);
 		t->ep.need = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		t->ep.window = t->ep.need;
 		rules = lappend(rules, t);
 	}
 	return rules;
@@ -193,7 +186,8 @@ load_rules(Datum names)
 
 static MaStatement episode_get_stmt = {
 	"SELECT e.metric_name, e.source, e.firing, e.muted, e.episode_start,"
-	"       e.breach_streak, e.ok_streak, e.last_minute, e.last_fired_at"
+	"       e.breach_streak, e.ok_streak, e.last_minute, e.last_fired_at,"
+	"       e.recent_breaches"
 	"  FROM metric_anomaly.alert_episodes e"
 	" WHERE e.metric_name = ANY ($1)"
 	"   FOR UPDATE",
@@ -232,17 +226,22 @@ load_states(Datum names)
 		st = hash_search(states, key, HASH_ENTER, NULL);
 		ep = &st->ep;
 		memset(ep, 0, sizeof(*ep));
-		ep->firing = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-		ep->muted = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		ep->st.firing = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		ep->st.muted = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		d = SPI_getbinval(tup, desc, 5, &isnull);
-		ep->has_start = !isnull;
-		ep->episode_start = isnull ? 0 : DatumGetTimestampTz(d);
-		ep->breach_streak = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-		ep->ok_streak = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-		ep->last_minute = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		ep->st.has_start = !isnull;
+		ep->st.episode_start = isnull ? 0 : DatumGetTimestampTz(d);
+		ep->st.breach_streak = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		ep->st.ok_streak = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+		ep->st.last_minute = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
 		d = SPI_getbinval(tup, desc, 9, &isnull);
-		ep->has_fired = !isnull;
-		ep->last_fired_at = isnull ? 0 : DatumGetTimestampTz(d);
+		ep->st.has_fired = !isnull;
+		ep->st.last_fired_at = isnull ? 0 : DatumGetTimestampTz(d);
+		ep->st.recent = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+		/* a row from before N of M: its streak is its recent breaches */
+		if (ep->st.recent == 0 && ep->st.breach_streak > 0)
+			ep->st.recent = ep->st.breach_streak >= 64 ? ~UINT64CONST(0) :
+				(UINT64CONST(1) << ep->st.breach_streak) - 1;
 	}
 	return states;
 }
@@ -256,63 +255,49 @@ restore_episode(HTAB *states, const char *metric, Episode *ep)
 
 	state_key(key, metric, ep->source);
 	st = hash_search(states, key, HASH_FIND, NULL);
-	ep->last_minute = DT_NOBEGIN;
+	ma_episode_init(&ep->st);
 	if (st == NULL)
 		return false;
-	ep->firing = st->ep.firing;
-	ep->muted = st->ep.muted;
-	ep->has_start = st->ep.has_start;
-	ep->episode_start = st->ep.episode_start;
-	ep->breach_streak = st->ep.breach_streak;
-	ep->ok_streak = st->ep.ok_streak;
-	ep->last_minute = st->ep.last_minute;
-	ep->has_fired = st->ep.has_fired;
-	ep->last_fired_at = st->ep.last_fired_at;
+	ep->st = st->ep.st;
 	return true;
-}
-
-/* Never fired, and neither an open episode nor a streak under way. */
-static bool
-episode_idle(const Episode *ep)
-{
-	return !ep->firing && !ep->muted && !ep->has_fired &&
-		ep->breach_streak == 0 && ep->ok_streak == 0;
 }
 
 static MaStatement episode_put_stmt = {
 	"INSERT INTO metric_anomaly.alert_episodes AS e"
 	"  (metric_name, source, firing, muted, episode_start,"
-	"   breach_streak, ok_streak, last_minute, last_fired_at)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+	"   breach_streak, ok_streak, last_minute, last_fired_at, recent_breaches)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 	" ON CONFLICT (metric_name, source) DO UPDATE"
 	"   SET firing = EXCLUDED.firing, muted = EXCLUDED.muted,"
 	"       episode_start = EXCLUDED.episode_start,"
 	"       breach_streak = EXCLUDED.breach_streak,"
 	"       ok_streak = EXCLUDED.ok_streak,"
 	"       last_minute = EXCLUDED.last_minute,"
-	"       last_fired_at = EXCLUDED.last_fired_at",
-	9, {TEXTOID, TEXTOID, BOOLOID, BOOLOID, TIMESTAMPTZOID, INT4OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	"       last_fired_at = EXCLUDED.last_fired_at,"
+	"       recent_breaches = EXCLUDED.recent_breaches",
+	10, {TEXTOID, TEXTOID, BOOLOID, BOOLOID, TIMESTAMPTZOID, INT4OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}
 };
 
 /* Stores the state of one series and source. */
 static void
 store_episode(const char *metric, const Episode *ep)
 {
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[10];
+	char		nulls[10];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(metric);
 	values[1] = CStringGetTextDatum(ep->source);
-	values[2] = BoolGetDatum(ep->firing);
-	values[3] = BoolGetDatum(ep->muted);
-	values[4] = TimestampTzGetDatum(ep->episode_start);
-	nulls[4] = ep->has_start ? ' ' : 'n';
-	values[5] = Int32GetDatum(ep->breach_streak);
-	values[6] = Int32GetDatum(ep->ok_streak);
-	values[7] = TimestampTzGetDatum(ep->last_minute);
-	values[8] = TimestampTzGetDatum(ep->last_fired_at);
-	nulls[8] = ep->has_fired ? ' ' : 'n';
+	values[2] = BoolGetDatum(ep->st.firing);
+	values[3] = BoolGetDatum(ep->st.muted);
+	values[4] = TimestampTzGetDatum(ep->st.episode_start);
+	nulls[4] = ep->st.has_start ? ' ' : 'n';
+	values[5] = Int32GetDatum(ep->st.breach_streak);
+	values[6] = Int32GetDatum(ep->st.ok_streak);
+	values[7] = TimestampTzGetDatum(ep->st.last_minute);
+	values[8] = TimestampTzGetDatum(ep->st.last_fired_at);
+	nulls[8] = ep->st.has_fired ? ' ' : 'n';
+	values[9] = Int64GetDatum((int64) ep->st.recent);
 	ma_execute(&episode_put_stmt, values, nulls, SPI_OK_INSERT, 0);
 }
 
@@ -326,7 +311,14 @@ static MaStatement alert_stmt = {
 	"    CASE WHEN $5 = 'resolved' THEN"
 	"      pg_catalog.format('%s is back to normal at %s UTC (value %s, episode since %s UTC)',"
 	"        $1, ctx.at, $3, pg_catalog.to_char($7 AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))"
-	"    WHEN $6 = '" SIGMA_SOURCE "' THEN"
+	"    WHEN $6 = 'robust' THEN"
+	"      pg_catalog.format('%s is anomalous at %s UTC: value %s outside [%s, %s] (expected %s, score %s)',"
+	"        $1, ctx.at, $3,"
+	"        pg_catalog.round((ctx.j ->> 'lower_boundary')::pg_catalog.numeric, 2),"
+	"        pg_catalog.round((ctx.j ->> 'upper_boundary')::pg_catalog.numeric, 2),"
+	"        pg_catalog.round((ctx.j ->> 'expected')::pg_catalog.numeric, 2),"
+	"        pg_catalog.round((ctx.j ->> 'score')::pg_catalog.numeric, 2))"
+	"    WHEN $6 = '3-sigma' THEN"
 	"      pg_catalog.format('%s is anomalous at %s UTC: value %s outside [%s, %s] (mean %s, std_dev %s)',"
 	"        $1, ctx.at, $3,"
 	"        pg_catalog.round((ctx.j ->> 'lower_boundary')::pg_catalog.numeric, 2),"
@@ -385,7 +377,7 @@ write_alert(const char *metric, const MaEvaluatedPoint *pt, const char *context,
 	nulls[3] = context ? ' ' : 'n';
 	values[4] = CStringGetTextDatum(state);
 	values[5] = CStringGetTextDatum(ep->source);
-	values[6] = TimestampTzGetDatum(ep->episode_start);
+	values[6] = TimestampTzGetDatum(ep->st.episode_start);
 
 	ma_execute(&alert_stmt, values, nulls, SPI_OK_SELECT, 0);
 	alerts_written += SPI_processed;
@@ -418,70 +410,57 @@ point_context(const Episode *ep, const MaEvaluatedPoint *pt)
 										VARSIZE(pt->context)) : NULL;
 }
 
-/* Runs the state machine of one source over the points of its series. */
+/* See alert.h. */
+void
+ma_alert_replay_rule(MaEpisodeRule *rule, int need, int window)
+{
+	rule->need = need;
+	rule->window = Max(need, window);
+	rule->resolve_after = ma_alert_resolve_after;
+	rule->cooldown_us = (int64) ma_alert_cooldown_s * USECS_PER_SEC;
+	rule->oldest = DT_NOBEGIN;
+}
+
+/*
+ * Runs the state machine of one source over the points of its series,
+ * writing the alerts it reports.
+ */
 static void
 step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n)
 {
-	int64		cooldown_us = (int64) ma_alert_cooldown_s * USECS_PER_SEC;
-	TimestampTz oldest = DT_NOBEGIN;
+	MaEpisodeRule rule;
 
+	rule.need = ep->need;
+	rule.window = ep->window;
+	rule.resolve_after = ma_alert_resolve_after;
+	rule.cooldown_us = (int64) ma_alert_cooldown_s * USECS_PER_SEC;
+	rule.oldest = DT_NOBEGIN;
 	if (ma_alert_max_age_s > 0 && !ignore_max_age)
-		oldest = GetCurrentTransactionStartTimestamp() -
+		rule.oldest = GetCurrentTransactionStartTimestamp() -
 			(int64) ma_alert_max_age_s * USECS_PER_SEC;
 
 	for (int i = 0; i < n; i++)
 	{
 		const MaEvaluatedPoint *pt = &pts[i];
+		bool		judged = true;
 		bool		breach;
+		MaEpisodeEvent ev;
 
-		if (pt->minute <= ep->last_minute)
+		if (pt->minute <= ep->st.last_minute)
 			continue;			/* seen before: never alert twice */
-		ep->last_minute = pt->minute;
 		ep->changed = true;
-
 		if (ep->is_rule)
 			breach = (ep->has_above && pt->value > ep->above) ||
 				(ep->has_below && pt->value < ep->below);
 		else
 		{
-			if (!pt->evaluated)
-				continue;		/* no verdict: neither breach nor recovery */
+			judged = pt->evaluated;
 			breach = pt->is_anomaly;
 		}
-
-		if (breach)
-		{
-			ep->ok_streak = 0;
-			if (ep->breach_streak < INT_MAX)
-				ep->breach_streak++;
-			if (!ep->firing && ep->breach_streak >= ep->need)
-			{
-				ep->firing = true;
-				ep->has_start = true;
-				ep->episode_start = pt->minute - (int64) (ep->need - 1) * 60 * USECS_PER_SEC;
-				ep->muted = (ep->has_fired && cooldown_us > 0 &&
-							 pt->minute - ep->last_fired_at < cooldown_us) ||
-					pt->minute < oldest;
-				if (!ep->muted)
-				{
-					write_alert(metric, pt, point_context(ep, pt), "firing", ep);
-					ep->has_fired = true;
-					ep->last_fired_at = pt->minute;
-				}
-			}
-		}
-		else
-		{
-			ep->breach_streak = 0;
-			if (ep->firing && ++ep->ok_streak >= ma_alert_resolve_after)
-			{
-				if (!ep->muted)
-					write_alert(metric, pt, point_context(ep, pt), "resolved", ep);
-				ep->firing = false;
-				ep->muted = false;
-				ep->ok_streak = 0;
-			}
-		}
+		ev = ma_episode_step(&rule, &ep->st, pt->minute, judged, breach);
+		if (ev != MA_EPISODE_NONE)
+			write_alert(metric, pt, point_context(ep, pt),
+						ma_episode_event_name(ev), ep);
 	}
 }
 
@@ -498,10 +477,16 @@ alert_series(const MaEvaluatedPoint *pts, int n, List *rules, HTAB *states)
 	List	   *eps = NIL;
 	ListCell   *lc;
 	Episode    *ep;
+	int			first;
 
+	/* the detection source: the method of the first judged point */
+	first = 0;
+	while (first < n - 1 && !pts[first].evaluated)
+		first++;
 	ep = palloc0(sizeof(Episode));
-	ep->source = SIGMA_SOURCE;
-	ep->need = 1;
+	ep->source = (char *) (pts[first].method ? pts[first].method : "3-sigma");
+	ep->need = Max(1, pts[first].alert_after);
+	ep->window = Max(ep->need, pts[first].alert_window);
 	eps = lappend(eps, ep);
 	foreach(lc, rules)
 	{
@@ -522,15 +507,34 @@ alert_series(const MaEvaluatedPoint *pts, int n, List *rules, HTAB *states)
 		ep = (Episode *) lfirst(lc);
 		stored = restore_episode(states, metric, ep);
 		step_episode(metric, ep, pts, n);
-		if (ep->changed && (stored || !episode_idle(ep)))
+		if (ep->changed && (stored || !ma_episode_idle(&ep->st)))
 			store_episode(metric, ep);
 	}
+}
+
+/* One series' alerting, run in a subtransaction of its own. */
+typedef struct AlertJob
+{
+	const MaEvaluatedPoint *pts;
+	int			n;
+	List	   *rules;
+	HTAB	   *states;
+} AlertJob;
+
+static void
+alert_job(void *arg)
+{
+	AlertJob   *job = (AlertJob *) arg;
+
+	alert_series(job->pts, job->n, job->rules, job->states);
 }
 
 /*
  * See alert.h.  Points are grouped by metric; the rules and stored states
  * of all their metrics are read in two statements, then each group runs
- * through every source of its metric.
+ * through every source of its metric, in a subtransaction of its own: an
+ * error in one series is recorded against it (isolate.c) and the others
+ * still alert.
  */
 void
 ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
@@ -565,7 +569,12 @@ ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
 
 		while (j < npoints && strcmp(points[j].metric_name, points[i].metric_name) == 0)
 			j++;
-		alert_series(points + i, j - i, rules, states);
+		{
+			AlertJob	job = {points + i, j - i, rules, states};
+
+			(void) ma_run_isolated(alert_job, &job, points[i].metric_name,
+								   "alerting", 0);
+		}
 		i = j;
 	}
 
@@ -592,8 +601,11 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	ret = SPI_execute_with_args("SELECT m.metric_name, m.metric_timestamp, m.metric_value,"
-								"       m.anomaly_context IS NOT NULL, m.is_anomaly, m.anomaly_context"
+								"       m.anomaly_context IS NOT NULL, m.is_anomaly, m.anomaly_context,"
+								"       coalesce(m.anomaly_context ->> 'method', c.method, 'robust'),"
+								"       c.alert_after, c.alert_window"
 								"  FROM metric_anomaly.aggregated_metrics m"
+								"  LEFT JOIN metric_anomaly.metrics c ON c.metric_name = m.metric_name"
 								" WHERE m.metric_timestamp >= $1 AND m.metric_timestamp < $2"
 								" ORDER BY m.metric_name COLLATE \"C\", m.metric_timestamp",
 								2, types, values, NULL, true, 0);
@@ -619,6 +631,19 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 		pts[i].is_anomaly = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 		d = SPI_getbinval(tup, desc, 6, &isnull);
 		pts[i].context = isnull ? NULL : DatumGetJsonbPCopy(d);
+		pts[i].method = SPI_getvalue(tup, desc, 7);
+		d = SPI_getbinval(tup, desc, 8, &isnull);
+		pts[i].alert_after = isnull ? 0 : DatumGetInt32(d);
+		d = SPI_getbinval(tup, desc, 9, &isnull);
+		pts[i].alert_window = isnull ? 0 : DatumGetInt32(d);
+		{
+			MaDetectSettings s = {0};
+
+			(void) ma_method_parse(pts[i].method, &s.method);
+			s.alert_after = pts[i].alert_after;
+			s.alert_window = pts[i].alert_window;
+			ma_detect_alert_rule(&s, &pts[i].alert_after, &pts[i].alert_window);
+		}
 	}
 	ignore_max_age = true;
 	PG_TRY();

@@ -23,10 +23,21 @@ typedef struct MaEvaluatedPoint
 	bool		evaluated;		/* false: too little history, or disabled */
 	bool		is_anomaly;
 	Jsonb	   *context;		/* NULL when !evaluated */
+	/* the series' detection source and its alerting rule (N of M) */
+	const char *method;			/* "robust", "3-sigma"; NULL: "3-sigma" */
+	int			alert_after;	/* N: breaching points that open an episode */
+	int			alert_window;	/* M: among the last M judged points */
 } MaEvaluatedPoint;
 
 /* Points are sorted by metric_name, then minute. */
 extern void ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints);
+
+/*
+ * The episode rule detection alerts by, for a replay (detect_series(),
+ * backtest()): resolve_after and cooldown from the settings, no age limit.
+ */
+struct MaEpisodeRule;
+extern void ma_alert_replay_rule(struct MaEpisodeRule *rule, int need, int window);
 
 /* Settings of alerting; called from _PG_init. */
 extern void ma_alert_define_gucs(void);

@@ -1,11 +1,13 @@
 /*
  * detect.h
- *		The 3-sigma rule: pure statistics, no SPI.
+ *		Detection methods (3-sigma, robust): pure statistics, no SPI.
  */
 #ifndef MA_DETECT_H
 #define MA_DETECT_H
 
 #include "postgres.h"
+
+#include "datatype/timestamp.h"
 
 typedef enum MaDirection
 {
@@ -34,5 +36,129 @@ extern void ma_three_sigma(const double *history, int n, double value,
 						   MaThreeSigma *result);
 extern const char *ma_direction_name(MaDirection direction);
 extern bool ma_direction_parse(const char *name, MaDirection *direction);
+
+
+/*
+ * The robust method (the default): see detect.c for the rule.
+ */
+#define MA_BASELINE_RECENT	0
+#define MA_BASELINE_DAILY	1
+#define MA_BASELINE_WEEKLY	2
+#define MA_BASELINES		3
+
+/* Seasons back a seasonal baseline looks, and lag samples per season. */
+#define MA_SEASONS_BACK		3
+#define MA_SEASON_HALF		3	/* samples either side of the same time */
+#define MA_SEASON_STEP_S	300 /* seconds between lag samples */
+#define MA_SEASON_SAMPLES	(MA_SEASONS_BACK * (2 * MA_SEASON_HALF + 1))
+#define MA_SEASON_MIN_SEASONS	2	/* seasons with a sample to be used */
+
+/*
+ * The novelty guard: a point is not anomalous when the recent window, less
+ * its newest MA_NOVELTY_SKIP points, holds MA_NOVELTY_REPEATS separate
+ * excursions at least as far on the same side.
+ */
+#define MA_NOVELTY_SKIP		15
+#define MA_NOVELTY_REPEATS	2
+
+#define MA_DAY_S			86400
+#define MA_WEEK_S			(7 * 86400)
+
+typedef struct MaBaseline
+{
+	bool		used;			/* had enough history to judge */
+	int			n;				/* values it pooled */
+	int			seasons;		/* seasons with a sample (seasonal only) */
+	double		median;
+	double		scale;			/* robust sigma, floors applied */
+	double		lower;
+	double		upper;
+	double		score;			/* (value - median) / scale */
+} MaBaseline;
+
+typedef struct MaRobustInput
+{
+	const double *recent;		/* previous points, gaps left out */
+	int			nrecent;
+	int			min_points;		/* recent points needed to judge */
+	const double *seasonal[MA_BASELINES];	/* [1], [2]: lag samples */
+	int			nseasonal[MA_BASELINES];
+	int			seasons[MA_BASELINES];
+	double		sensitivity;
+	MaDirection direction;
+} MaRobustInput;
+
+typedef struct MaRobust
+{
+	double		value;
+	double		sensitivity;
+	MaDirection direction;
+	bool		counts;			/* the recent values are all counts */
+	MaBaseline	b[MA_BASELINES];
+	int			judge;			/* baseline that judged: the nearest */
+	int			repeats;		/* earlier excursions as far (novelty) */
+	bool		outside_band;	/* every baseline put it outside */
+	double		expected;
+	double		lower;
+	double		upper;
+	double		score;
+	bool		is_anomaly;
+} MaRobust;
+
+extern bool ma_robust(const MaRobustInput *in, double value, MaRobust *r);
+extern const char *ma_baseline_name(int b);
+
+/* Seasonal lag samples of a stream kept sorted by time. */
+extern int	ma_season_gather(const TimestampTz *ts, const double *values, int n,
+							 TimestampTz t, int period_s, double *out,
+							 int *seasons);
+
+/* A metric's detection settings, resolved (no NULLs left). */
+typedef enum MaMethod
+{
+	MA_METHOD_ROBUST,
+	MA_METHOD_THREE_SIGMA
+} MaMethod;
+
+#define MA_DEFAULT_SENSITIVITY	6.0
+/* robust alerts on 2 anomalous of 20 judged minutes; 3-sigma, as the seed, on 1 */
+#define MA_DEFAULT_ALERT_AFTER	2
+#define MA_DEFAULT_ALERT_WINDOW 20
+
+typedef struct MaDetectSettings
+{
+	MaMethod	method;
+	double		sigma;			/* 3-sigma */
+	double		sensitivity;	/* robust */
+	int			window;
+	int			min_points;
+	MaDirection direction;
+	bool		daily;
+	bool		weekly;
+	int			alert_after;	/* N of M; 0: the method's default */
+	int			alert_window;
+} MaDetectSettings;
+
+/* One verdict of either method. */
+typedef struct MaVerdict
+{
+	MaMethod	method;
+	bool		judged;
+	bool		is_anomaly;
+	double		expected;
+	double		lower;
+	double		upper;
+	double		score;
+	MaThreeSigma sigma;
+	MaRobust	robust;
+} MaVerdict;
+
+extern void ma_detect_point(const MaDetectSettings *s,
+							const double *recent, int nrecent,
+							const TimestampTz *sts, const double *svals, int sn,
+							TimestampTz t, double value, MaVerdict *v);
+extern void ma_detect_alert_rule(const MaDetectSettings *s, int *need, int *window);
+extern const char *ma_method_name(MaMethod m);
+extern bool ma_method_parse(const char *name, MaMethod *m);
 
 #endif							/* MA_DETECT_H */

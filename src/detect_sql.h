@@ -1,6 +1,6 @@
 /*
  * detect_sql.h
- *		The evidence of a 3-sigma evaluation as jsonb.
+ *		Evidence of a verdict as jsonb, and detection settings from jsonb.
  */
 #ifndef MA_DETECT_SQL_H
 #define MA_DETECT_SQL_H
@@ -12,5 +12,10 @@
 #include "detect.h"
 
 extern Jsonb *ma_three_sigma_context(const MaThreeSigma *r);
+extern Jsonb *ma_verdict_context(const MaVerdict *v);
+
+extern void ma_detect_settings_defaults(MaDetectSettings *s);
+extern void ma_detect_settings_apply(MaDetectSettings *s, Jsonb *settings);
+extern bool ma_seasonality_parse(const char *name, bool *daily, bool *weekly);
 
 #endif							/* MA_DETECT_SQL_H */

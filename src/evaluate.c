@@ -4,11 +4,19 @@
  *
  * Rows of aggregated_metrics with needs_eval set (new minutes, zero-filled
  * minutes, and minutes a late event changed) are evaluated once their minute
- * is closed.  One cursor reads, per series, the dirty rows together with the
- * window of history before them, as arrays in time order; each dirty point is judged
- * against the previous window_size points by detect.c, and the verdicts are
- * written back in batches, in the caller's transaction.  Cost per point is
- * O(window).
+ * is closed.  One cursor reads, per series, its settings (the row of
+ * metric_anomaly.metrics as jsonb, parsed by the code that parses
+ * detect_series() settings), the dirty rows together with the window of
+ * history before them, and, for the robust method, the seasonal lag samples
+ * of the dirty minutes (MA_SEASON_SAMPLES per season and dirty minute, read
+ * by primary key, and only once the series is two seasons old: a young
+ * series costs no seasonal reads).  Each dirty point is judged by
+ * ma_detect_point() (detect.c), exactly as detect_series() judges it, and
+ * the verdicts are written back in batches, in the caller's transaction.
+ * Cost per point is O(window log window) for robust (two medians), O(window)
+ * for 3-sigma; memory is one fetch of FETCH_SERIES series and at most
+ * FLUSH_POINTS verdicts.  Each series runs in a subtransaction of its own
+ * (isolate.c): one that fails is recorded and skipped.
  */
 #include "postgres.h"
 
@@ -23,6 +31,7 @@
 #include "detect.h"
 #include "detect_sql.h"
 #include "evaluate.h"
+#include "isolate.h"
 #include "metric_anomaly.h"
 #include "spi_util.h"
 
@@ -45,26 +54,51 @@ static MaStatement pending_stmt = {
 	" s AS ("
 	"    SELECT d.metric_name, d.dirty,"
 	"           d.dirty[1] AS lo, d.dirty[array_upper(d.dirty, 1)] AS hi,"
-	"           coalesce(c.sigma, $2) AS sigma,"
-	"           coalesce(c.window_size, $3) AS win,"
-	"           coalesce(c.min_points, $4) AS minp,"
-	"           coalesce(c.direction, 'both') AS dir,"
-	"           coalesce(c.enabled, true) AS enabled"
+	"           coalesce(c.window_size, $2) AS win,"
+	"           coalesce(c.enabled, true) AS enabled,"
+	"           coalesce(pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.-) 'metric_name'"
+	"                    OPERATOR(pg_catalog.-) 'enabled'"
+	"                    OPERATOR(pg_catalog.-) 'description', '{}') AS settings,"
+	"           coalesce(c.method, 'robust') = 'robust' AS robust,"
+	"           coalesce(c.seasonality, 'auto') AS seasonality"
 	"      FROM d LEFT JOIN metric_anomaly.metrics c"
-	"        ON c.metric_name = d.metric_name)"
-	"SELECT s.metric_name, s.sigma, s.win, s.minp, s.dir, s.enabled,"
-	"       s.dirty, h.ts, h.vals"
-	"  FROM s CROSS JOIN LATERAL ("
+	"        ON c.metric_name = d.metric_name),"
+	/* seasonal periods worth reading: the series has two seasons back */
+	" p AS ("
+	"    SELECT s.*, ARRAY(SELECT q.period"
+	"                        FROM (VALUES (interval '1 day', 'daily'),"
+	"                                     (interval '7 days', 'weekly')) AS q(period, name)"
+	"                       WHERE s.robust AND s.seasonality IN ('auto', q.name)"
+	"                         AND (SELECT min(f.metric_timestamp)"
+	"                                FROM metric_anomaly.aggregated_metrics f"
+	"                               WHERE f.metric_name = s.metric_name)"
+	"                             <= s.hi - 2 * q.period + $3 * interval '1 second') AS periods"
+	"      FROM s)"
+	"SELECT p.metric_name, p.settings, p.enabled, p.dirty, h.ts, h.vals, z.sts, z.svals"
+	"  FROM p CROSS JOIN LATERAL ("
 	"        SELECT array_agg(o.metric_timestamp) AS ts,"
 	"               array_agg(o.metric_value) AS vals"
 	"          FROM (SELECT a.metric_timestamp, a.metric_value"
 	"                  FROM metric_anomaly.aggregated_metrics a"
-	"                 WHERE a.metric_name = s.metric_name"
-	"                   AND a.metric_timestamp >= s.lo - s.win * interval '1 minute'"
-	"                   AND a.metric_timestamp <= s.hi"
+	"                 WHERE a.metric_name = p.metric_name"
+	"                   AND a.metric_timestamp >= p.lo - p.win * interval '1 minute'"
+	"                   AND a.metric_timestamp <= p.hi"
 	"                 ORDER BY a.metric_timestamp) o) h"
-	" ORDER BY s.metric_name",
-	4, {TIMESTAMPTZOID, FLOAT8OID, INT4OID, INT4OID}
+	"  CROSS JOIN LATERAL ("
+	"        SELECT array_agg(o.metric_timestamp) AS sts,"
+	"               array_agg(o.metric_value) AS svals"
+	"          FROM (SELECT a.metric_timestamp, a.metric_value"
+	"                  FROM metric_anomaly.aggregated_metrics a"
+	"                 WHERE p.periods <> '{}'"
+	"                   AND a.metric_name = p.metric_name"
+	"                   AND a.metric_timestamp = ANY (ARRAY("
+	"                       SELECT DISTINCT t.t - k * q.period + j * $4 * interval '1 second'"
+	"                         FROM unnest(p.dirty) AS t(t), unnest(p.periods) AS q(period),"
+	"                              generate_series(1, $5) AS k,"
+	"                              generate_series(-$6, $6) AS j))"
+	"                 ORDER BY a.metric_timestamp) o) z"
+	" ORDER BY p.metric_name",
+	6, {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID}
 };
 
 static MaStatement verdict_stmt = {
@@ -81,15 +115,16 @@ static MaStatement verdict_stmt = {
 typedef struct Series
 {
 	char	   *name;
-	double		sigma;
-	int			window;
-	int			min_points;
-	MaDirection direction;
+	MaDetectSettings settings;
 	bool		enabled;
 	int			n;
 	TimestampTz *ts;
 	double	   *values;
 	bool	   *target;
+	/* seasonal lag samples of the dirty minutes, in time order */
+	int			sn;
+	TimestampTz *sts;
+	double	   *svals;
 } Series;
 
 /* Verdicts waiting to be written. */
@@ -102,7 +137,7 @@ typedef struct Verdicts
 } Verdicts;
 
 static void
-verdicts_add(Verdicts *v, const Series *s, int i, const MaThreeSigma *r)
+verdicts_add(Verdicts *v, const Series *s, int i, const MaVerdict *r)
 {
 	MaEvaluatedPoint *p;
 
@@ -121,13 +156,15 @@ verdicts_add(Verdicts *v, const Series *s, int i, const MaThreeSigma *r)
 		p->metric_name = MemoryContextStrdup(v->cxt, s->name);
 	p->minute = s->ts[i];
 	p->value = s->values[i];
-	p->evaluated = r != NULL;
-	p->is_anomaly = r ? r->is_anomaly : false;
-	if (r)
+	p->evaluated = r != NULL && r->judged;
+	p->is_anomaly = p->evaluated ? r->is_anomaly : false;
+	p->method = ma_method_name(s->settings.method);
+	ma_detect_alert_rule(&s->settings, &p->alert_after, &p->alert_window);
+	if (p->evaluated)
 	{
 		MemoryContext old = MemoryContextSwitchTo(v->cxt);
 
-		p->context = ma_three_sigma_context(r);
+		p->context = ma_verdict_context(r);
 		MemoryContextSwitchTo(old);
 	}
 	else
@@ -194,20 +231,21 @@ series_evaluate(Series *s, Verdicts *v)
 	for (int i = 0; i < s->n; i++)
 	{
 		int			first;
-		MaThreeSigma r;
+		MaVerdict	r;
 
 		if (!s->target[i])
 			continue;
-		first = Max(0, i - s->window);
-		if (!s->enabled || i - first < s->min_points)
+		if (!s->enabled)
 		{
 			verdicts_add(v, s, i, NULL);
 			continue;
 		}
-		ma_three_sigma(&s->values[first], i - first, s->values[i],
-					   s->sigma, s->direction, &r);
+		first = Max(0, i - s->settings.window);
+		ma_detect_point(&s->settings, &s->values[first], i - first,
+						s->sts, s->svals, s->sn, s->ts[i], s->values[i], &r);
 		verdicts_add(v, s, i, &r);
-		evaluated++;
+		if (r.judged)
+			evaluated++;
 	}
 	return evaluated;
 }
@@ -232,27 +270,36 @@ static void
 series_read(Series *s, HeapTuple tup, TupleDesc desc)
 {
 	bool		isnull;
-	char	   *dir;
+	Datum		d;
 	void	   *p;
 	TimestampTz *dirty;
 	int			ndirty;
 
 	s->name = SPI_getvalue(tup, desc, 1);
-	s->sigma = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
-	s->window = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	s->min_points = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-	dir = SPI_getvalue(tup, desc, 5);
-	if (!ma_direction_parse(dir, &s->direction))
-		s->direction = MA_DIRECTION_BOTH;
-	s->enabled = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+	ma_detect_settings_defaults(&s->settings);
+	ma_detect_settings_apply(&s->settings,
+							 DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull)));
+	s->enabled = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 
-	ndirty = array_elements(SPI_getbinval(tup, desc, 7, &isnull), TIMESTAMPTZOID, &p);
+	ndirty = array_elements(SPI_getbinval(tup, desc, 4, &isnull), TIMESTAMPTZOID, &p);
 	dirty = p;
-	s->n = array_elements(SPI_getbinval(tup, desc, 8, &isnull), TIMESTAMPTZOID, &p);
+	s->n = array_elements(SPI_getbinval(tup, desc, 5, &isnull), TIMESTAMPTZOID, &p);
 	s->ts = p;
-	if (array_elements(SPI_getbinval(tup, desc, 9, &isnull), FLOAT8OID, &p) != s->n)
+	if (array_elements(SPI_getbinval(tup, desc, 6, &isnull), FLOAT8OID, &p) != s->n)
 		elog(ERROR, "metric_anomaly: arrays of unequal length in the detection query");
 	s->values = p;
+	s->sn = 0;
+	s->sts = NULL;
+	s->svals = NULL;
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	if (!isnull)
+	{
+		s->sn = array_elements(d, TIMESTAMPTZOID, &p);
+		s->sts = p;
+		if (array_elements(SPI_getbinval(tup, desc, 8, &isnull), FLOAT8OID, &p) != s->sn)
+			elog(ERROR, "metric_anomaly: arrays of unequal length in the detection query");
+		s->svals = p;
+	}
 
 	/* both lists are in time order: mark the dirty minutes in one walk */
 	s->target = palloc0(sizeof(bool) * Max(s->n, 1));
@@ -263,6 +310,25 @@ series_read(Series *s, HeapTuple tup, TupleDesc desc)
 		if (j < ndirty && dirty[j] == s->ts[i])
 			s->target[i] = true;
 	}
+}
+
+/* One series' detection, run in a subtransaction of its own. */
+typedef struct SeriesJob
+{
+	HeapTuple	tup;
+	TupleDesc	desc;
+	Verdicts   *v;
+	int64		evaluated;
+} SeriesJob;
+
+static void
+series_job(void *arg)
+{
+	SeriesJob  *job = (SeriesJob *) arg;
+	Series		s;
+
+	series_read(&s, job->tup, job->desc);
+	job->evaluated = series_evaluate(&s, job->v);
 }
 
 /*
@@ -276,7 +342,7 @@ ma_evaluate_pending(TimestampTz last_closed)
 	MemoryContext cxt;
 	MemoryContext series_cxt;
 	MemoryContext old;
-	Datum		args[4];
+	Datum		args[6];
 	Portal		portal;
 	Verdicts	v = {0};
 	int64		evaluated = 0;
@@ -289,9 +355,11 @@ ma_evaluate_pending(TimestampTz last_closed)
 								  ALLOCSET_DEFAULT_SIZES);
 
 	args[0] = TimestampTzGetDatum(last_closed);
-	args[1] = Float8GetDatum(ma_sigma);
-	args[2] = Int32GetDatum(ma_window);
-	args[3] = Int32GetDatum(ma_min_points);
+	args[1] = Int32GetDatum(ma_window);
+	args[2] = Int32GetDatum(MA_SEASON_HALF * MA_SEASON_STEP_S);
+	args[3] = Int32GetDatum(MA_SEASON_STEP_S);
+	args[4] = Int32GetDatum(MA_SEASONS_BACK);
+	args[5] = Int32GetDatum(MA_SEASON_HALF);
 	portal = ma_open_cursor(&pending_stmt, args, NULL);
 
 	for (;;)
@@ -307,11 +375,20 @@ ma_evaluate_pending(TimestampTz last_closed)
 			break;
 		for (uint64 row = 0; row < nrows; row++)
 		{
-			Series		s;
+			SeriesJob	job;
+			int			before = v.n;
 
 			old = MemoryContextSwitchTo(series_cxt);
-			series_read(&s, tt->vals[row], tt->tupdesc);
-			evaluated += series_evaluate(&s, &v);
+			job.tup = tt->vals[row];
+			job.desc = tt->tupdesc;
+			job.v = &v;
+			job.evaluated = 0;
+			/* a series that fails leaves no verdict behind */
+			if (ma_run_isolated(series_job, &job, SPI_getvalue(job.tup, job.desc, 1),
+								"detection", last_closed))
+				evaluated += job.evaluated;
+			else
+				v.n = before;
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(series_cxt);
 

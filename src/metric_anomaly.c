@@ -114,11 +114,7 @@ _PG_init(void)
 	ma_http_define_gucs();
 	ma_jwt_define_gucs();
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("metric_anomaly");
-#else
-	EmitWarningsOnPlaceholders("metric_anomaly");
-#endif
 
 	ma_step_aside_install();
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)

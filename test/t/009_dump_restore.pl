@@ -51,7 +51,7 @@ INSERT INTO metric_anomaly.alert_channels (name, kind, url, enabled)
 VALUES ('ops', 'slack', 'http://127.0.0.1:9/services/T/B/X', false);
 INSERT INTO metric_anomaly.alert_routes VALUES ('orders', 'hook'), ('orders', 'ops');
 INSERT INTO metric_anomaly.alert_rules (rule_name, metric_name, above) VALUES ('orders_flood', 'orders', 1000);
-INSERT INTO metric_anomaly.metrics (metric_name, sigma) VALUES ('orders', 3.5);
+INSERT INTO metric_anomaly.metrics (metric_name, sigma, method) VALUES ('orders', 3.5, '3-sigma'), ('signup', NULL, '3-sigma');
 });
 for my $m (0 .. 22)
 {

@@ -19,7 +19,7 @@ $node->safe_psql('postgres', 'SELECT metric_anomaly.start_delivery_worker()')
 
 # 40 minutes of signups ending a minute ago; minutes 25-27 have none.
 $node->safe_psql('postgres', q{
-INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points) VALUES ('signup', 10, 5);
+INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points, method) VALUES ('signup', 10, 5, '3-sigma');
 INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
 SELECT 'signup', pg_catalog.date_trunc('minute', now()) - interval '40 minutes' + g * interval '1 minute' + i * interval '1 second'
   FROM generate_series(0, 39) g, generate_series(1, 9 + g % 3) i
@@ -50,7 +50,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM metric_anomaly.alerts WHE
 # Its events run 3 minutes into the future, so that no live collapse
 # follows before detection of it is switched off below.
 $node->safe_psql('postgres', q{
-INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points) VALUES ('old_signup', 10, 5);
+INSERT INTO metric_anomaly.metrics (metric_name, window_size, min_points, method) VALUES ('old_signup', 10, 5, '3-sigma');
 INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
 SELECT 'old_signup', pg_catalog.date_trunc('minute', now()) - interval '180 minutes' + g * interval '1 minute' + i * interval '1 second'
   FROM generate_series(0, 183) g, generate_series(1, 9 + g % 3) i
