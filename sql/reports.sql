@@ -1,5 +1,5 @@
 -- Scheduled reports: run_due_reports() at fixed times (the worker calls it
--- with now() after every pass; TAP 080 checks that), the runs it records,
+-- with now() after every pass; TAP 085_reports checks that), the runs it records,
 -- the outbox rows it queues, skips, catch-up, retention, latest_report.
 CREATE EXTENSION metric_anomaly;
 SET timezone = 'UTC';
