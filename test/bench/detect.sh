@@ -106,5 +106,5 @@ awk -v s="$S" -v b="$((t1 - t0))" -v o="$((t3 - t2))" -v g="$((t5 - t4))" -v w="
 	printf "process_pending(), robust (default): %6.0f ms  (fold + zero-fill + detection + verdicts + alerting)\n", o
 	printf "process_pending(), robust, seasonal: %6.0f ms  (the same, 42 lag samples read per series)\n", w
 	printf "ratio (SQL time / robust): %.2f\n", b / o
-	printf "TABLE|detection, %d series|process_pending %.0f ms|SQL window functions %.0f ms|%.2fx\n", s, o, b, b / o
+	printf "TABLE|detection, %d series|process_pending (robust) %.0f ms|SQL window functions %.0f ms|%.2fx\n", s, o, b, b / o
 }'
