@@ -339,256 +339,6 @@ SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.jwt_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.ingest_skips', '');
 
 ------------------------------------------------------------------------------
--- E-mail channel and Feishu app images (issue 14): kind email (SMTP through
--- libcurl), its checks at write time, and the checks of a Feishu app's id
--- and secret.
-------------------------------------------------------------------------------
-ALTER TABLE metric_anomaly.alert_channels DROP CONSTRAINT alert_channels_kind_check;
-ALTER TABLE metric_anomaly.alert_channels ADD CONSTRAINT alert_channels_kind_check
-    CHECK (kind IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk', 'email'));
-
-/*
- * Refuses, with a clear error, alert channels of an unknown kind; a url that
- * is not http(s) (smtp or smtps for kind email); a secret with control
- * characters; slack_bot without a channel or token; email without valid
- * from and to addresses, with an unknown options.tls, or with credentials
- * that are not {"user", "password"} or that would cross the network without
- * TLS; feishu app images without an app id and app secret.  Its messages
- * never repeat the url or secret.
- */
-CREATE OR REPLACE FUNCTION metric_anomaly.alert_channels_check_url()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    -- a bare address: RFC 5322 atext (and dots) @ letter-digit-hyphen labels
-    address constant text :=
-        '^[A-Za-z0-9.!#$%&''*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$';
-    recipients jsonb;
-    creds jsonb;
-BEGIN
-    IF NEW.name IS NULL OR NEW.name !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_name',
-            MESSAGE = 'alert channel name must be 1 to 64 letters, digits, dots, dashes or underscores',
-            HINT = 'Choose a name such as ops-team.';
-    END IF;
-    IF NEW.kind IS NULL OR NEW.kind NOT IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk', 'email') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('alert channel "%s" has an unknown kind', NEW.name),
-            HINT = 'Use one of webhook, slack, slack_bot, wecom, feishu, dingtalk, email.';
-    END IF;
-    IF NEW.kind = 'email' THEN
-        IF NEW.url !~* '^smtps?://[^/?#@[:space:]]+(/[^/?#@[:space:]]*)?$' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('url of alert channel "%s" must be an smtp or smtps URL', NEW.name),
-                DETAIL = 'An email channel names its relay as smtp://host[:port] (STARTTLS) or smtps://host[:port], without credentials, path or query.',
-                HINT = 'Use an address such as smtps://smtp.example.com:465 and put credentials in secret.';
-        END IF;
-    ELSIF NEW.url !~* '^https?://[^/?#@[:space:]]+' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('url of alert channel "%s" must be an http or https URL', NEW.name),
-            DETAIL = 'Only the http and https schemes are accepted, without spaces or control characters.',
-            HINT = 'Use an address such as https://hooks.example.com/path.';
-    END IF;
-    IF NEW.secret ~ '[[:cntrl:]]' THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('secret of alert channel "%s" must not contain control characters', NEW.name),
-            HINT = 'Paste the token or signing secret without line breaks.';
-    END IF;
-    IF NEW.kind = 'slack_bot' AND coalesce(NEW.options ->> 'channel', '') = '' THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('alert channel "%s" of kind slack_bot needs options.channel', NEW.name),
-            HINT = 'Set options to {"channel": "<channel id>"} and the bot token in secret.';
-    END IF;
-    IF NEW.kind = 'slack_bot' AND NEW.secret IS NULL THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('alert channel "%s" of kind slack_bot needs a bot token in secret', NEW.name),
-            HINT = 'Set secret to the xoxb- token of the Slack app.';
-    END IF;
-    -- secrets of several credentials are JSON objects of strings
-    IF NEW.kind IN ('email', 'feishu') AND NEW.secret ~ '^\s*\{' THEN
-        BEGIN
-            creds := NEW.secret::jsonb;
-        EXCEPTION WHEN invalid_text_representation THEN
-            creds := NULL;
-        END;
-        IF NEW.secret ~ '\\u' OR creds IS NULL OR jsonb_typeof(creds) <> 'object'
-           OR EXISTS (SELECT FROM jsonb_each(creds) e WHERE jsonb_typeof(e.value) <> 'string') THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('secret of alert channel "%s" must be a JSON object of strings', NEW.name),
-                DETAIL = 'Non-ASCII characters are written as they are, not as \u escapes.',
-                HINT = CASE NEW.kind WHEN 'email' THEN 'Use {"user": "...", "password": "..."}.'
-                       ELSE 'Use {"app_secret": "..."} or {"app_secret": "...", "sign": "..."}.' END;
-        END IF;
-    END IF;
-    IF NEW.kind = 'email' THEN
-        IF jsonb_typeof(NEW.options -> 'from') IS DISTINCT FROM 'string'
-           OR length(NEW.options ->> 'from') > 254 OR (NEW.options ->> 'from') !~ address THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('alert channel "%s" of kind email needs a valid sender address in options.from', NEW.name),
-                DETAIL = 'An address is local@domain with no display name, quotes, comments or non-ASCII characters.',
-                HINT = 'Set options.from to an address such as alerts@example.com.';
-        END IF;
-        recipients := CASE jsonb_typeof(NEW.options -> 'to')
-                      WHEN 'string' THEN jsonb_build_array(NEW.options -> 'to')
-                      WHEN 'array' THEN NEW.options -> 'to' END;
-        IF recipients IS NULL OR jsonb_array_length(recipients) NOT BETWEEN 1 AND 50
-           OR EXISTS (SELECT FROM jsonb_array_elements(recipients) r
-                       WHERE jsonb_typeof(r) <> 'string' OR length(r #>> '{}') > 254
-                          OR (r #>> '{}') !~ address) THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('alert channel "%s" of kind email needs 1 to 50 valid addresses in options.to', NEW.name),
-                DETAIL = 'An address is local@domain with no display name, quotes, comments or non-ASCII characters.',
-                HINT = 'Set options.to to an address or an array of addresses, such as ["ops@example.com"].';
-        END IF;
-        IF NEW.options ? 'tls' AND (jsonb_typeof(NEW.options -> 'tls') <> 'string'
-                                    OR NEW.options ->> 'tls' NOT IN ('required', 'none')) THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('options.tls of alert channel "%s" must be "required" or "none"', NEW.name),
-                HINT = 'Leave it out to require TLS; "none" is for a relay on this machine.';
-        END IF;
-        IF NEW.secret IS NOT NULL AND (creds IS NULL OR NOT creds ? 'user' OR NOT creds ? 'password'
-           OR EXISTS (SELECT FROM jsonb_object_keys(creds) k WHERE k NOT IN ('user', 'password'))) THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('secret of alert channel "%s" of kind email must hold the user and password', NEW.name),
-                HINT = 'Use {"user": "...", "password": "..."}, or NULL to send without AUTH.';
-        END IF;
-        IF NEW.secret IS NOT NULL AND NEW.options ->> 'tls' = 'none'
-           AND NEW.url !~* '^smtps?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?/?$' THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('alert channel "%s" would send its password without TLS', NEW.name),
-                DETAIL = 'options.tls "none" with credentials is accepted only for a relay on this machine.',
-                HINT = 'Remove options.tls to require TLS, or use a local relay.';
-        END IF;
-    END IF;
-    IF NEW.kind = 'feishu' AND (NEW.options ? 'app_id' OR creds IS NOT NULL) THEN
-        IF jsonb_typeof(NEW.options -> 'app_id') IS DISTINCT FROM 'string'
-           OR coalesce(NEW.options ->> 'app_id', '') = ''
-           OR creds IS NULL OR coalesce(creds ->> 'app_secret', '') = ''
-           OR EXISTS (SELECT FROM jsonb_object_keys(creds) k WHERE k NOT IN ('app_secret', 'sign')) THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('alert channel "%s" of kind feishu needs options.app_id and the app secret to send images', NEW.name),
-                DETAIL = 'Images are sent through a Feishu app: its id in options.app_id, its secret in secret as {"app_secret": "..."}, with "sign" for a signing secret.',
-                HINT = 'Set both, or neither (then secret is the signing secret alone).';
-        END IF;
-        IF NEW.options ? 'api_base' AND ((NEW.options ->> 'api_base') !~* '^https?://[^/?#@[:space:]]+/?$'
-                                         OR jsonb_typeof(NEW.options -> 'api_base') <> 'string') THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_parameter_value',
-                MESSAGE = format('options.api_base of alert channel "%s" must be an http or https base URL', NEW.name),
-                HINT = 'Leave it out for https://open.feishu.cn, or use https://open.larksuite.com.';
-        END IF;
-    END IF;
-    RETURN NEW;
-END
-$fn$;
-
-COMMENT ON TABLE metric_anomaly.alert_channels IS
-    'Where alerts go: kind webhook, slack (incoming webhook), slack_bot (Web API base URL, bot token in secret, options.channel), wecom, feishu (images through an app: options.app_id), dingtalk, email (SMTP relay, options.from and options.to); url and secret are secrets readable only by metric_anomaly_admin.';
-COMMENT ON COLUMN metric_anomaly.alert_channels.url IS
-    'Endpoint (http or https only); for slack_bot the Web API base, e.g. https://slack.com/api; for email the relay, smtp://host[:port] (STARTTLS) or smtps://host[:port].';
-COMMENT ON COLUMN metric_anomaly.alert_channels.secret IS
-    'Signing secret (feishu, dingtalk), bot token (slack_bot) or bearer token (webhook, sent as Authorization: Bearer); for email {"user": ..., "password": ...}; for feishu with app images {"app_secret": ..., "sign": ...}; NULL when unused.';
-COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
-    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}; email needs {"from": address, "to": address or array} and may relax TLS with {"tls": "none"}; feishu sends the chart with {"app_id": "cli_..."} (and {"api_base": url}, default https://open.feishu.cn); {"rate_limit": N} caps the requests sent per minute (0 = no limit; default the platform''s documented limit: wecom and dingtalk 20, feishu 100, slack and slack_bot 60, webhook and email none).';
-COMMENT ON FUNCTION metric_anomaly.alert_channels_check_url() IS
-    'Trigger function refusing alert channels of an unknown kind, whose url is not http(s) (smtp or smtps for email), whose secret has control characters, of kind slack_bot without a channel or token, of kind email without valid from and to addresses or with credentials that are malformed or would be sent without TLS, or of kind feishu with half an app configuration; its messages never repeat the url or secret.';
-
-------------------------------------------------------------------------------
--- Detection wing: per-metric settings, N-of-M alerting state, replay and
--- backtest.
-------------------------------------------------------------------------------
-ALTER TABLE metric_anomaly.metrics
-    ADD COLUMN method      text
-                CONSTRAINT metrics_method_check CHECK (method IN ('robust', '3-sigma')),
-    ADD COLUMN sensitivity double precision
-                CONSTRAINT metrics_sensitivity_check CHECK (sensitivity > 0 AND sensitivity <= 100),
-    ADD COLUMN seasonality text
-                CONSTRAINT metrics_seasonality_check CHECK (seasonality IN ('auto', 'daily', 'weekly', 'none')),
-    ADD COLUMN alert_after integer
-                CONSTRAINT metrics_alert_after_check CHECK (alert_after BETWEEN 1 AND 60),
-    ADD COLUMN alert_window integer
-                CONSTRAINT metrics_alert_window_check CHECK (alert_window BETWEEN 1 AND 60 AND alert_window >= alert_after);
-
-COMMENT ON TABLE metric_anomaly.metrics IS
-    'Per-metric detection settings: method (robust, the default, or 3-sigma), sigma (3-sigma), sensitivity (robust, default 6), window_size (points of history), min_points, direction (both, up, down), seasonality (auto, daily, weekly, none), alert_after and alert_window (alert when alert_after of the last alert_window judged minutes are anomalous), enabled. NULL settings take the defaults (metric_anomaly.sigma, .window, .min_points GUCs).';
-COMMENT ON COLUMN metric_anomaly.metrics.sensitivity IS
-    'Robust method: a point is anomalous when it is more than sensitivity robust sigmas from every baseline that judges it; NULL means 6.';
-COMMENT ON COLUMN metric_anomaly.metrics.alert_after IS
-    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 20 for robust, 1 for 3-sigma).';
-
--- A column added with a default keeps it as a "missing value" in the
--- catalog, which a fresh install has not: add it bare, then fill it.
-ALTER TABLE metric_anomaly.series
-    ADD COLUMN detect_errors        bigint,
-    ADD COLUMN detect_last_error    text,
-    ADD COLUMN detect_last_error_at timestamptz;
-UPDATE metric_anomaly.series SET detect_errors = 0;
-ALTER TABLE metric_anomaly.series
-    ALTER COLUMN detect_errors SET DEFAULT 0,
-    ALTER COLUMN detect_errors SET NOT NULL;
-
-COMMENT ON COLUMN metric_anomaly.series.detect_errors IS
-    'Passes in which this series'' detection or alerting failed; the pass went on without it.';
-COMMENT ON COLUMN metric_anomaly.series.detect_last_error IS
-    'The last such failure: the stage (detection, alerting) and the error message.';
-
-ALTER TABLE metric_anomaly.alert_episodes
-    ADD COLUMN recent_breaches bigint;
-UPDATE metric_anomaly.alert_episodes SET recent_breaches = 0;
-ALTER TABLE metric_anomaly.alert_episodes
-    ALTER COLUMN recent_breaches SET DEFAULT 0,
-    ALTER COLUMN recent_breaches SET NOT NULL;
-
-COMMENT ON COLUMN metric_anomaly.alert_episodes.recent_breaches IS
-    'Bit i set: the judged minute i steps back breached (for alert_after of alert_window).';
-
-CREATE FUNCTION metric_anomaly.detect_series(ts timestamptz[], value double precision[],
-                                             settings jsonb DEFAULT '{}')
-RETURNS TABLE (n integer, ts timestamptz, value double precision,
-               expected double precision, lower double precision,
-               upper double precision, score double precision,
-               is_anomaly boolean, alert text)
-LANGUAGE c STABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS 'MODULE_PATHNAME', 'metric_anomaly_detect_series';
-
-COMMENT ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) IS
-    'Judges a series as the worker does, as a stream in input order (one row per element; NULL value = gap): the verdict, expected value, band and score of each point and the alert (firing, resolved) the worker''s alerting would raise; settings take the keys of metric_anomaly.metrics; at most 1000000 points.';
-
-CREATE FUNCTION metric_anomaly.backtest(metric_name text, since timestamptz, until timestamptz,
-                                        settings jsonb DEFAULT '{}')
-RETURNS TABLE (n integer, ts timestamptz, value double precision,
-               expected double precision, lower double precision,
-               upper double precision, score double precision,
-               is_anomaly boolean, alert text)
-LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
-SET search_path = pg_catalog, pg_temp
-AS 'MODULE_PATHNAME', 'metric_anomaly_backtest';
-
-COMMENT ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) IS
-    'detect_series() over the stored minutes of a metric in [since, until), with its settings in metric_anomaly.metrics overridden by settings; earlier minutes serve as history; alerting starts idle at since.';
-
-GRANT EXECUTE ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) TO PUBLIC;
-REVOKE ALL ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) TO metric_anomaly_admin;
-
-------------------------------------------------------------------------------
 -- Aggregation: quarantine
 ------------------------------------------------------------------------------
 CREATE TABLE metric_anomaly.quarantined_events (
@@ -1643,3 +1393,643 @@ COMMENT ON FUNCTION metric_anomaly.render_metric_chart(text, jsonb, timestamptz,
     'PNG chart of the series of a defined metric with exactly these dimension values (''{}'' for a metric without dimensions), as render_metric_chart(series name, since, until, width, height) draws it; since and until are required, so calls of the older signature stay unambiguous.';
 
 GRANT EXECUTE ON FUNCTION metric_anomaly.series_name(text, jsonb) TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Heatmaps (reports wing)
+------------------------------------------------------------------------------
+CREATE FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_accum';
+CREATE FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, boolean, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_accum';
+CREATE FUNCTION metric_anomaly.heatmap_final(internal)
+RETURNS bytea
+LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_final';
+
+COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, jsonb) IS
+    'Transition function of heatmap.';
+COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, boolean, jsonb) IS
+    'Transition function of heatmap.';
+COMMENT ON FUNCTION metric_anomaly.heatmap_final(internal) IS
+    'Final function of heatmap: draws the collected cells as a PNG.';
+
+CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, cell double precision, options jsonb) (
+    SFUNC = metric_anomaly.heatmap_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.heatmap_final
+);
+CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, cell double precision,
+                                        outlined boolean, options jsonb) (
+    SFUNC = metric_anomaly.heatmap_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.heatmap_final
+);
+
+COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, jsonb) IS
+    'PNG heatmap of (row, column, value) rows, one row per cell: rows and columns sorted, at most 50 of each, labels of at most 64 characters (NULL is "unknown"), a NULL value an empty cell; yellow-orange-red scale with a colour bar, each value written in a colour readable on its cell.  Options: title, x_label, y_label, value_label, width, height (100 to 4000).  No rows give NULL.';
+COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, boolean, jsonb) IS
+    'heatmap with a flag per cell: cells whose flag is true are outlined (render_heatmap outlines series that are anomalous now).';
+
+/*
+ * The heatmap of a metric definition over [since, until): rows and columns
+ * are the values of two of its dimensions, each cell the metric merged over
+ * every series with those two values (a quantile from the merged sketches,
+ * counts and sums added, an average as sum over count).  A cell is outlined
+ * when one of its series is anomalous in its newest evaluated minute.
+ */
+CREATE FUNCTION metric_anomaly.render_heatmap(
+    metric_name text, row_dimension text, column_dimension text,
+    since timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) interval '15 minutes',
+    until timestamptz DEFAULT pg_catalog.now(),
+    width integer DEFAULT 1200, height integer DEFAULT 600)
+RETURNS bytea
+LANGUAGE plpgsql STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    what text;
+    png bytea;
+BEGIN
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d
+     WHERE d.metric_name = render_heatmap.metric_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', render_heatmap.metric_name),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    IF def.aggregate IN ('ratio', 'backlog') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('metric "%s" is a %s, which render_heatmap does not draw', def.metric_name, def.aggregate),
+            HINT = 'Draw its numerator or denominator, or use the heatmap aggregate over metric_anomaly.aggregate_value().';
+    END IF;
+    IF NOT (row_dimension = ANY (def.dimensions)) OR NOT (column_dimension = ANY (def.dimensions)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('metric "%s" has no dimension "%s"', def.metric_name,
+                             CASE WHEN row_dimension = ANY (def.dimensions) THEN column_dimension ELSE row_dimension END),
+            DETAIL = format('Its dimensions are %s.', pg_catalog.array_to_string(def.dimensions, ', ')),
+            HINT = 'Name two of the dimensions of the definition.';
+    END IF;
+    IF row_dimension = column_dimension THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'render_heatmap needs two different dimensions',
+            HINT = 'Pass one dimension for the rows and another for the columns.';
+    END IF;
+    IF NOT (since < until) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'since must be before until',
+            DETAIL = format('The range given was %s to %s.', since, until);
+    END IF;
+    what := CASE def.aggregate
+                WHEN 'quantile' THEN 'p' || pg_catalog.rtrim(pg_catalog.rtrim((def.quantile * 100)::numeric(10, 4)::text, '0'), '.')
+                ELSE def.aggregate END;
+
+    WITH cells AS (
+        SELECT p.dimensions ->> row_dimension AS r, p.dimensions ->> column_dimension AS c,
+               CASE def.aggregate
+                   WHEN 'quantile' THEN metric_anomaly.sketch_quantile(metric_anomaly.sketch_union(p.sketch), def.quantile)
+                   WHEN 'count' THEN pg_catalog.sum(p.count)::double precision
+                   WHEN 'sum' THEN pg_catalog.sum(p.sum)
+                   WHEN 'avg' THEN pg_catalog.sum(p.sum) / NULLIF(pg_catalog.sum(p.count), 0)
+                   WHEN 'min' THEN pg_catalog.min(p.min)
+                   WHEN 'max' THEN pg_catalog.max(p.max)
+                   WHEN 'rate' THEN pg_catalog.sum(p.within)::double precision / NULLIF(pg_catalog.sum(p.count), 0)
+               END AS v,
+               pg_catalog.array_agg(DISTINCT p.series_name) AS series
+          FROM metric_anomaly.metric_points p
+         WHERE p.metric_name = def.metric_name
+           AND p.bucket >= since AND p.bucket < until
+         GROUP BY 1, 2)
+    SELECT metric_anomaly.heatmap(cells.r, cells.c, cells.v,
+               EXISTS (SELECT 1
+                         FROM pg_catalog.unnest(cells.series) AS s(name),
+                              LATERAL (SELECT a.is_anomaly FROM metric_anomaly.aggregated_metrics a
+                                        WHERE a.metric_name = s.name AND NOT a.needs_eval
+                                        ORDER BY a.metric_timestamp DESC LIMIT 1) latest
+                        WHERE latest.is_anomaly),
+               pg_catalog.jsonb_build_object(
+                   'title', format('%s %s by %s and %s', def.metric_name, what, row_dimension, column_dimension),
+                   'x_label', column_dimension, 'y_label', row_dimension,
+                   'value_label', what || ' ' || def.metric_name,
+                   'width', width, 'height', height))
+      INTO png
+      FROM cells;
+    RETURN png;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.render_heatmap(text, text, text, timestamptz, timestamptz, integer, integer) IS
+    'PNG heatmap of a metric definition over the buckets starting in [since, until): one cell per value of row_dimension and column_dimension, the metric merged from the stored series state (quantiles from the sketches), cells of series anomalous now outlined; NULL when the range holds no point.  Limits as the heatmap aggregate''s.';
+
+------------------------------------------------------------------------------
+-- Scheduled reports (reports wing)
+------------------------------------------------------------------------------
+-- A report run is delivered as an alert of state report.
+ALTER TABLE metric_anomaly.alerts DROP CONSTRAINT alerts_state_check;
+ALTER TABLE metric_anomaly.alerts ADD CONSTRAINT alerts_state_check
+    CHECK (state IN ('firing', 'resolved', 'report'));
+
+CREATE TABLE metric_anomaly.reports (
+    name        text PRIMARY KEY
+                CONSTRAINT reports_name_check CHECK (pg_catalog.length(name) BETWEEN 1 AND 200),
+    kind        text NOT NULL
+                CONSTRAINT reports_kind_check CHECK (kind IN ('metric_chart', 'line_chart', 'heatmap')),
+    metrics     text[] NOT NULL,
+    right_axis  text[] NOT NULL DEFAULT '{}',
+    dimensions  text[] NOT NULL DEFAULT '{}',
+    range       interval NOT NULL DEFAULT '1 hour'
+                CONSTRAINT reports_range_check CHECK (range > interval '0' AND range <= interval '31 days'),
+    title       text,
+    channels    text[] NOT NULL DEFAULT '{}',
+    run_every   interval NOT NULL DEFAULT '5 minutes'
+                CONSTRAINT reports_run_every_check CHECK (run_every >= interval '10 seconds' AND run_every <= interval '7 days'),
+    min_samples bigint NOT NULL DEFAULT 0
+                CONSTRAINT reports_min_samples_check CHECK (min_samples >= 0),
+    keep_for    interval NOT NULL DEFAULT '7 days'
+                CONSTRAINT reports_keep_for_check CHECK (keep_for >= interval '0'),
+    width       integer NOT NULL DEFAULT 1200
+                CONSTRAINT reports_width_check CHECK (width BETWEEN 100 AND 4000),
+    height      integer NOT NULL DEFAULT 600
+                CONSTRAINT reports_height_check CHECK (height BETWEEN 100 AND 4000),
+    enabled     boolean NOT NULL DEFAULT true,
+    last_run_at timestamptz,
+    last_status text,
+    last_error  text,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT reports_shape_check CHECK (
+        CASE kind
+            WHEN 'metric_chart' THEN pg_catalog.cardinality(metrics) = 1 AND pg_catalog.cardinality(right_axis) = 0
+            WHEN 'line_chart' THEN pg_catalog.cardinality(metrics) BETWEEN 1 AND 16 AND right_axis OPERATOR(pg_catalog.<@) metrics
+            ELSE pg_catalog.cardinality(metrics) = 1 AND pg_catalog.cardinality(dimensions) = 2
+                 AND pg_catalog.cardinality(right_axis) = 0
+        END)
+);
+
+COMMENT ON TABLE metric_anomaly.reports IS
+    'Charts the worker renders on a schedule and delivers through the alert outbox (an alerts row of state report, one delivery per channel): metric_chart (render_metric_chart of metrics[1]), line_chart (the series of metrics, those in right_axis on the right axis dashed, the others solid with markers, totals in the title) or heatmap (render_heatmap of metric definition metrics[1] by dimensions[1] x dimensions[2]); over the range ending at the run''s slot.  Runs at every multiple of run_every on the wall clock (since the Unix epoch, UTC); a report that was due several times while the worker was stopped runs once.  Below min_samples the run is skipped and recorded.';
+COMMENT ON COLUMN metric_anomaly.reports.metrics IS
+    'Series names of aggregated_metrics (metric_chart, line_chart), or the metric definition (heatmap).';
+COMMENT ON COLUMN metric_anomaly.reports.title IS
+    'Title of the chart and the message; the totals of the range (per series, or the samples of a heatmap) are appended.';
+COMMENT ON COLUMN metric_anomaly.reports.channels IS
+    'Names of alert_channels the report goes to; a name that is not a channel, or a disabled channel, gets nothing.';
+COMMENT ON COLUMN metric_anomaly.reports.keep_for IS
+    'How long rendered PNGs are kept in report_runs (the newest always is).';
+COMMENT ON COLUMN metric_anomaly.reports.last_run_at IS
+    'Slot (scheduled time) of the last run, whatever its outcome.';
+COMMENT ON COLUMN metric_anomaly.reports.last_status IS
+    'rendered, skipped or failed.';
+
+CREATE TABLE metric_anomaly.report_runs (
+    id          bigserial PRIMARY KEY,
+    report_name text NOT NULL
+                REFERENCES metric_anomaly.reports (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    slot        timestamptz NOT NULL,
+    status      text NOT NULL
+                CONSTRAINT report_runs_status_check CHECK (status IN ('rendered', 'skipped', 'failed')),
+    samples     bigint,
+    title       text,
+    png         bytea,
+    error       text,
+    alert_id    bigint,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT report_runs_slot_key UNIQUE (report_name, slot)
+);
+
+CREATE INDEX report_runs_alert_idx ON metric_anomaly.report_runs (alert_id);
+
+COMMENT ON TABLE metric_anomaly.report_runs IS
+    'One row per run of a report: rendered (png, and alert_id, the outbox row delivering it), skipped (fewer samples than min_samples) or failed (error).  Rows older than the report''s keep_for are deleted, except the newest rendered one.';
+
+/*
+ * Runs every enabled report due at as_of: one whose last slot is before
+ * the newest multiple of run_every at or before as_of.  Only that newest
+ * slot runs, so a report due several times while the worker was stopped
+ * runs once.  Each report runs in a subtransaction of its own: one that
+ * fails records its error and the others go on.  Reports another session
+ * is running are skipped (SKIP LOCKED).  Returns the runs recorded.
+ */
+CREATE FUNCTION metric_anomaly.run_due_reports(as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r metric_anomaly.reports;
+    slot timestamptz;
+    since timestamptz;
+    samples bigint;
+    totals text;
+    full_title text;
+    png bytea;
+    run_id bigint;
+    new_alert bigint;
+    right_present text[];
+    runs integer := 0;
+    secs double precision;
+BEGIN
+    FOR r IN
+        SELECT * FROM metric_anomaly.reports rp
+         WHERE rp.enabled
+           AND (rp.last_run_at IS NULL OR rp.last_run_at OPERATOR(pg_catalog.<)
+                pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', as_of)
+                    / pg_catalog.date_part('epoch', rp.run_every)) * pg_catalog.date_part('epoch', rp.run_every)))
+         ORDER BY rp.name
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        secs := pg_catalog.date_part('epoch', r.run_every);
+        slot := pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', as_of) / secs) * secs);
+        since := slot OPERATOR(pg_catalog.-) r.range;
+        run_id := NULL;
+        BEGIN
+            IF r.kind = 'heatmap' THEN
+                SELECT coalesce(pg_catalog.sum(p.count), 0) INTO samples
+                  FROM metric_anomaly.metric_points p
+                 WHERE p.metric_name = r.metrics[1] AND p.bucket >= since AND p.bucket < slot;
+                totals := format('%s samples', samples);
+            ELSE
+                SELECT coalesce(pg_catalog.sum(a.sample_count), 0) INTO samples
+                  FROM metric_anomaly.aggregated_metrics a
+                 WHERE a.metric_name = ANY (r.metrics)
+                   AND a.metric_timestamp >= since AND a.metric_timestamp < slot;
+                SELECT pg_catalog.string_agg(format('%s %s', m.name,
+                           pg_catalog.rtrim(pg_catalog.rtrim(pg_catalog.round(coalesce(
+                               (SELECT pg_catalog.sum(a.metric_value) FROM metric_anomaly.aggregated_metrics a
+                                 WHERE a.metric_name = m.name
+                                   AND a.metric_timestamp >= since AND a.metric_timestamp < slot), 0)::numeric, 2)::text,
+                               '0'), '.')), ', ' ORDER BY m.o)
+                  INTO totals
+                  FROM pg_catalog.unnest(r.metrics) WITH ORDINALITY AS m(name, o);
+                totals := 'totals: ' || totals;
+            END IF;
+            full_title := coalesce(r.title || ' (' || totals || ')', r.name || ' (' || totals || ')');
+
+            IF samples < r.min_samples THEN
+                INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, title, error)
+                VALUES (r.name, slot, 'skipped', samples, full_title,
+                        format('%s samples in the range, fewer than the minimum of %s', samples, r.min_samples))
+                RETURNING id INTO run_id;
+                UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'skipped', last_error = NULL
+                 WHERE name = r.name;
+            ELSE
+                IF r.kind = 'metric_chart' THEN
+                    png := metric_anomaly.render_metric_chart(r.metrics[1], since,
+                               slot OPERATOR(pg_catalog.-) interval '1 microsecond', r.width, r.height);
+                ELSIF r.kind = 'heatmap' THEN
+                    png := metric_anomaly.render_heatmap(r.metrics[1], r.dimensions[1], r.dimensions[2],
+                                                         since, slot, r.width, r.height);
+                ELSE
+                    right_present := ARRAY(SELECT DISTINCT a.metric_name FROM metric_anomaly.aggregated_metrics a
+                                            WHERE a.metric_name = ANY (r.right_axis)
+                                              AND a.metric_timestamp >= since AND a.metric_timestamp < slot);
+                    SELECT metric_anomaly.line_chart(a.metric_timestamp, a.metric_value, a.metric_name,
+                               pg_catalog.jsonb_build_object(
+                                   'title', full_title, 'width', r.width, 'height', r.height,
+                                   'right_axis', pg_catalog.to_jsonb(right_present),
+                                   'dashed', pg_catalog.to_jsonb(r.right_axis),
+                                   'markers', pg_catalog.to_jsonb(ARRAY(SELECT m FROM pg_catalog.unnest(r.metrics) m
+                                                                        WHERE NOT m = ANY (r.right_axis))),
+                                   'y_label', pg_catalog.array_to_string(ARRAY(SELECT m FROM pg_catalog.unnest(r.metrics) m
+                                                                               WHERE NOT m = ANY (r.right_axis)), ', '),
+                                   'y2_label', pg_catalog.array_to_string(right_present, ', ')))
+                      INTO png
+                      FROM metric_anomaly.aggregated_metrics a
+                     WHERE a.metric_name = ANY (r.metrics)
+                       AND a.metric_timestamp >= since AND a.metric_timestamp < slot;
+                END IF;
+                IF png IS NULL THEN
+                    RAISE EXCEPTION USING
+                        ERRCODE = 'no_data_found',
+                        MESSAGE = format('report "%s" has nothing to draw from %s to %s', r.name, since, slot);
+                END IF;
+                INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, title, png)
+                VALUES (r.name, slot, 'rendered', samples, full_title, png)
+                RETURNING id INTO run_id;
+                -- the outbox: one alert of state report, one delivery per channel
+                INSERT INTO metric_anomaly.alerts
+                       (metric_name, minute, value, context, state, source, episode_start, summary)
+                VALUES (r.name, slot, samples,
+                        pg_catalog.jsonb_build_object('report', r.name, 'kind', r.kind, 'run_id', run_id,
+                                                      'since', since, 'until', slot),
+                        'report', 'report', slot, full_title)
+                ON CONFLICT ON CONSTRAINT alerts_episode_key DO NOTHING
+                RETURNING id INTO new_alert;
+                IF new_alert IS NOT NULL THEN
+                    UPDATE metric_anomaly.report_runs SET alert_id = new_alert WHERE id = run_id;
+                    INSERT INTO metric_anomaly.deliveries (alert_id, channel, idempotency_key)
+                    SELECT al.id, c.name,
+                           'ma-' || al.id || '-' || pg_catalog.left(pg_catalog.md5(
+                               pg_catalog.current_database() || '/' || al.id || '/' || c.name || '/' ||
+                               pg_catalog.date_part('epoch', al.created_at)), 20)
+                      FROM metric_anomaly.alerts al, metric_anomaly.alert_channels c
+                     WHERE al.id = new_alert AND c.enabled AND c.name = ANY (r.channels);
+                END IF;
+                UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'rendered', last_error = NULL
+                 WHERE name = r.name;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, error)
+            VALUES (r.name, slot, 'failed', samples, SQLERRM)
+            ON CONFLICT ON CONSTRAINT report_runs_slot_key DO NOTHING;
+            UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'failed', last_error = SQLERRM
+             WHERE name = r.name;
+        END;
+        runs := runs + 1;
+    END LOOP;
+    -- runs past their report's keep_for, never a report's newest rendered one
+    DELETE FROM metric_anomaly.report_runs o
+     USING metric_anomaly.reports rp
+     WHERE rp.name = o.report_name AND o.created_at < as_of OPERATOR(pg_catalog.-) rp.keep_for
+       AND o.id <> coalesce((SELECT n.id FROM metric_anomaly.report_runs n
+                              WHERE n.report_name = o.report_name AND n.status = 'rendered'
+                              ORDER BY n.slot DESC LIMIT 1), 0);
+    RETURN runs;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.run_due_reports(timestamptz) IS
+    'Runs the reports due at as_of (the worker calls it after every pass): renders each into report_runs and queues its deliveries, or records a skip below min_samples or the error; returns the runs recorded.';
+
+CREATE FUNCTION metric_anomaly.latest_report(name text)
+RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT r.png FROM metric_anomaly.report_runs r
+     WHERE r.report_name = latest_report.name AND r.status = 'rendered'
+     ORDER BY r.slot DESC LIMIT 1
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.latest_report(text) IS
+    'The newest PNG the report rendered; NULL when it has none yet.';
+
+REVOKE ALL ON metric_anomaly.reports, metric_anomaly.report_runs FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.run_due_reports(timestamptz) FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON metric_anomaly.reports, metric_anomaly.report_runs TO metric_anomaly_admin;
+GRANT USAGE ON SEQUENCE metric_anomaly.report_runs_id_seq TO metric_anomaly_admin;
+REVOKE ALL ON FUNCTION metric_anomaly.latest_report(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.run_due_reports(timestamptz),
+                          metric_anomaly.latest_report(text) TO metric_anomaly_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.reports', '');
+COMMENT ON COLUMN metric_anomaly.alerts.source IS
+    '3-sigma, threshold:<rule_name>, or report (a run of a scheduled report: state report, metric_name the report''s name, context.run_id its report_runs row).';
+
+------------------------------------------------------------------------------
+-- E-mail channel and Feishu app images (issue 14): kind email (SMTP through
+-- libcurl), its checks at write time, and the checks of a Feishu app's id
+-- and secret.
+------------------------------------------------------------------------------
+ALTER TABLE metric_anomaly.alert_channels DROP CONSTRAINT alert_channels_kind_check;
+ALTER TABLE metric_anomaly.alert_channels ADD CONSTRAINT alert_channels_kind_check
+    CHECK (kind IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk', 'email'));
+
+/*
+ * Refuses, with a clear error, alert channels of an unknown kind; a url that
+ * is not http(s) (smtp or smtps for kind email); a secret with control
+ * characters; slack_bot without a channel or token; email without valid
+ * from and to addresses, with an unknown options.tls, or with credentials
+ * that are not {"user", "password"} or that would cross the network without
+ * TLS; feishu app images without an app id and app secret.  Its messages
+ * never repeat the url or secret.
+ */
+CREATE OR REPLACE FUNCTION metric_anomaly.alert_channels_check_url()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    -- a bare address: RFC 5322 atext (and dots) @ letter-digit-hyphen labels
+    address constant text :=
+        '^[A-Za-z0-9.!#$%&''*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$';
+    recipients jsonb;
+    creds jsonb;
+BEGIN
+    IF NEW.name IS NULL OR NEW.name !~ '^[A-Za-z0-9_.-]{1,64}$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_name',
+            MESSAGE = 'alert channel name must be 1 to 64 letters, digits, dots, dashes or underscores',
+            HINT = 'Choose a name such as ops-team.';
+    END IF;
+    IF NEW.kind IS NULL OR NEW.kind NOT IN ('webhook', 'slack', 'slack_bot', 'wecom', 'feishu', 'dingtalk', 'email') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" has an unknown kind', NEW.name),
+            HINT = 'Use one of webhook, slack, slack_bot, wecom, feishu, dingtalk, email.';
+    END IF;
+    IF NEW.kind = 'email' THEN
+        IF NEW.url !~* '^smtps?://[^/?#@[:space:]]+(/[^/?#@[:space:]]*)?$' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('url of alert channel "%s" must be an smtp or smtps URL', NEW.name),
+                DETAIL = 'An email channel names its relay as smtp://host[:port] (STARTTLS) or smtps://host[:port], without credentials, path or query.',
+                HINT = 'Use an address such as smtps://smtp.example.com:465 and put credentials in secret.';
+        END IF;
+    ELSIF NEW.url !~* '^https?://[^/?#@[:space:]]+' OR NEW.url ~ '[[:space:][:cntrl:]]' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('url of alert channel "%s" must be an http or https URL', NEW.name),
+            DETAIL = 'Only the http and https schemes are accepted, without spaces or control characters.',
+            HINT = 'Use an address such as https://hooks.example.com/path.';
+    END IF;
+    IF NEW.secret ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('secret of alert channel "%s" must not contain control characters', NEW.name),
+            HINT = 'Paste the token or signing secret without line breaks.';
+    END IF;
+    IF NEW.kind = 'slack_bot' AND coalesce(NEW.options ->> 'channel', '') = '' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" of kind slack_bot needs options.channel', NEW.name),
+            HINT = 'Set options to {"channel": "<channel id>"} and the bot token in secret.';
+    END IF;
+    IF NEW.kind = 'slack_bot' AND NEW.secret IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('alert channel "%s" of kind slack_bot needs a bot token in secret', NEW.name),
+            HINT = 'Set secret to the xoxb- token of the Slack app.';
+    END IF;
+    -- secrets of several credentials are JSON objects of strings
+    IF NEW.kind IN ('email', 'feishu') AND NEW.secret ~ '^\s*\{' THEN
+        BEGIN
+            creds := NEW.secret::jsonb;
+        EXCEPTION WHEN invalid_text_representation THEN
+            creds := NULL;
+        END;
+        IF NEW.secret ~ '\\u' OR creds IS NULL OR jsonb_typeof(creds) <> 'object'
+           OR EXISTS (SELECT FROM jsonb_each(creds) e WHERE jsonb_typeof(e.value) <> 'string') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('secret of alert channel "%s" must be a JSON object of strings', NEW.name),
+                DETAIL = 'Non-ASCII characters are written as they are, not as \u escapes.',
+                HINT = CASE NEW.kind WHEN 'email' THEN 'Use {"user": "...", "password": "..."}.'
+                       ELSE 'Use {"app_secret": "..."} or {"app_secret": "...", "sign": "..."}.' END;
+        END IF;
+    END IF;
+    IF NEW.kind = 'email' THEN
+        IF jsonb_typeof(NEW.options -> 'from') IS DISTINCT FROM 'string'
+           OR length(NEW.options ->> 'from') > 254 OR (NEW.options ->> 'from') !~ address THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('alert channel "%s" of kind email needs a valid sender address in options.from', NEW.name),
+                DETAIL = 'An address is local@domain with no display name, quotes, comments or non-ASCII characters.',
+                HINT = 'Set options.from to an address such as alerts@example.com.';
+        END IF;
+        recipients := CASE jsonb_typeof(NEW.options -> 'to')
+                      WHEN 'string' THEN jsonb_build_array(NEW.options -> 'to')
+                      WHEN 'array' THEN NEW.options -> 'to' END;
+        IF recipients IS NULL OR jsonb_array_length(recipients) NOT BETWEEN 1 AND 50
+           OR EXISTS (SELECT FROM jsonb_array_elements(recipients) r
+                       WHERE jsonb_typeof(r) <> 'string' OR length(r #>> '{}') > 254
+                          OR (r #>> '{}') !~ address) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('alert channel "%s" of kind email needs 1 to 50 valid addresses in options.to', NEW.name),
+                DETAIL = 'An address is local@domain with no display name, quotes, comments or non-ASCII characters.',
+                HINT = 'Set options.to to an address or an array of addresses, such as ["ops@example.com"].';
+        END IF;
+        IF NEW.options ? 'tls' AND (jsonb_typeof(NEW.options -> 'tls') <> 'string'
+                                    OR NEW.options ->> 'tls' NOT IN ('required', 'none')) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('options.tls of alert channel "%s" must be "required" or "none"', NEW.name),
+                HINT = 'Leave it out to require TLS; "none" is for a relay on this machine.';
+        END IF;
+        IF NEW.secret IS NOT NULL AND (creds IS NULL OR NOT creds ? 'user' OR NOT creds ? 'password'
+           OR EXISTS (SELECT FROM jsonb_object_keys(creds) k WHERE k NOT IN ('user', 'password'))) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('secret of alert channel "%s" of kind email must hold the user and password', NEW.name),
+                HINT = 'Use {"user": "...", "password": "..."}, or NULL to send without AUTH.';
+        END IF;
+        IF NEW.secret IS NOT NULL AND NEW.options ->> 'tls' = 'none'
+           AND NEW.url !~* '^smtps?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?/?$' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('alert channel "%s" would send its password without TLS', NEW.name),
+                DETAIL = 'options.tls "none" with credentials is accepted only for a relay on this machine.',
+                HINT = 'Remove options.tls to require TLS, or use a local relay.';
+        END IF;
+    END IF;
+    IF NEW.kind = 'feishu' AND (NEW.options ? 'app_id' OR creds IS NOT NULL) THEN
+        IF jsonb_typeof(NEW.options -> 'app_id') IS DISTINCT FROM 'string'
+           OR coalesce(NEW.options ->> 'app_id', '') = ''
+           OR creds IS NULL OR coalesce(creds ->> 'app_secret', '') = ''
+           OR EXISTS (SELECT FROM jsonb_object_keys(creds) k WHERE k NOT IN ('app_secret', 'sign')) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('alert channel "%s" of kind feishu needs options.app_id and the app secret to send images', NEW.name),
+                DETAIL = 'Images are sent through a Feishu app: its id in options.app_id, its secret in secret as {"app_secret": "..."}, with "sign" for a signing secret.',
+                HINT = 'Set both, or neither (then secret is the signing secret alone).';
+        END IF;
+        IF NEW.options ? 'api_base' AND ((NEW.options ->> 'api_base') !~* '^https?://[^/?#@[:space:]]+/?$'
+                                         OR jsonb_typeof(NEW.options -> 'api_base') <> 'string') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('options.api_base of alert channel "%s" must be an http or https base URL', NEW.name),
+                HINT = 'Leave it out for https://open.feishu.cn, or use https://open.larksuite.com.';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+COMMENT ON TABLE metric_anomaly.alert_channels IS
+    'Where alerts go: kind webhook, slack (incoming webhook), slack_bot (Web API base URL, bot token in secret, options.channel), wecom, feishu (images through an app: options.app_id), dingtalk, email (SMTP relay, options.from and options.to); url and secret are secrets readable only by metric_anomaly_admin.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.url IS
+    'Endpoint (http or https only); for slack_bot the Web API base, e.g. https://slack.com/api; for email the relay, smtp://host[:port] (STARTTLS) or smtps://host[:port].';
+COMMENT ON COLUMN metric_anomaly.alert_channels.secret IS
+    'Signing secret (feishu, dingtalk), bot token (slack_bot) or bearer token (webhook, sent as Authorization: Bearer); for email {"user": ..., "password": ...}; for feishu with app images {"app_secret": ..., "sign": ...}; NULL when unused.';
+COMMENT ON COLUMN metric_anomaly.alert_channels.options IS
+    'Per-kind options: {"chart": true|false} attaches the chart where the kind carries images (default true); slack_bot needs {"channel": "C0123"}; email needs {"from": address, "to": address or array} and may relax TLS with {"tls": "none"}; feishu sends the chart with {"app_id": "cli_..."} (and {"api_base": url}, default https://open.feishu.cn); {"rate_limit": N} caps the requests sent per minute (0 = no limit; default the platform''s documented limit: wecom and dingtalk 20, feishu 100, slack and slack_bot 60, webhook and email none).';
+COMMENT ON FUNCTION metric_anomaly.alert_channels_check_url() IS
+    'Trigger function refusing alert channels of an unknown kind, whose url is not http(s) (smtp or smtps for email), whose secret has control characters, of kind slack_bot without a channel or token, of kind email without valid from and to addresses or with credentials that are malformed or would be sent without TLS, or of kind feishu with half an app configuration; its messages never repeat the url or secret.';
+
+------------------------------------------------------------------------------
+-- Detection wing: per-metric settings, N-of-M alerting state, replay and
+-- backtest.
+------------------------------------------------------------------------------
+ALTER TABLE metric_anomaly.metrics
+    ADD COLUMN method      text
+                CONSTRAINT metrics_method_check CHECK (method IN ('robust', '3-sigma')),
+    ADD COLUMN sensitivity double precision
+                CONSTRAINT metrics_sensitivity_check CHECK (sensitivity > 0 AND sensitivity <= 100),
+    ADD COLUMN seasonality text
+                CONSTRAINT metrics_seasonality_check CHECK (seasonality IN ('auto', 'daily', 'weekly', 'none')),
+    ADD COLUMN alert_after integer
+                CONSTRAINT metrics_alert_after_check CHECK (alert_after BETWEEN 1 AND 60),
+    ADD COLUMN alert_window integer
+                CONSTRAINT metrics_alert_window_check CHECK (alert_window BETWEEN 1 AND 60 AND alert_window >= alert_after);
+
+COMMENT ON TABLE metric_anomaly.metrics IS
+    'Per-metric detection settings: method (robust, the default, or 3-sigma), sigma (3-sigma), sensitivity (robust, default 6), window_size (points of history), min_points, direction (both, up, down), seasonality (auto, daily, weekly, none), alert_after and alert_window (alert when alert_after of the last alert_window judged minutes are anomalous), enabled. NULL settings take the defaults (metric_anomaly.sigma, .window, .min_points GUCs).';
+COMMENT ON COLUMN metric_anomaly.metrics.sensitivity IS
+    'Robust method: a point is anomalous when it is more than sensitivity robust sigmas from every baseline that judges it; NULL means 6.';
+COMMENT ON COLUMN metric_anomaly.metrics.alert_after IS
+    'Anomalous minutes among the last alert_window judged minutes that open an alert episode (NULL means 2 of 20 for robust, 1 for 3-sigma).';
+
+-- A column added with a default keeps it as a "missing value" in the
+-- catalog, which a fresh install has not: add it bare, then fill it.
+ALTER TABLE metric_anomaly.series
+    ADD COLUMN detect_errors        bigint,
+    ADD COLUMN detect_last_error    text,
+    ADD COLUMN detect_last_error_at timestamptz;
+UPDATE metric_anomaly.series SET detect_errors = 0;
+ALTER TABLE metric_anomaly.series
+    ALTER COLUMN detect_errors SET DEFAULT 0,
+    ALTER COLUMN detect_errors SET NOT NULL;
+
+COMMENT ON COLUMN metric_anomaly.series.detect_errors IS
+    'Passes in which this series'' detection or alerting failed; the pass went on without it.';
+COMMENT ON COLUMN metric_anomaly.series.detect_last_error IS
+    'The last such failure: the stage (detection, alerting) and the error message.';
+
+ALTER TABLE metric_anomaly.alert_episodes
+    ADD COLUMN recent_breaches bigint;
+UPDATE metric_anomaly.alert_episodes SET recent_breaches = 0;
+ALTER TABLE metric_anomaly.alert_episodes
+    ALTER COLUMN recent_breaches SET DEFAULT 0,
+    ALTER COLUMN recent_breaches SET NOT NULL;
+
+COMMENT ON COLUMN metric_anomaly.alert_episodes.recent_breaches IS
+    'Bit i set: the judged minute i steps back breached (for alert_after of alert_window).';
+
+CREATE FUNCTION metric_anomaly.detect_series(ts timestamptz[], value double precision[],
+                                             settings jsonb DEFAULT '{}')
+RETURNS TABLE (n integer, ts timestamptz, value double precision,
+               expected double precision, lower double precision,
+               upper double precision, score double precision,
+               is_anomaly boolean, alert text)
+LANGUAGE c STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_detect_series';
+
+COMMENT ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) IS
+    'Judges a series as the worker does, as a stream in input order (one row per element; NULL value = gap): the verdict, expected value, band and score of each point and the alert (firing, resolved) the worker''s alerting would raise; settings take the keys of metric_anomaly.metrics; at most 1000000 points.';
+
+CREATE FUNCTION metric_anomaly.backtest(metric_name text, since timestamptz, until timestamptz,
+                                        settings jsonb DEFAULT '{}')
+RETURNS TABLE (n integer, ts timestamptz, value double precision,
+               expected double precision, lower double precision,
+               upper double precision, score double precision,
+               is_anomaly boolean, alert text)
+LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_backtest';
+
+COMMENT ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) IS
+    'detect_series() over the stored minutes of a metric in [since, until), with its settings in metric_anomaly.metrics overridden by settings; earlier minutes serve as history; alerting starts idle at since.';
+
+GRANT EXECUTE ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) TO PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) TO metric_anomaly_admin;
