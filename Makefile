@@ -7,6 +7,13 @@
 #   make demo           fresh-machine contract: a throwaway cluster with the
 #                       worker, a realistic day of events, the results
 #   make installcheck   pg_regress + TAP against an installed build (no set-up)
+#   make test-matrix    build and test on PostgreSQL 13, 15, 17, 18 and the 19
+#                       beta, each in a chroot of its Debian suite (root)
+#   make deb            Debian packages postgresql-NN-metric-anomaly for every
+#                       server version installed (needs postgresql-server-dev-all)
+#   make fuzz           libFuzzer targets of the pure C parts, each for
+#                       FUZZ_SECONDS (clang)
+#   make valgrind       the pg_regress suite with the server under valgrind
 
 EXTENSION = metric_anomaly
 MODULE_big = metric_anomaly
@@ -44,7 +51,7 @@ include $(PGXS)
 PROVE_TESTS = test/t/*.pl
 PG_PROVE_FLAGS += -I $(CURDIR)/test
 
-.PHONY: test demo bench
+.PHONY: test demo bench test-matrix deb fuzz valgrind
 test:
 	bash test/run_tests.sh
 
@@ -52,9 +59,20 @@ demo:
 	bash test/demo.sh
 
 bench:
-	bash test/bench/aggregate.sh
-	bash test/bench/detect.sh
-	bash test/bench/nab.sh
-	bash test/bench/chart.sh
-	bash test/bench/delivery.sh
-	bash test/bench/jwt.sh
+	bash test/bench/all.sh
+
+test-matrix:
+	bash test/matrix/run.sh $(MATRIX_ARGS)
+
+# One binary package per server version found, by Debian's pg_buildext;
+# the .deb files land in the parent directory.
+deb:
+	pg_buildext updatecontrol
+	DEB_BUILD_OPTIONS="nocheck $(DEB_BUILD_OPTIONS)" dpkg-buildpackage -b -us -uc -Pnocheck
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash test/fuzz/run.sh $(FUZZ_SECONDS)
+
+valgrind:
+	bash test/valgrind/run.sh

@@ -451,20 +451,37 @@ chart_fill_between(ChartCanvas *c, const double *x, const double *ylo,
 	}
 }
 
-/* floor and ceil of values well inside the int range, without libm */
+/*
+ * floor and ceil without libm.  Values beyond +-1e9 (and NaN, read as
+ * -1e9) are clamped there first: a segment whose ends lie around 1e300
+ * gives infinite crossings, undefined to convert to int (make fuzz); any
+ * such pixel is off the canvas, which callers clip to.
+ */
+#define PIXEL_LIMIT 1000000000
+
 static inline int
 ifloor(double v)
 {
-	int			i = (int) v;
+	int			i;
 
+	if (!(v > -PIXEL_LIMIT))
+		return -PIXEL_LIMIT;
+	if (v > PIXEL_LIMIT)
+		return PIXEL_LIMIT;
+	i = (int) v;
 	return i - (v < i);
 }
 
 static inline int
 iceil(double v)
 {
-	int			i = (int) v;
+	int			i;
 
+	if (!(v > -PIXEL_LIMIT))
+		return -PIXEL_LIMIT;
+	if (v > PIXEL_LIMIT)
+		return PIXEL_LIMIT;
+	i = (int) v;
 	return i + (v > i);
 }
 
@@ -524,6 +541,21 @@ stroke_row_clear(unsigned char *mrow, int rx0, int rx1, double u0, double r,
 }
 
 /*
+ * A pixel bound as an int in [-1, size]: a coordinate far off the canvas
+ * (1e59 from a series' extreme value, make fuzz found) would be undefined
+ * to convert; -1 and size are off the canvas on either side.
+ */
+static inline int
+clamp_to_canvas(double v, int size)
+{
+	if (!(v > -1))
+		return -1;
+	if (v > size)
+		return size;
+	return (int) v;
+}
+
+/*
  * Adds an antialiased segment of the given width (pixels) to the stroke
  * mask, as a capsule; dash, when not NULL and on > 0, cuts it into dashes
  * and carries the phase to the next segment.
@@ -577,10 +609,10 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 		dash->phase = fmod(dash->phase + len, period);
 	}
 
-	bx0 = (int) floor(fmin(x0, x1) - hw - 1);
-	bx1 = (int) ceil(fmax(x0, x1) + hw + 1);
-	by0 = (int) floor(fmin(y0, y1) - hw - 1);
-	by1 = (int) ceil(fmax(y0, y1) + hw + 1);
+	bx0 = clamp_to_canvas(floor(fmin(x0, x1) - hw - 1), c->width);
+	bx1 = clamp_to_canvas(ceil(fmax(x0, x1) + hw + 1), c->width);
+	by0 = clamp_to_canvas(floor(fmin(y0, y1) - hw - 1), c->height);
+	by1 = clamp_to_canvas(ceil(fmax(y0, y1) + hw + 1), c->height);
 	if (bx0 < 0)
 		bx0 = 0;
 	if (by0 < 0)
@@ -818,15 +850,24 @@ chart_stroke_finish(ChartCanvas *c, ChartColor color)
 void
 chart_disc(ChartCanvas *c, double cx, double cy, double r, ChartColor color)
 {
-	int			x0 = (int) floor(cx - r - 1),
-				x1 = (int) ceil(cx + r + 1),
-				y0 = (int) floor(cy - r - 1),
-				y1 = (int) ceil(cy + r + 1);
+	int			x0,
+				x1,
+				y0,
+				y1;
 	int			x,
 				y;
 
-	if (!isfinite(cx) || !isfinite(cy))
+	/*
+	 * Off the canvas, or not a number: nothing to draw.  Checked before the
+	 * conversions to int, which are undefined for such values (make fuzz).
+	 */
+	if (!(cx + r + 1 >= 0 && cx - r - 1 < c->width &&
+		  cy + r + 1 >= 0 && cy - r - 1 < c->height))
 		return;
+	x0 = (int) floor(cx - r - 1);
+	x1 = (int) ceil(cx + r + 1);
+	y0 = (int) floor(cy - r - 1);
+	y1 = (int) ceil(cy + r + 1);
 	if (x0 < 0)
 		x0 = 0;
 	if (y0 < 0)

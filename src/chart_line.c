@@ -94,6 +94,22 @@ map_y(const Layout *L, const Axis *a, double v)
 	return L->y1 - (v / 2 - a->lo / 2) / (a->hi / 2 - a->lo / 2) * (L->y1 - L->y0);
 }
 
+/*
+ * A mapped coordinate as a pixel index.  Ticks can map far outside the
+ * canvas (make fuzz found -3.5e11 for a time tick), and converting a double
+ * outside int's range is undefined, so such values (and NaN) become a pixel
+ * that is off every canvas, which callers skip.
+ */
+static inline int
+to_pixel(double p)
+{
+	if (!(p > -1e6))
+		return -1000000;
+	if (p > 1e6)
+		return 1000000;
+	return (int) floor(p);
+}
+
 /* Extends [*lo, *hi] by v when v is finite. */
 static void
 widen(double v, double *lo, double *hi)
@@ -189,6 +205,8 @@ time_ticks(ChartCanvas *c, const ChartLineSpec *spec, Layout *L,
 	int			w_est = chart_text_width(c, CHART_FONT_REGULAR, L->fs_tick, "Nov 00");
 	int			max_ticks = (L->x1 - L->x0) / (w_est + gap) + 1;
 
+	/* a plot too narrow for two labels has none (make fuzz found tt unset) */
+	tt->n = 0;
 	for (; max_ticks >= 2; max_ticks--)
 	{
 		int			i;
@@ -508,7 +526,7 @@ draw_value_axis(ChartCanvas *c, const Layout *L, const Axis *a, bool right,
 				   a->ticks.offset_label);
 	for (i = 0; i < a->ticks.n; i++)
 	{
-		int			y = (int) floor(map_y(L, a, a->ticks.v[i]));
+		int			y = to_pixel(map_y(L, a, a->ticks.v[i]));
 
 		if (y < L->y0 || y > L->y1)
 			continue;
@@ -770,7 +788,7 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 	time_ticks(&c, spec, &L, &tt);
 	for (i = 0; i < tt.n; i++)
 	{
-		int			x = (int) floor(map_x(&L, tt.v[i]));
+		int			x = to_pixel(map_x(&L, tt.v[i]));
 
 		if (x > L.x0 && x < L.x1)
 			chart_vline(&c, x, L.y0, L.y1 - 1, COLOR_GRID, 0, 0);
@@ -778,7 +796,7 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 	if (L.left.used)
 		for (i = 0; i < L.left.ticks.n; i++)
 		{
-			int			y = (int) floor(map_y(&L, &L.left, L.left.ticks.v[i]));
+			int			y = to_pixel(map_y(&L, &L.left, L.left.ticks.v[i]));
 
 			if (y >= L.y0 && y < L.y1)
 				chart_hline(&c, L.x0, L.x1 - 1, y, COLOR_GRID, 0, 0);
@@ -843,7 +861,7 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 	/* axes */
 	for (i = 0; i < tt.n; i++)
 	{
-		int			x = (int) floor(map_x(&L, tt.v[i]));
+		int			x = to_pixel(map_x(&L, tt.v[i]));
 		int			tw = chart_text_width(&c, CHART_FONT_REGULAR, L.fs_tick, tt.label[i]);
 		int			tx = x - tw / 2;
 

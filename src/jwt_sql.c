@@ -28,6 +28,7 @@
 
 #include "jwt.h"
 #include "jwt_sql.h"
+#include "pg_compat.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_jwt_claims);

@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "aggregate.h"
 #include "alert.h"
 #include "delivery.h"
 #include "http.h"
@@ -108,15 +109,12 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ma_alert_define_gucs();
+	ma_aggregate_define_settings();
 	ma_delivery_define_gucs();
 	ma_http_define_gucs();
 	ma_jwt_define_gucs();
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("metric_anomaly");
-#else
-	EmitWarningsOnPlaceholders("metric_anomaly");
-#endif
 
 	ma_step_aside_install();
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)

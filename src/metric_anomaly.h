@@ -7,6 +7,8 @@
 
 #include "postgres.h"
 
+#include "pg_compat.h"
+
 #define MA_EXTENSION_NAME	"metric_anomaly"
 #define MA_SCHEMA			"metric_anomaly"
 #define MA_LIBRARY_NAME		"metric_anomaly"

@@ -21,9 +21,11 @@
 
 /*
  * 19 moved get_database_name() from commands/dbcommands.h to
- * utils/lsyscache.h; include whichever declares it.
+ * utils/lsyscache.h, and get_database_oid() to catalog/pg_database.h;
+ * include whichever declares them.
  */
 #if PG_VERSION_NUM >= 190000
+#include "catalog/pg_database.h"
 #include "utils/lsyscache.h"
 #else
 #include "commands/dbcommands.h"
@@ -77,6 +79,15 @@
 	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
 #define MA_UTILITY_HOOK_CALL(fn) \
 	(fn) (pstmt, queryString, context, params, queryEnv, dest, qc)
+#endif
+
+/*
+ * 18 replaced the postfix pg_attribute_noreturn() with a prefix
+ * pg_noreturn (C11 _Noreturn).  GCC and clang take the attribute after a
+ * declarator too, so the older spelling keeps working there.
+ */
+#ifndef pg_attribute_noreturn
+#define pg_attribute_noreturn() __attribute__((noreturn))
 #endif
 
 /*

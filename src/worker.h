@@ -13,6 +13,8 @@
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
 
+#include "pg_compat.h"
+
 /*
  * The extension's own locks, advisory lock tags that SQL cannot take:
  * pg_advisory_lock() uses field4 1 or 2, these use MA_LOCK_SPACE in field2
