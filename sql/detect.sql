@@ -190,6 +190,22 @@ SELECT n, expected, round(upper::numeric, 4) AS upper, round(score::numeric, 4) 
                                     '{"window_size": 10, "min_points": 5}')
  WHERE n = 6;
 
+-- The sustained-shift test: 40 points cycling 9, 9.5, 10, 10.5, 11
+-- (median 10, MAD 0.5, scale 0.7413), then six at 7, then the cycle again.
+-- Each 7 is 4.0469 scales below the median: inside the band 10 +- 6 * 0.7413,
+-- so no point is flagged by itself.  From the fifth 7 on (points 45, 46) the
+-- last 5 points all lie below, the nearest 4.0469 scales away, so the shift
+-- score is -sqrt(5) * 4.0469 = -9.0492, beyond 6: flagged (evidence test
+-- "shift"), and the two make an alert (2 of 20).  Point 47 (9.5) ends the run.
+SELECT n, value, expected, round(lower::numeric, 4) AS lower, round(score::numeric, 4) AS score,
+       is_anomaly, alert
+  FROM (SELECT array_agg(CASE WHEN i BETWEEN 41 AND 46 THEN 7 ELSE 9 + 0.5 * ((i - 1) % 5) END
+                         ORDER BY i)::float8[] AS a
+          FROM generate_series(1, 60) AS i) v,
+       LATERAL metric_anomaly.detect_series(pg_temp.minutes(v.a), v.a,
+                                            '{"window_size": 40, "min_points": 20, "seasonality": "none"}')
+ WHERE n BETWEEN 40 AND 48;
+
 -- A seasonal baseline from known history: three days at 100 a minute,
 -- except 200 from 12:00 to 12:29 each day; on day 4 the value at 12:10 is
 -- 200 again.  The recent baseline (median 100) would flag it; the daily

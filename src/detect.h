@@ -61,6 +61,13 @@ extern bool ma_direction_parse(const char *name, MaDirection *direction);
 #define MA_NOVELTY_SKIP		15
 #define MA_NOVELTY_REPEATS	2
 
+/*
+ * The sustained-shift test: the last MA_SHIFT_POINTS points (this one and
+ * the ones before it) all beyond sensitivity / sqrt(MA_SHIFT_POINTS)
+ * scales, on the same side.
+ */
+#define MA_SHIFT_POINTS		5
+
 #define MA_DAY_S			86400
 #define MA_WEEK_S			(7 * 86400)
 
@@ -74,6 +81,7 @@ typedef struct MaBaseline
 	double		lower;
 	double		upper;
 	double		score;			/* (value - median) / scale */
+	double		shift;			/* sustained-shift score, 0 if none */
 } MaBaseline;
 
 typedef struct MaRobustInput
@@ -98,6 +106,9 @@ typedef struct MaRobust
 	int			judge;			/* baseline that judged: the nearest */
 	int			repeats;		/* earlier excursions as far (novelty) */
 	bool		outside_band;	/* every baseline put it outside */
+	bool		shifted;		/* every baseline saw a sustained shift */
+	const char *test;			/* "point", "shift" or NULL: what flagged */
+	double		shift_score;	/* the judging baseline's shift */
 	double		expected;
 	double		lower;
 	double		upper;

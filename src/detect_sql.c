@@ -147,6 +147,7 @@ append_baseline(StringInfo buf, const MaRobust *r, int b, bool *first)
 	append_number(buf, "median", bl->median);
 	append_number(buf, "scale", bl->scale);
 	append_number(buf, "score", bl->score);
+	append_number(buf, "shift_score", bl->shift);
 	appendStringInfoChar(buf, '}');
 	*first = false;
 }
@@ -156,8 +157,10 @@ append_baseline(StringInfo buf, const MaRobust *r, int b, bool *first)
  * upper_boundary (the band charts draw), score, sensitivity, direction,
  * counts, judged_by (the nearest baseline), baselines (each used one with
  * its points, seasons, median, scale and score), outside_band (every
- * baseline put it outside its band), repeats (earlier excursions as far,
- * for the novelty guard) and is_anomaly.
+ * baseline put it outside its band), shifted (every baseline saw a
+ * sustained shift), repeats (earlier excursions as far, for the novelty
+ * guard), test (which test flagged it: "point" or "shift"; null when
+ * normal) and is_anomaly.
  */
 static Jsonb *
 robust_context(const MaRobust *r)
@@ -180,7 +183,12 @@ robust_context(const MaRobust *r)
 	for (int b = 0; b < MA_BASELINES; b++)
 		append_baseline(&buf, r, b, &first);
 	appendStringInfo(&buf, "}, \"outside_band\": %s", r->outside_band ? "true" : "false");
+	appendStringInfo(&buf, ", \"shifted\": %s", r->shifted ? "true" : "false");
 	appendStringInfo(&buf, ", \"repeats\": %d", r->repeats);
+	if (r->test)
+		appendStringInfo(&buf, ", \"test\": \"%s\"", r->test);
+	else
+		appendStringInfoString(&buf, ", \"test\": null");
 	appendStringInfo(&buf, ", \"is_anomaly\": %s}", r->is_anomaly ? "true" : "false");
 	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 												CStringGetDatum(buf.data)));
