@@ -59,12 +59,7 @@ demo:
 	bash test/demo.sh
 
 bench:
-	bash test/bench/aggregate.sh
-	bash test/bench/detect.sh
-	bash test/bench/nab.sh
-	bash test/bench/chart.sh
-	bash test/bench/delivery.sh
-	bash test/bench/jwt.sh
+	bash test/bench/all.sh
 
 test-matrix:
 	bash test/matrix/run.sh $(MATRIX_ARGS)

@@ -30,7 +30,10 @@ SELECT count(*) AS inserted FROM metric_anomaly.business_events;
 
 -- One pass as of 10:10: every event folded exactly once.
 SELECT metric_anomaly.process_pending('2026-01-01 10:10:00+00') AS folded;
-SELECT count(*) FILTER (WHERE NOT is_processed) AS unprocessed
+SELECT pending_events AS unprocessed FROM metric_anomaly.worker_status;
+-- event_folded() answers per event: every one is folded.
+SELECT count(*) FILTER (WHERE metric_anomaly.event_folded(xid, id)) AS folded_events,
+       count(*) FILTER (WHERE NOT metric_anomaly.event_folded(xid, id)) AS pending_events
   FROM metric_anomaly.business_events;
 SELECT metric_name, metric_timestamp, metric_value, sample_count
   FROM metric_anomaly.aggregated_metrics

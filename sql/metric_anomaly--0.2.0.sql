@@ -156,20 +156,46 @@ CREATE TABLE metric_anomaly.business_events (
     payload         jsonb,
     is_processed    boolean NOT NULL DEFAULT false
 );
+-- 0.2.0 folds without writing events (see worker_state.folded_snapshot):
+-- is_processed is gone.  It is created and dropped here so that the table's
+-- attribute numbers equal those of a database updated from 0.1.0.
+ALTER TABLE metric_anomaly.business_events DROP COLUMN is_processed;
+-- (Added without a default, then given one: a default at ADD COLUMN would be
+-- stored as the column's "missing value", which an updated database lacks.)
+ALTER TABLE metric_anomaly.business_events ADD COLUMN xid xid8 NOT NULL;
+ALTER TABLE metric_anomaly.business_events
+    ALTER COLUMN xid SET DEFAULT pg_catalog.pg_current_xact_id();
 
--- Claiming walks this small index in id order; processed rows leave it.
-CREATE INDEX business_events_pending_idx
-    ON metric_anomaly.business_events (id) WHERE NOT is_processed;
+-- A round walks this index from the position's xmin on.
+CREATE INDEX business_events_xid_idx
+    ON metric_anomaly.business_events (xid, id);
 -- Reads by time and the retention sweep.
 CREATE INDEX business_events_timestamp_idx
     ON metric_anomaly.business_events (event_timestamp, event_type);
 
 COMMENT ON TABLE metric_anomaly.business_events IS
-    'Raw business events written by applications; the worker folds unprocessed rows into aggregated_metrics exactly once.';
+    'Raw business events written by applications; the aggregation pass folds each committed event into aggregated_metrics exactly once, without writing to this table.  An event has been folded when metric_anomaly.event_folded(xid, id) is true.';
 COMMENT ON COLUMN metric_anomaly.business_events.event_type IS
     'What happened (1 to 200 characters); becomes the metric name.';
-COMMENT ON COLUMN metric_anomaly.business_events.is_processed IS
-    'Set by the aggregation pass in the same transaction that counts the event.';
+COMMENT ON COLUMN metric_anomaly.business_events.xid IS
+    'The inserting transaction (top-level, also inside a savepoint); leave it to its default.  Decides which round of the aggregation folds the event.';
+
+------------------------------------------------------------------------------
+-- Events a pass could not count, kept with the reason.
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.quarantined_events (
+    id              bigint NOT NULL,
+    event_type      text NOT NULL,
+    event_timestamp timestamptz NOT NULL,
+    payload         jsonb,
+    reason          text NOT NULL,
+    quarantined_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE INDEX quarantined_events_id_idx ON metric_anomaly.quarantined_events (id);
+
+COMMENT ON TABLE metric_anomaly.quarantined_events IS
+    'Copies of events that a pass claimed but could not count (today: dated within 30 days of either end of the timestamp range), with the reason; counted in worker_status.quarantined_events.  Every claimed event is either counted in aggregated_metrics or kept here.';
 
 ------------------------------------------------------------------------------
 -- Per-minute metrics: what the worker writes and detection evaluates.
@@ -266,9 +292,18 @@ CREATE TABLE metric_anomaly.worker_state (
     total_events     bigint NOT NULL DEFAULT 0,
     passes           bigint NOT NULL DEFAULT 0,
     last_error       text,
-    last_error_at    timestamptz
+    last_error_at    timestamptz,
+    folded_snapshot  pg_snapshot NOT NULL DEFAULT pg_catalog.pg_current_snapshot(),
+    round_snapshot   pg_snapshot,
+    round_xid        xid8,
+    round_id         bigint
 );
 INSERT INTO metric_anomaly.worker_state DEFAULT VALUES;
+
+COMMENT ON COLUMN metric_anomaly.worker_state.folded_snapshot IS
+    'The position: every event whose xid is visible in this snapshot has been folded, and no other.';
+COMMENT ON COLUMN metric_anomaly.worker_state.round_snapshot IS
+    'The round under way: it folds the events visible in round_snapshot and not in folded_snapshot, in (xid, id) order; round_xid and round_id are the last event it folded.  NULL between rounds.';
 
 COMMENT ON TABLE metric_anomaly.worker_state IS
     'Bookkeeping of aggregation passes in this database; read it through worker_status.';
@@ -283,9 +318,14 @@ SELECT pg_catalog.current_database() AS database,
        s.total_events,
        s.passes,
        (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
-         WHERE NOT e.is_processed) AS pending_events,
+         WHERE e.xid >= pg_catalog.pg_snapshot_xmin(s.folded_snapshot)
+           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, s.folded_snapshot)
+           AND NOT (s.round_xid IS NOT NULL
+                    AND pg_catalog.pg_visible_in_snapshot(e.xid, s.round_snapshot)
+                    AND (e.xid, e.id) <= (s.round_xid, s.round_id))) AS pending_events,
        s.last_error,
-       s.last_error_at
+       s.last_error_at,
+       (SELECT pg_catalog.count(*) FROM metric_anomaly.quarantined_events q) AS quarantined_events
   FROM metric_anomaly.worker_state s
   LEFT JOIN pg_catalog.pg_locks a
          ON a.locktype = 'advisory'
@@ -295,7 +335,7 @@ SELECT pg_catalog.current_database() AS database,
         AND a.granted;
 
 COMMENT ON VIEW metric_anomaly.worker_status IS
-    'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog and the last error.';
+    'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog, the last error, and how many events are quarantined.';
 
 CREATE VIEW metric_anomaly.anomalies AS
 SELECT m.metric_name,
@@ -325,6 +365,22 @@ AS 'MODULE_PATHNAME', 'metric_anomaly_process_pending';
 COMMENT ON FUNCTION metric_anomaly.process_pending(timestamptz) IS
     'Runs one aggregation pass in this session (the worker''s code path): folds every unprocessed event, zero-fills and evaluates minutes closed before as_of; returns the number of events folded.';
 
+-- Folded: by a finished round (visible in the position), or by the round
+-- under way, up to the event it has reached.
+CREATE FUNCTION metric_anomaly.event_folded(xid xid8, id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT pg_catalog.pg_visible_in_snapshot(event_folded.xid, w.folded_snapshot)
+       OR coalesce(pg_catalog.pg_visible_in_snapshot(event_folded.xid, w.round_snapshot)
+                   AND (event_folded.xid, event_folded.id) <= (w.round_xid, w.round_id), false)
+  FROM metric_anomaly.worker_state w
+$$;
+
+COMMENT ON FUNCTION metric_anomaly.event_folded(xid8, bigint) IS
+    'True when the event (business_events.xid, business_events.id) has been folded into aggregated_metrics; false while it is pending, and for a transaction that has not committed.';
+
 CREATE FUNCTION metric_anomaly.start_worker()
 RETURNS integer
 LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
@@ -352,6 +408,11 @@ REVOKE ALL ON FUNCTION metric_anomaly.start_worker() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION metric_anomaly.process_pending(timestamptz) TO metric_anomaly_admin;
 GRANT EXECUTE ON FUNCTION metric_anomaly.start_worker() TO metric_anomaly_admin;
 
+GRANT EXECUTE ON FUNCTION metric_anomaly.event_folded(xid8, bigint) TO PUBLIC;
+-- The position is no secret (worker_status shows what it implies), and
+-- event_folded() runs with its caller's rights.
+GRANT SELECT (folded_snapshot, round_snapshot, round_xid, round_id)
+   ON metric_anomaly.worker_state TO PUBLIC;
 GRANT SELECT ON metric_anomaly.aggregated_metrics, metric_anomaly.series,
                 metric_anomaly.metrics, metric_anomaly.anomalies,
                 metric_anomaly.worker_status TO PUBLIC;
@@ -362,7 +423,7 @@ GRANT SELECT ON metric_anomaly.aggregated_metrics, metric_anomaly.series,
 GRANT SELECT, INSERT, UPDATE, DELETE
    ON metric_anomaly.business_events, metric_anomaly.aggregated_metrics,
       metric_anomaly.series, metric_anomaly.metrics,
-      metric_anomaly.worker_state TO metric_anomaly_admin;
+      metric_anomaly.worker_state, metric_anomaly.quarantined_events TO metric_anomaly_admin;
 GRANT USAGE ON SEQUENCE metric_anomaly.business_events_id_seq TO metric_anomaly_admin;
 
 ------------------------------------------------------------------------------
@@ -373,6 +434,7 @@ SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.business_events_id_se
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.aggregated_metrics', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.series', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metrics', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.quarantined_events', '');
 
 ------------------------------------------------------------------------------
 -- Charts

@@ -1,12 +1,40 @@
 /*
  * aggregate.c
- *		Claim unprocessed events, fold them into per-minute counts, mark them.
+ *		Fold committed events into per-minute counts, exactly once, without
+ *		writing to business_events.
  *
- * One call of ma_aggregate_batch() claims at most batch_size events (marking
- * them processed), folds them in memory (fold.c) and adds the counts to
- * aggregated_metrics; the caller commits, so claiming, folding and marking
- * are one atomic unit.  Claiming re-checks "NOT is_processed" on the row it
- * updates, so two sessions can never both count an event.
+ * PgQ's rule.  Every event carries the id of the transaction that inserted
+ * it (business_events.xid, DEFAULT pg_current_xact_id(): the top-level id,
+ * also inside a savepoint).  worker_state.folded_snapshot is the position:
+ * the events whose xid is visible in it have been counted.  A round takes a
+ * new snapshot (round_snapshot) and folds the events visible in it but not
+ * in folded_snapshot; then the round's snapshot becomes the position.  A
+ * round is folded in batches of batch_size events in (xid, id) order; each
+ * batch commits its counts together with the round's progress (round_xid,
+ * round_id), so a crash at any point loses and repeats nothing, and the
+ * worker_state row, locked by every batch, serialises concurrent passes.
+ *
+ * Why it holds:
+ * - a transaction still open (or prepared, for two-phase commit) when a
+ *   round's snapshot is taken is in its xip list, so its events are not in
+ *   the round; once it commits they are visible in a later round's snapshot
+ *   and not in the position, so exactly that later round counts them;
+ * - rows of a rolled-back transaction or savepoint are never visible;
+ * - ids commit out of order, but no id is compared: only xids and snapshots;
+ * - xid8 is 64 bits wide and does not wrap.
+ * Candidates are found through the (xid, id) index from the position's xmin
+ * on, so a transaction left open holds the scan start back (as it holds
+ * vacuum back) but never changes what is counted.
+ *
+ * No single event can stop a pass:
+ * - ids are any bigint, negative ones and ones at the limits included;
+ * - an event dated outside the range the rest of the pipeline can compute
+ *   with (ma_fold_in_range(): every timestamp but the first and last month
+ *   PostgreSQL accepts) is moved to quarantined_events, with the reason,
+ *   instead of being counted;
+ * - zero-fill writes no minute older than metric_anomaly.fill_horizon
+ *   before the pass and at most metric_anomaly.fill_budget rows per pass,
+ *   so the cost of a pass does not depend on how old one event is.
  */
 #include "postgres.h"
 
@@ -15,6 +43,7 @@
 #include "executor/tuptable.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -22,34 +51,92 @@
 #include "fold.h"
 #include "spi_util.h"
 
-/*
- * Claims the pending events among ids [$1, $1 + $2): one range scan of the
- * partial index of pending events, updating as it goes.
- */
-static MaStatement claim_stmt = {
-	"UPDATE metric_anomaly.business_events e"
-	"   SET is_processed = true"
-	" WHERE NOT e.is_processed AND e.id >= $1 AND e.id < $1 + $2"
-	" RETURNING e.event_type, e.event_timestamp",
-	2, {INT8OID, INT8OID}
-};
+/* Zero-fill settings (see ma_aggregate_define_settings()). */
+int			ma_fill_horizon_min = 7 * 24 * 60;
+int			ma_fill_budget = 100000;
 
 /*
- * The lowest pending id from $1 on.  Seeking from where the previous batch
- * ended skips the index entries of rows claimed earlier in the same
- * transaction, which no scan can mark dead yet.
+ * The round's position, locked: the row of worker_state serialises
+ * concurrent passes.  Snapshots and xids go back and forth as text.
  */
-static MaStatement first_pending_stmt = {
-	"SELECT e.id FROM metric_anomaly.business_events e"
-	" WHERE NOT e.is_processed AND e.id >= $1 ORDER BY e.id LIMIT 1",
-	1, {INT8OID}
-};
-
-/* The highest id so far: a pass claims no further, so it ends. */
-static MaStatement last_id_stmt = {
-	"SELECT max(e.id) FROM metric_anomaly.business_events e",
+static MaStatement position_stmt = {
+	"SELECT w.folded_snapshot::text, w.round_snapshot::text,"
+	"       w.round_xid::text, w.round_id"
+	"  FROM metric_anomaly.worker_state w FOR UPDATE",
 	0, {InvalidOid}
 };
+
+/*
+ * A new round's snapshot.  Taken by a statement after the lock above, so it
+ * is never older than the position another pass committed.
+ */
+static MaStatement snapshot_stmt = {
+	"SELECT pg_catalog.pg_current_snapshot()::text",
+	0, {InvalidOid}
+};
+
+/*
+ * The next events of the round whose snapshot is $2 and whose position is
+ * $1: visible in $2, not in $1, in (xid, id) order from the start.  All of
+ * them have xid >= xmin($1) and < xmax($2): one range scan of the
+ * (xid, id) index.
+ */
+static MaStatement first_batch_stmt = {
+	"SELECT e.event_type, e.event_timestamp, e.id, e.xid"
+	"  FROM metric_anomaly.business_events e"
+	" WHERE e.xid >= pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
+	"   AND e.xid < pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot)"
+	"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2::pg_catalog.pg_snapshot)"
+	"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1::pg_catalog.pg_snapshot)"
+	" ORDER BY e.xid, e.id LIMIT $3",
+	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+/* The same, after the event (xid $4, id $5) that the last batch ended at. */
+static MaStatement next_batch_stmt = {
+	"SELECT e.event_type, e.event_timestamp, e.id, e.xid"
+	"  FROM metric_anomaly.business_events e"
+	" WHERE (e.xid, e.id) > ($4::pg_catalog.xid8, $5)"
+	"   AND e.xid < pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot)"
+	"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2::pg_catalog.pg_snapshot)"
+	"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1::pg_catalog.pg_snapshot)"
+	" ORDER BY e.xid, e.id LIMIT $3",
+	5, {TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID}
+};
+
+/* Records the progress of a round that goes on. */
+static MaStatement progress_stmt = {
+	"UPDATE metric_anomaly.worker_state"
+	"   SET round_snapshot = $1::pg_catalog.pg_snapshot,"
+	"       round_xid = $2::pg_catalog.xid8, round_id = $3,"
+	"       total_events = total_events + $4",
+	4, {TEXTOID, TEXTOID, INT8OID, INT8OID}
+};
+
+/* Ends a round: its snapshot becomes the position. */
+static MaStatement advance_stmt = {
+	"UPDATE metric_anomaly.worker_state"
+	"   SET folded_snapshot = $1::pg_catalog.pg_snapshot,"
+	"       round_snapshot = NULL, round_xid = NULL, round_id = NULL,"
+	"       total_events = total_events + $2",
+	2, {TEXTOID, INT8OID}
+};
+
+/* Keeps a copy of the claimed events $1 that cannot be counted, and why. */
+static MaStatement quarantine_stmt = {
+	"INSERT INTO metric_anomaly.quarantined_events"
+	"       (id, event_type, event_timestamp, payload, reason)"
+	"SELECT e.id, e.event_type, e.event_timestamp, e.payload, $2"
+	"  FROM metric_anomaly.business_events e"
+	" WHERE e.id = ANY ($1)",
+	2, {INT8ARRAYOID, TEXTOID}
+};
+
+/*
+ * A new series is zero-filled from its first minute on, but from no earlier
+ * than $4 (the fill horizon) and no later than $3 (the first open minute:
+ * a first event dated in the future must not leave the present unfilled).
+ */
 
 static MaStatement upsert_stmt = {
 	"INSERT INTO metric_anomaly.aggregated_metrics AS m"
@@ -65,56 +152,113 @@ static MaStatement upsert_stmt = {
 
 static MaStatement series_stmt = {
 	"INSERT INTO metric_anomaly.series (metric_name, filled_until)"
-	"SELECT u.n, min(u.t) - interval '1 minute'"
+	"SELECT u.n, GREATEST(LEAST(min(u.t), $3), $4)"
+	"            - interval '1 minute'"
 	"  FROM unnest($1::text[], $2::timestamptz[]) AS u(n, t)"
 	" GROUP BY u.n"
 	"    ON CONFLICT (metric_name) DO NOTHING",
-	2, {TEXTARRAYOID, TIMESTAMPTZARRAYOID}
+	4, {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 
+/*
+ * Zero-fills every series behind $1 (the last closed minute), the furthest
+ * behind first: none from before $2 (the minute before the fill horizon),
+ * and at most $3 rows in all.  A series the budget cuts short keeps its
+ * place at the front for the next pass.
+ */
 static MaStatement fill_stmt = {
 	"WITH due AS ("
-	"    SELECT s.metric_name, s.filled_until FROM metric_anomaly.series s"
-	"     WHERE s.filled_until < $1 FOR UPDATE),"
+	"    SELECT s.metric_name, GREATEST(s.filled_until, $2) AS old"
+	"      FROM metric_anomaly.series s"
+	"     WHERE s.filled_until < $1"
+	"     ORDER BY s.filled_until, s.metric_name FOR UPDATE),"
+	" sized AS ("
+	"    SELECT due.metric_name, due.old,"
+	"           (pg_catalog.date_part('epoch', $1 - due.old) / 60)::int8 AS need"
+	"      FROM due),"
+	" granted AS ("
+	"    SELECT sized.metric_name, sized.old,"
+	"           LEAST(sized.need, GREATEST(0::int8,"
+	"               $3 - (pg_catalog.sum(sized.need) OVER w - sized.need))) AS n"
+	"      FROM sized"
+	"    WINDOW w AS (ORDER BY sized.old, sized.metric_name"
+	"                 ROWS UNBOUNDED PRECEDING)),"
 	" moved AS ("
-	"    UPDATE metric_anomaly.series s SET filled_until = $1 FROM due"
-	"     WHERE s.metric_name = due.metric_name"
-	" RETURNING s.metric_name, due.filled_until AS old)"
+	"    UPDATE metric_anomaly.series s"
+	"       SET filled_until = granted.old + granted.n * interval '1 minute'"
+	"      FROM granted"
+	"     WHERE s.metric_name = granted.metric_name AND granted.n > 0"
+	" RETURNING s.metric_name, granted.old, s.filled_until AS new)"
 	"INSERT INTO metric_anomaly.aggregated_metrics"
 	"       (metric_name, metric_timestamp, metric_value, sample_count)"
 	"SELECT moved.metric_name, g, 0, 0"
-	"  FROM moved, generate_series(moved.old + interval '1 minute', $1,"
-	"                              interval '1 minute') AS g"
+	"  FROM moved, pg_catalog.generate_series(moved.old + interval '1 minute',"
+	"                                         moved.new, interval '1 minute') AS g"
 	"    ON CONFLICT (metric_name, metric_timestamp) DO NOTHING",
-	1, {TIMESTAMPTZOID}
+	3, {TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}
 };
 
+/*
+ * Deletes folded events dated before $1, at most $2.  Folded: visible in
+ * the position (so an old-dated event not yet counted stays).
+ */
 static MaStatement purge_stmt = {
+	"WITH w AS (SELECT w.folded_snapshot AS f FROM metric_anomaly.worker_state w)"
 	"DELETE FROM metric_anomaly.business_events e"
-	" WHERE e.ctid = ANY (ARRAY(SELECT c.ctid FROM metric_anomaly.business_events c"
-	"                           WHERE c.event_timestamp < $1 AND c.is_processed"
-	"                           LIMIT $2))"
-	"   AND e.is_processed",
+	" WHERE e.ctid = ANY (ARRAY("
+	"       SELECT c.ctid FROM metric_anomaly.business_events c, w"
+	"        WHERE c.event_timestamp < $1"
+	"          AND pg_catalog.pg_visible_in_snapshot(c.xid, w.f)"
+	"        LIMIT $2))"
+	"   AND pg_catalog.pg_visible_in_snapshot(e.xid, (SELECT w.f FROM w))",
 	2, {TIMESTAMPTZOID, INT4OID}
 };
 
-static inline void
-fold_event(MaFold *fold, Datum name, Datum ts)
+/* What one batch collects: the fold, and the events it cannot count. */
+typedef struct BatchFold
 {
-	text	   *t = DatumGetTextPP(name);
+	MaFold	   *fold;
+	int64	   *quarantined;	/* ids, in the batch's memory context */
+	int			nquarantined;
+	int			capacity;
+	uint64		nread;			/* events read */
+	uint64		last_xid;		/* the last one read (the highest) */
+	int64		last_id;
+} BatchFold;
 
-	ma_fold_add(fold, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+static inline void
+fold_event(BatchFold *batch, Datum name, Datum ts, Datum id, Datum xid)
+{
+	text	   *t;
+
+	batch->nread++;
+	batch->last_xid = DatumGetUInt64(xid);
+	batch->last_id = DatumGetInt64(id);
+	if (!ma_fold_in_range(DatumGetTimestampTz(ts)))
+	{
+		if (batch->nquarantined == batch->capacity)
+		{
+			batch->capacity *= 2;
+			batch->quarantined = repalloc(batch->quarantined,
+										  sizeof(int64) * batch->capacity);
+		}
+		batch->quarantined[batch->nquarantined++] = DatumGetInt64(id);
+		return;
+	}
+
+	t = DatumGetTextPP(name);
+	ma_fold_add(batch->fold, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
 				DatumGetTimestampTz(ts));
 	if ((Pointer) t != DatumGetPointer(name))
 		pfree(t);
 }
 
 #if PG_VERSION_NUM >= 140000
-/* Folds claimed events as the UPDATE returns them, without a tuple table. */
+/* Folds events as the scan returns them, without a tuple table. */
 typedef struct FoldReceiver
 {
 	DestReceiver pub;
-	MaFold	   *fold;
+	BatchFold  *batch;
 } FoldReceiver;
 
 static bool
@@ -124,8 +268,10 @@ fold_receive(TupleTableSlot *slot, DestReceiver *self)
 	bool		isnull;
 	Datum		name = slot_getattr(slot, 1, &isnull);
 	Datum		ts = slot_getattr(slot, 2, &isnull);
+	Datum		id = slot_getattr(slot, 3, &isnull);
+	Datum		xid = slot_getattr(slot, 4, &isnull);
 
-	fold_event(r->fold, name, ts);
+	fold_event(r->batch, name, ts, id, xid);
 	return true;
 }
 
@@ -145,16 +291,10 @@ fold_destroy(DestReceiver *self)
 }
 #endif
 
-/*
- * Claims the events of [first, first + batch_size) and folds them.
- */
-static uint64
-claim_and_fold(int64 first, int batch_size, MaFold *fold)
+/* Reads the events that stmt returns for args and folds them. */
+static void
+read_and_fold(MaStatement *stmt, Datum *args, BatchFold *batch)
 {
-	Datum		args[2];
-
-	args[0] = Int64GetDatum(first);
-	args[1] = Int64GetDatum(batch_size);
 #if PG_VERSION_NUM >= 140000
 	{
 		FoldReceiver receiver;
@@ -165,128 +305,207 @@ claim_and_fold(int64 first, int batch_size, MaFold *fold)
 		receiver.pub.rShutdown = fold_shutdown;
 		receiver.pub.rDestroy = fold_destroy;
 		receiver.pub.mydest = DestNone;
-		receiver.fold = fold;
-		return ma_execute_into(&claim_stmt, args, &receiver.pub,
-							   SPI_OK_UPDATE_RETURNING);
+		receiver.batch = batch;
+		/* SPI reports a SELECT into another receiver as a utility */
+		ma_execute_into(stmt, args, &receiver.pub, SPI_OK_UTILITY);
 	}
 #else
 	{
 		uint64		n;
 		SPITupleTable *tt;
 
-		n = ma_execute(&claim_stmt, args, NULL, SPI_OK_UPDATE_RETURNING, 0);
+		n = ma_execute(stmt, args, NULL, SPI_OK_SELECT, 0);
 		tt = SPI_tuptable;
 		for (uint64 i = 0; i < n; i++)
 		{
 			bool		isnull;
 
-			fold_event(fold,
+			fold_event(batch,
 					   SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull),
-					   SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+					   SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull),
+					   SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull),
+					   SPI_getbinval(tt->vals[i], tt->tupdesc, 4, &isnull));
 		}
 		SPI_freetuptable(tt);
-		return n;
 	}
 #endif
 }
 
-/*
- * Returns the highest event id so far (0 when there is none): the end of
- * what a pass claims.
- */
-int64
-ma_last_event_id(void)
+/* Keeps the batch's uncountable events in quarantined_events. */
+static void
+quarantine(BatchFold *batch)
 {
-	bool		isnull;
-	Datum		d;
+	Datum		values[2];
+	Datum	   *ids;
 
-	ma_execute(&last_id_stmt, NULL, NULL, SPI_OK_SELECT, 1);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetInt64(d);
+	if (batch->nquarantined == 0)
+		return;
+	ids = palloc(sizeof(Datum) * batch->nquarantined);
+	for (int i = 0; i < batch->nquarantined; i++)
+		ids[i] = Int64GetDatum(batch->quarantined[i]);
+	values[0] = PointerGetDatum(construct_array(ids, batch->nquarantined, INT8OID,
+												sizeof(int64), FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[1] = CStringGetTextDatum("event_timestamp is outside the range metric_anomaly can compute with");
+	ma_execute(&quarantine_stmt, values, NULL, SPI_OK_INSERT, 0);
 }
 
 /*
- * Claims, folds and marks the pending events among the batch_size ids that
- * start at the lowest pending id at or after *next_id, if that is at most
- * last_id, and moves *next_id past them.  Returns how many events it
- * folded, or -1 when no pending event is left in [*next_id, last_id].
+ * The oldest minute zero-fill writes in a pass whose first open minute is
+ * first_open, less one minute (a filled_until): fill_horizon minutes back,
+ * and never before the first minute PostgreSQL can represent.
+ */
+static TimestampTz
+fill_floor(TimestampTz first_open)
+{
+	int64		back = ((int64) ma_fill_horizon_min + 1) * USECS_PER_MINUTE;
+
+	if (first_open < MIN_TIMESTAMP + back)
+		return MIN_TIMESTAMP;
+	return first_open - back;
+}
+
+/*
+ * Folds the next batch_size events of the round under way (a new round
+ * when none is), and records the round's progress or, when the round has
+ * no more events, its end.  first_open is the pass's first open minute
+ * (where a new series' zero-fill starts at the latest).  Returns how many
+ * events it counted (quarantined ones are not) and sets *round_done when
+ * the round ended.
  */
 int64
-ma_aggregate_batch(int batch_size, int64 *next_id, int64 last_id)
+ma_aggregate_batch(int batch_size, TimestampTz first_open, bool *round_done)
 {
 	MemoryContext cxt;
 	MemoryContext old;
-	Datum		arg;
-	bool		isnull;
-	int64		first;
-	uint64		nclaimed;
-	MaFold	   *fold;
+	SPITupleTable *tt;
+	char	   *folded;
+	char	   *round;
+	char	   *round_xid;
+	int64		round_id = 0;
+	char		xidbuf[32];
+	BatchFold	batch;
 	MaFoldEntry **entries;
 	uint32		ngroups;
 	Datum	   *names;
 	Datum	   *minutes;
 	Datum	   *counts;
-	Datum		values[3];
+	Datum		values[5];
+	int64		counted;
 
-	arg = Int64GetDatum(*next_id);
-	if (ma_execute(&first_pending_stmt, &arg, NULL, SPI_OK_SELECT, 1) == 0)
-		return -1;
-	first = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 1, &isnull));
-	if (first > last_id)
-		return -1;
-	*next_id = first + batch_size;
+	if (ma_execute(&position_stmt, NULL, NULL, SPI_OK_SELECT, 0) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("metric_anomaly.worker_state must hold exactly one row")));
+	tt = SPI_tuptable;
+	folded = SPI_getvalue(tt->vals[0], tt->tupdesc, 1);
+	round = SPI_getvalue(tt->vals[0], tt->tupdesc, 2);
+	round_xid = SPI_getvalue(tt->vals[0], tt->tupdesc, 3);
+	if (round_xid != NULL)
+	{
+		bool		isnull;
+
+		round_id = DatumGetInt64(SPI_getbinval(tt->vals[0], tt->tupdesc, 4, &isnull));
+	}
+	if (folded == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("metric_anomaly.worker_state.folded_snapshot is null")));
+	if (round == NULL)
+	{
+		ma_execute(&snapshot_stmt, NULL, NULL, SPI_OK_SELECT, 1);
+		round = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		round_xid = NULL;
+	}
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "metric_anomaly fold",
 								ALLOCSET_DEFAULT_SIZES);
-	fold = ma_fold_create(cxt, 256);
-	nclaimed = claim_and_fold(first, batch_size, fold);
-	if (nclaimed == 0)
+	batch.fold = ma_fold_create(cxt, 256);
+	batch.capacity = 16;
+	batch.nquarantined = 0;
+	batch.quarantined = MemoryContextAlloc(cxt, sizeof(int64) * batch.capacity);
+	batch.nread = 0;
+
+	values[0] = CStringGetTextDatum(folded);
+	values[1] = CStringGetTextDatum(round);
+	values[2] = Int32GetDatum(batch_size);
+	if (round_xid == NULL)
+		read_and_fold(&first_batch_stmt, values, &batch);
+	else
 	{
-		MemoryContextDelete(cxt);
-		return 0;
+		values[3] = CStringGetTextDatum(round_xid);
+		values[4] = Int64GetDatum(round_id);
+		read_and_fold(&next_batch_stmt, values, &batch);
 	}
+	counted = (int64) (batch.nread - batch.nquarantined);
 
 	old = MemoryContextSwitchTo(cxt);
-	ngroups = ma_fold_count(fold);
-	entries = ma_fold_entries(fold);
-	names = palloc(sizeof(Datum) * ngroups);
-	minutes = palloc(sizeof(Datum) * ngroups);
-	counts = palloc(sizeof(Datum) * ngroups);
-	for (uint32 i = 0; i < ngroups; i++)
+	quarantine(&batch);
+	ngroups = ma_fold_count(batch.fold);
+	if (ngroups > 0)
 	{
-		names[i] = PointerGetDatum(cstring_to_text_with_len(entries[i]->key.name,
-															entries[i]->key.len));
-		minutes[i] = TimestampTzGetDatum(entries[i]->key.minute);
-		counts[i] = Int64GetDatum(entries[i]->count);
+		entries = ma_fold_entries(batch.fold);
+		names = palloc(sizeof(Datum) * ngroups);
+		minutes = palloc(sizeof(Datum) * ngroups);
+		counts = palloc(sizeof(Datum) * ngroups);
+		for (uint32 i = 0; i < ngroups; i++)
+		{
+			names[i] = PointerGetDatum(cstring_to_text_with_len(entries[i]->key.name,
+																entries[i]->key.len));
+			minutes[i] = TimestampTzGetDatum(entries[i]->key.minute);
+			counts[i] = Int64GetDatum(entries[i]->count);
+		}
+		values[0] = PointerGetDatum(construct_array(names, ngroups, TEXTOID,
+													-1, false, TYPALIGN_INT));
+		values[1] = PointerGetDatum(construct_array(minutes, ngroups, TIMESTAMPTZOID,
+													sizeof(TimestampTz), FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		values[2] = PointerGetDatum(construct_array(counts, ngroups, INT8OID,
+													sizeof(int64), FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		MemoryContextSwitchTo(old);
+		ma_execute(&upsert_stmt, values, NULL, SPI_OK_INSERT, 0);
+		values[2] = TimestampTzGetDatum(first_open);
+		values[3] = TimestampTzGetDatum(fill_floor(first_open) + USECS_PER_MINUTE);
+		ma_execute(&series_stmt, values, NULL, SPI_OK_INSERT, 0);
 	}
-	values[0] = PointerGetDatum(construct_array(names, ngroups, TEXTOID,
-												-1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(minutes, ngroups, TIMESTAMPTZOID,
-												sizeof(TimestampTz), FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
-	values[2] = PointerGetDatum(construct_array(counts, ngroups, INT8OID,
-												sizeof(int64), FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
-	MemoryContextSwitchTo(old);
+	else
+		MemoryContextSwitchTo(old);
 
-	ma_execute(&upsert_stmt, values, NULL, SPI_OK_INSERT, 0);
-	ma_execute(&series_stmt, values, NULL, SPI_OK_INSERT, 0);
+	*round_done = batch.nread < (uint64) batch_size;
+	if (*round_done)
+	{
+		values[0] = CStringGetTextDatum(round);
+		values[1] = Int64GetDatum(counted);
+		ma_execute(&advance_stmt, values, NULL, SPI_OK_UPDATE, 1);
+	}
+	else
+	{
+		snprintf(xidbuf, sizeof(xidbuf), UINT64_FORMAT, batch.last_xid);
+		values[0] = CStringGetTextDatum(round);
+		values[1] = CStringGetTextDatum(xidbuf);
+		values[2] = Int64GetDatum(batch.last_id);
+		values[3] = Int64GetDatum(counted);
+		ma_execute(&progress_stmt, values, NULL, SPI_OK_UPDATE, 1);
+	}
 
 	MemoryContextDelete(cxt);
-	return (int64) nclaimed;
+	return counted;
 }
-
 /*
  * Makes every minute of every known series up to last_closed exist as a
- * row: a minute without events is a 0.  Returns the number of rows added.
+ * row (a minute without events is a 0), within the fill horizon and the
+ * per-pass budget.  Returns the number of rows added.
  */
 int64
 ma_zero_fill(TimestampTz last_closed)
 {
-	Datum		arg = TimestampTzGetDatum(last_closed);
+	Datum		args[3];
 
-	return (int64) ma_execute(&fill_stmt, &arg, NULL, SPI_OK_INSERT, 0);
+	args[0] = TimestampTzGetDatum(last_closed);
+	args[1] = TimestampTzGetDatum(fill_floor(last_closed + USECS_PER_MINUTE));
+	args[2] = Int64GetDatum(ma_fill_budget);
+	return (int64) ma_execute(&fill_stmt, args, NULL, SPI_OK_INSERT, 0);
 }
 
 /*
@@ -301,4 +520,27 @@ ma_purge_events(TimestampTz older_than, int limit)
 	args[0] = TimestampTzGetDatum(older_than);
 	args[1] = Int32GetDatum(limit);
 	return (int64) ma_execute(&purge_stmt, args, NULL, SPI_OK_DELETE, 0);
+}
+
+/* Defines the settings of aggregation; called from _PG_init(). */
+void
+ma_aggregate_define_settings(void)
+{
+	DefineCustomIntVariable("metric_anomaly.fill_horizon",
+							"How far back zero-fill writes minutes without events.",
+							"A series is zero-filled from its first event or from this long before the pass, whichever is later; events older than that are still counted.",
+							&ma_fill_horizon_min,
+							7 * 24 * 60, 1, 366 * 24 * 60,
+							PGC_SUSET,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("metric_anomaly.fill_budget",
+							"Most zero rows one pass writes.",
+							"Series still behind are filled further by the next pass, the furthest behind first.",
+							&ma_fill_budget,
+							100000, 1, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 }

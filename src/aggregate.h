@@ -1,6 +1,6 @@
 /*
  * aggregate.h
- *		Claiming and folding events, zero-filling series, purging old events.
+ *		Folding committed events, zero-filling series, purging old events.
  *
  * Every function runs inside the caller's transaction with SPI connected.
  */
@@ -11,8 +11,12 @@
 
 #include "datatype/timestamp.h"
 
-extern int64 ma_last_event_id(void);
-extern int64 ma_aggregate_batch(int batch_size, int64 *next_id, int64 last_id);
+extern int	ma_fill_horizon_min;
+extern int	ma_fill_budget;
+
+extern void ma_aggregate_define_settings(void);
+extern int64 ma_aggregate_batch(int batch_size, TimestampTz first_open,
+								bool *round_done);
 extern int64 ma_zero_fill(TimestampTz last_closed);
 extern int64 ma_purge_events(TimestampTz older_than, int limit);
 

@@ -29,6 +29,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
@@ -116,8 +117,11 @@ ma_alert_define_gucs(void)
 }
 
 
-/* Key of a series and source in the batch's state table. */
-#define STATE_KEY_LEN	(200 + 1 + 10 + 64 + 1)
+/*
+ * Key of a series and source in the batch's state table: a metric name is
+ * up to 200 characters, which is up to 800 bytes.
+ */
+#define STATE_KEY_LEN	(200 * MAX_MULTIBYTE_CHAR_LEN + 1 + 10 + 64 + 1)
 
 typedef struct StoredState
 {

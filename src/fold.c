@@ -62,6 +62,18 @@ ma_minute_floor(TimestampTz ts)
 	return m;
 }
 
+/*
+ * True when an event dated ts can be counted: within MA_FOLD_MARGIN of
+ * neither end of the timestamp range (4714-11-24 BC to 294276-12-31 AD).
+ * Any other event is quarantined by the caller.
+ */
+bool
+ma_fold_in_range(TimestampTz ts)
+{
+	return ts >= MIN_TIMESTAMP + MA_FOLD_MARGIN &&
+		ts < END_TIMESTAMP - MA_FOLD_MARGIN;
+}
+
 /* Creates an empty fold whose memory lives in cxt. */
 MaFold *
 ma_fold_create(MemoryContext cxt, uint32 expected)

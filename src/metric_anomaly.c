@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "aggregate.h"
 #include "alert.h"
 #include "delivery.h"
 #include "http.h"
@@ -108,6 +109,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ma_alert_define_gucs();
+	ma_aggregate_define_settings();
 	ma_delivery_define_gucs();
 	ma_http_define_gucs();
 	ma_jwt_define_gucs();

@@ -2,9 +2,10 @@
  * pass.c
  *		One aggregation pass, shared by the worker and process_pending().
  *
- * A pass claims and folds events in batches, then zero-fills every series
- * up to the last closed minute, evaluates the new and changed minutes, and
- * purges processed events and finished alerts past their retention.  The
+ * A pass folds one round of committed events in batches (aggregate.c: no
+ * event row is written), then zero-fills every series up to the last closed
+ * minute, evaluates the new and changed minutes, and purges folded events
+ * and finished alerts past their retention.  The
  * worker runs each step in a transaction of its own (so a crash loses at most the step under way,
  * which rolls back whole); process_pending() runs them all in the caller's
  * transaction.  Steps of concurrent passes in one database serialise on a
@@ -36,11 +37,6 @@ PG_FUNCTION_INFO_V1(metric_anomaly_process_pending);
 /* "ma_pass" */
 #define PASS_LOCK_KEY	INT64CONST(0x6d615f7061737300)
 
-static MaStatement count_stmt = {
-	"UPDATE metric_anomaly.worker_state SET total_events = total_events + $1",
-	1, {INT8OID}
-};
-
 static MaStatement pass_stmt = {
 	"UPDATE metric_anomaly.worker_state"
 	"   SET last_pass_start = $1, last_pass_end = clock_timestamp(),"
@@ -61,8 +57,7 @@ typedef struct PassState
 	TimestampTz purge_before;	/* 0: keep events */
 	TimestampTz alert_purge_before; /* 0: keep alerts */
 	int			batch_size;
-	int64		next_id;		/* claim from this id on */
-	int64		last_id;		/* claim no event beyond this id */
+	bool		round_done;		/* the round of this pass has ended */
 	int64		events;
 } PassState;
 
@@ -98,29 +93,18 @@ run_step(StepFn fn, PassState *state, bool own_transaction)
 	return result;
 }
 
-static int64
-step_last_id(PassState *state)
-{
-	return ma_last_event_id();
-}
-
 /*
- * Claims, folds and marks one batch, and counts it in worker_state; -1 when
- * nothing is left.
+ * Folds one batch of the round (counting it in worker_state); -1 once the
+ * round has ended.
  */
 static int64
 step_aggregate(PassState *state)
 {
-	int64		n = ma_aggregate_batch(state->batch_size, &state->next_id,
-								 state->last_id);
-
-	if (n > 0)
-	{
-		Datum		arg = Int64GetDatum(n);
-
-		ma_execute(&count_stmt, &arg, NULL, SPI_OK_UPDATE, 0);
-	}
-	return n;
+	if (state->round_done)
+		return -1;
+	return ma_aggregate_batch(state->batch_size,
+							  state->last_closed + USECS_PER_MINUTE,
+							  &state->round_done);
 }
 
 /* Zero-fills, evaluates, and records the pass. */
@@ -189,8 +173,7 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 	state.purge_before = retention_cutoff(as_of, ma_event_retention_s);
 	state.alert_purge_before = retention_cutoff(as_of, ma_alert_retention_s);
 
-	state.next_id = 0;
-	state.last_id = run_step(step_last_id, &state, own_transactions);
+	state.round_done = false;
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -267,6 +250,11 @@ metric_anomaly_process_pending(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("as_of must be a finite timestamp")));
+	if (!ma_fold_in_range(as_of))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("as_of is outside the range metric_anomaly can compute with"),
+				 errdetail("Passes run as of a time at least 30 days from either end of the timestamp range.")));
 
 	ma_extension_require_current();
 	ma_spi_connect();

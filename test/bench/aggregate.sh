@@ -12,7 +12,9 @@ here="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$here/test/common.sh"
 N="${1:-1000000}"
 build_and_install "$here" >/dev/null
-baseline="$here/../shared/reference/aggregation_baseline.sql"
+# ../shared next to the repository (or next to the folder of worktrees).
+baseline="${BASELINE:-$here/../shared/reference/aggregation_baseline.sql}"
+[ -f "$baseline" ] || baseline="$here/../../shared/reference/aggregation_baseline.sql"
 [ -f "$baseline" ] || { echo "missing $baseline" >&2; exit 1; }
 
 # The worker serves no database here: both sides run in this script only.
@@ -22,9 +24,11 @@ shared_buffers = '512MB'
 max_wal_size = '8GB'
 checkpoint_timeout = '30min'"
 
+# load DB [VERSION]: the baseline runs on the source design's schema (0.1.0,
+# with is_processed), process_pending() on the current one.
 load() {
 	q -d postgres -c "CREATE DATABASE $1"
-	q -d "$1" -c "CREATE EXTENSION metric_anomaly" -c "
+	q -d "$1" -c "CREATE EXTENSION metric_anomaly VERSION '${2:-0.2.0}'" -c "
 		INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
 		SELECT (ARRAY['user_registration','order_created','payment_succeeded','login',
 		              'search','add_to_cart','checkout_started','api_error'])[1 + i % 8],
@@ -59,7 +63,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	q -d postgres -c "DROP DATABASE IF EXISTS bench_ext" -c "DROP DATABASE IF EXISTS bench_sql" 2>/dev/null
 	echo "round $round: loading $N events into two identical databases ..."
 	load bench_ext
-	load bench_sql
+	load bench_sql 0.1.0
 	# The baseline statement writes metric_value only.
 	q -d bench_sql -c "ALTER TABLE metric_anomaly.aggregated_metrics ALTER sample_count SET DEFAULT 0"
 	if [ $((round % 2)) -eq 1 ]; then
@@ -82,4 +86,5 @@ awk -v n="$N" -v b="$base_ms" -v o="$ours_ms" -v f="$folded" -v c="$check" -v cs
 	printf "baseline SQL statement: %8.0f ms  %10.0f events/s (best round)\n", b, n / (b / 1000)
 	printf "process_pending():      %8.0f ms  %10.0f events/s (best round)\n", o, n / (o / 1000)
 	printf "ratio (ours / baseline, events/s): %.2f\n", b / o
+	printf "TABLE|fold %d events|process_pending %.0f ms|baseline statement %.0f ms|%.2fx (target >= 5x)\n", n, o, b, b / o
 }'

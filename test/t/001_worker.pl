@@ -18,7 +18,7 @@ $node->safe_psql('postgres', q{
 	  FROM generate_series(0, 119) AS i});
 my $start = time;
 ok($node->poll_query_until('postgres', q{
-	SELECT count(*) = 0 FROM metric_anomaly.business_events WHERE NOT is_processed}),
+	SELECT pending_events = 0 FROM metric_anomaly.worker_status}),
 	'the worker folds pending events by itself');
 my $took = time - $start;
 # Two intervals, plus slack for a loaded machine.

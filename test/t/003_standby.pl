@@ -32,14 +32,14 @@ is($standby->safe_psql('postgres', q{
 	SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'metric_anomaly%'}),
 	'0', 'no metric_anomaly process runs on the standby');
 is($standby->safe_psql('app', q{
-	SELECT count(*) FROM metric_anomaly.business_events WHERE NOT is_processed}),
+	SELECT pending_events FROM metric_anomaly.worker_status}),
 	'500', 'the standby sees the events, unprocessed');
 is(count_matches($standby, qr/metric_anomaly.*(ERROR|FATAL)|read-only transaction/), 0,
 	'the standby logs no metric_anomaly error');
 
 $standby->promote;
 ok($standby->poll_query_until('app', q{
-	SELECT count(*) = 0 FROM metric_anomaly.business_events WHERE NOT is_processed}),
+	SELECT pending_events = 0 FROM metric_anomaly.worker_status}),
 	'after promotion the worker folds the events');
 is($standby->safe_psql('app', q{
 	SELECT sum(sample_count) FROM metric_anomaly.aggregated_metrics
