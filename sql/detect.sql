@@ -335,12 +335,23 @@ SELECT * FROM metric_anomaly.backtest('robust_signups', '2026-03-10 03:00+00', '
 INSERT INTO metric_anomaly.metrics (metric_name, alert_after, alert_window) VALUES ('bad', 3, 2);
 
 -- A failure in one series' detection or alerting is recorded against that
--- series and the pass goes on (isolate.c).  Here alerting fails for a
--- 200-character CJK name (600 bytes, longer than alerting's state key);
--- the plain series next to it, in the same batch, is judged and alerted.
+-- series and the pass goes on (isolate.c).  Here writing the episode state
+-- of the series "broken" fails (a trigger stands in for any error); the plain
+-- series and a 200-character CJK one (600 bytes) next to it, in the same
+-- batch, are judged and alerted.
+CREATE FUNCTION public.fail_broken() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.metric_name = 'broken' THEN
+        RAISE EXCEPTION 'injected failure for %', NEW.metric_name;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER fail_broken BEFORE INSERT OR UPDATE ON metric_anomaly.alert_episodes
+    FOR EACH ROW EXECUTE FUNCTION public.fail_broken();
 SELECT sum(pg_temp.events(n, '2026-03-10 05:00+00'::timestamptz + i * interval '1 minute',
                           CASE WHEN i >= 98 THEN 0 ELSE 50 END)) AS added
-  FROM generate_series(0, 100) AS i, unnest(array[repeat('注', 200), 'plain']) AS n;
+  FROM generate_series(0, 100) AS i, unnest(array[repeat('注', 200), 'plain', 'broken']) AS n;
 SELECT metric_anomaly.process_pending('2026-03-10 06:41+00') AS folded;
 SELECT left(s.metric_name, 5) AS series, s.detect_errors,
        left(s.detect_last_error, 60) AS last_error, s.detect_last_error_at IS NOT NULL AS when_known,
@@ -351,7 +362,9 @@ SELECT left(s.metric_name, 5) AS series, s.detect_errors,
        (SELECT count(*) FROM metric_anomaly.alert_episodes e
          WHERE e.metric_name = s.metric_name AND e.firing) AS open_episodes
   FROM metric_anomaly.series s
- WHERE s.metric_name IN (repeat('注', 200), 'plain')
+ WHERE s.metric_name IN (repeat('注', 200), 'plain', 'broken')
  ORDER BY 1;
+DROP TRIGGER fail_broken ON metric_anomaly.alert_episodes;
+DROP FUNCTION public.fail_broken();
 
 DROP EXTENSION metric_anomaly;
