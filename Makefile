@@ -47,6 +47,10 @@ EXTRA_CLEAN = tmp_regress tmp_check results regression.diffs regression.out test
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies (Debian builds without --enable-depend):
+# a changed header rebuilds every object, so a stale one never links in.
+$(OBJS): $(wildcard src/*.h src/channel/*.h)
+
 # TAP tests live in test/t; PGXS runs prove from $(srcdir) on t/*.pl.
 PROVE_TESTS = test/t/*.pl
 PG_PROVE_FLAGS += -I $(CURDIR)/test

@@ -339,6 +339,1452 @@ SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.jwt_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.ingest_skips', '');
 
 ------------------------------------------------------------------------------
+-- Aggregation: quarantine
+------------------------------------------------------------------------------
+CREATE TABLE metric_anomaly.quarantined_events (
+    id              bigint NOT NULL,
+    event_type      text NOT NULL,
+    event_timestamp timestamptz NOT NULL,
+    payload         jsonb,
+    reason          text NOT NULL,
+    quarantined_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE INDEX quarantined_events_id_idx ON metric_anomaly.quarantined_events (id);
+
+COMMENT ON TABLE metric_anomaly.quarantined_events IS
+    'Copies of events that a pass claimed but could not count (today: dated within 30 days of either end of the timestamp range), with the reason; counted in worker_status.quarantined_events.  Every claimed event is either counted in aggregated_metrics or kept here.';
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON metric_anomaly.quarantined_events TO metric_anomaly_admin;
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.quarantined_events', '');
+
+------------------------------------------------------------------------------
+-- Aggregation: folding without writing events (position in snapshots)
+------------------------------------------------------------------------------
+-- Events carry their transaction id.  Existing rows get xid 2 (frozen:
+-- visible in every snapshot) when folded, this transaction's id when still
+-- pending; the new position sees every transaction before this one except
+-- those still running, and not this one, so exactly the pending rows and
+-- rows that running transactions insert later are folded after the update.
+-- The volatile default makes ADD COLUMN rewrite the table (compact, no dead
+-- rows) instead of storing '2' as the column's "missing value", which a
+-- fresh install lacks.
+ALTER TABLE metric_anomaly.business_events
+    ADD COLUMN xid xid8 NOT NULL
+    DEFAULT CASE WHEN pg_catalog.random() >= 0 THEN '2'::xid8 END;
+ALTER TABLE metric_anomaly.business_events
+    ALTER COLUMN xid SET DEFAULT pg_catalog.pg_current_xact_id();
+UPDATE metric_anomaly.business_events SET xid = pg_catalog.pg_current_xact_id()
+ WHERE NOT is_processed;
+DROP INDEX metric_anomaly.business_events_pending_idx;
+CREATE INDEX business_events_xid_idx
+    ON metric_anomaly.business_events (xid, id);
+
+COMMENT ON TABLE metric_anomaly.business_events IS
+    'Raw business events written by applications; the aggregation pass folds each committed event into aggregated_metrics exactly once, without writing to this table.  An event has been folded when metric_anomaly.event_folded(xid, id) is true.';
+COMMENT ON COLUMN metric_anomaly.business_events.xid IS
+    'The inserting transaction (top-level, also inside a savepoint); leave it to its default.  Decides which round of the aggregation folds the event.';
+
+ALTER TABLE metric_anomaly.worker_state
+    ADD COLUMN folded_snapshot pg_snapshot,
+    ADD COLUMN round_snapshot pg_snapshot,
+    ADD COLUMN round_xid xid8,
+    ADD COLUMN round_id bigint;
+-- This transaction's snapshot does not list its own id: add it to the
+-- in-progress list when the snapshot would otherwise see it.
+UPDATE metric_anomaly.worker_state
+   SET folded_snapshot = (
+       SELECT CASE WHEN pg_catalog.pg_visible_in_snapshot(a.x, a.s)
+                   THEN (pg_catalog.pg_snapshot_xmin(a.s)::text || ':' ||
+                         pg_catalog.pg_snapshot_xmax(a.s)::text || ':' ||
+                         (SELECT pg_catalog.string_agg(u.v::text, ',' ORDER BY u.v)
+                            FROM (SELECT pg_catalog.pg_snapshot_xip(a.s) AS v
+                                  UNION ALL SELECT a.x) AS u))::pg_snapshot
+                   ELSE a.s END
+         FROM (SELECT pg_catalog.pg_current_xact_id() AS x,
+                      pg_catalog.pg_current_snapshot() AS s) AS a);
+ALTER TABLE metric_anomaly.worker_state
+    ALTER COLUMN folded_snapshot SET NOT NULL,
+    ALTER COLUMN folded_snapshot SET DEFAULT pg_catalog.pg_current_snapshot();
+
+COMMENT ON COLUMN metric_anomaly.worker_state.folded_snapshot IS
+    'The position: every event whose xid is visible in this snapshot has been folded, and no other.';
+COMMENT ON COLUMN metric_anomaly.worker_state.round_snapshot IS
+    'The round under way: it folds the events visible in round_snapshot and not in folded_snapshot, in (xid, id) order; round_xid and round_id are the last event it folded.  NULL between rounds.';
+
+-- Folded: by a finished round (visible in the position), or by the round
+-- under way, up to the event it has reached.
+CREATE FUNCTION metric_anomaly.event_folded(xid xid8, id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT pg_catalog.pg_visible_in_snapshot(event_folded.xid, w.folded_snapshot)
+       OR coalesce(pg_catalog.pg_visible_in_snapshot(event_folded.xid, w.round_snapshot)
+                   AND (event_folded.xid, event_folded.id) <= (w.round_xid, w.round_id), false)
+  FROM metric_anomaly.worker_state w
+$$;
+
+COMMENT ON FUNCTION metric_anomaly.event_folded(xid8, bigint) IS
+    'True when the event (business_events.xid, business_events.id) has been folded into aggregated_metrics; false while it is pending, and for a transaction that has not committed.';
+GRANT EXECUTE ON FUNCTION metric_anomaly.event_folded(xid8, bigint) TO PUBLIC;
+-- The position is no secret (worker_status shows what it implies), and
+-- event_folded() runs with its caller's rights.
+GRANT SELECT (folded_snapshot, round_snapshot, round_xid, round_id)
+   ON metric_anomaly.worker_state TO PUBLIC;
+
+-- worker_status (as the workers section above makes it): pending_events from
+-- the position; quarantined_events, at the end.
+CREATE OR REPLACE VIEW metric_anomaly.worker_status AS
+SELECT pg_catalog.current_database() AS database,
+       a.pid,
+       a.pid IS NOT NULL AS running,
+       s.last_pass_start,
+       s.last_pass_end,
+       s.last_pass_events,
+       s.total_events,
+       s.passes,
+       (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
+         WHERE e.xid >= pg_catalog.pg_snapshot_xmin(s.folded_snapshot)
+           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, s.folded_snapshot)
+           AND NOT (s.round_xid IS NOT NULL
+                    AND pg_catalog.pg_visible_in_snapshot(e.xid, s.round_snapshot)
+                    AND (e.xid, e.id) <= (s.round_xid, s.round_id))) AS pending_events,
+       s.last_error,
+       s.last_error_at,
+       (SELECT pg_catalog.count(*) FROM metric_anomaly.quarantined_events q) AS quarantined_events
+  FROM metric_anomaly.worker_state s
+  LEFT JOIN pg_catalog.pg_locks a
+         ON a.locktype = 'advisory'
+        AND a.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                           WHERE d.datname = pg_catalog.current_database())
+        AND a.classid = 28001 AND a.objid = 1 AND a.objsubid = 28001
+        AND a.granted;
+
+COMMENT ON VIEW metric_anomaly.worker_status IS
+    'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog, the last error, and how many events are quarantined.';
+
+-- is_processed goes once worker_status no longer reads it.
+ALTER TABLE metric_anomaly.business_events DROP COLUMN is_processed;
+
+------------------------------------------------------------------------------
+-- Wing: metrics beyond counts (issue 13); the same as the install script.
+------------------------------------------------------------------------------
+
+------------------------------------------------------------------------------
+-- Metrics beyond counts (issue 13): definitions, series with mergeable
+-- state (count, sum, min, max, within-threshold count, quantile sketch),
+-- bad payloads, duplicates, series caps.  With no definitions nothing here
+-- is used and every event type keeps its implicit per-minute count.
+------------------------------------------------------------------------------
+
+-- Quantile sketches (src/sketch.c: DDSketch, relative error at most 1%).
+CREATE FUNCTION metric_anomaly.sketch_add(internal, double precision)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_sketch_add';
+CREATE FUNCTION metric_anomaly.sketch_union_add(internal, bytea)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_sketch_union_add';
+CREATE FUNCTION metric_anomaly.sketch_final(internal)
+RETURNS bytea
+LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_sketch_final';
+CREATE FUNCTION metric_anomaly.sketch_merge(a bytea, b bytea)
+RETURNS bytea
+LANGUAGE c IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_sketch_merge';
+CREATE FUNCTION metric_anomaly.sketch_quantile(sketch bytea, q double precision)
+RETURNS double precision
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_sketch_quantile';
+
+CREATE AGGREGATE metric_anomaly.sketch(value double precision) (
+    SFUNC = metric_anomaly.sketch_add,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.sketch_final,
+    PARALLEL = SAFE
+);
+CREATE AGGREGATE metric_anomaly.sketch_union(sketch bytea) (
+    SFUNC = metric_anomaly.sketch_union_add,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.sketch_final,
+    PARALLEL = SAFE
+);
+
+COMMENT ON FUNCTION metric_anomaly.sketch_add(internal, double precision) IS
+    'Transition function of sketch.';
+COMMENT ON FUNCTION metric_anomaly.sketch_union_add(internal, bytea) IS
+    'Transition function of sketch_union.';
+COMMENT ON FUNCTION metric_anomaly.sketch_final(internal) IS
+    'Final function of sketch and sketch_union: the serialised sketch, NULL when empty.';
+COMMENT ON FUNCTION metric_anomaly.sketch_merge(bytea, bytea) IS
+    'The sketch of the values of both sketches (exact: bins add); a NULL side counts as empty.';
+COMMENT ON FUNCTION metric_anomaly.sketch_quantile(bytea, double precision) IS
+    'The q-quantile (0 to 1) of a sketch as percentile_disc defines it, within 1% relative error; NULL for an empty sketch.';
+COMMENT ON AGGREGATE metric_anomaly.sketch(double precision) IS
+    'DDSketch of the values (alpha 1%, at most 4096 bins; NULLs skipped, NaN and infinities refused) as bytea.';
+COMMENT ON AGGREGATE metric_anomaly.sketch_union(bytea) IS
+    'Merges sketches (NULLs skipped) into one.';
+
+CREATE TABLE metric_anomaly.metric_definitions (
+    metric_name   text PRIMARY KEY,
+    event_types   text[],
+    aggregate     text NOT NULL DEFAULT 'count',
+    quantile      double precision,
+    threshold     double precision,
+    value_path    text[],
+    dimensions    text[] NOT NULL DEFAULT '{}',
+    filter        jsonb,
+    resolution    interval NOT NULL DEFAULT '1 minute',
+    max_series    integer NOT NULL DEFAULT 1000,
+    business_key  text[],
+    dedup_horizon interval NOT NULL DEFAULT '1 day',
+    numerator     text,
+    denominator   text,
+    enabled       boolean NOT NULL DEFAULT true,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE metric_anomaly.metric_definitions IS
+    'Metrics computed from event payloads: aggregate count, sum, avg, min, max, quantile (with quantile q), rate (share of values at or below threshold) of the value at value_path in events of event_types matching filter, split into series by the dimension keys, per resolution (1, 5, 15 minutes or 1 hour); ratio (numerator / denominator) and backlog (running numerator minus denominator) derive from two other definitions.  Validated by a trigger.';
+COMMENT ON COLUMN metric_anomaly.metric_definitions.value_path IS
+    'Path of the value in the payload: {latency_ms} for a top-level key, {timing,total} for a nested one.  Needed by every aggregate but count.';
+COMMENT ON COLUMN metric_anomaly.metric_definitions.business_key IS
+    'Path of a business key (e.g. {order_id}): an event whose key the metric already counted is skipped as a duplicate, as long as the key is remembered: until the metric counts a keyed event dated dedup_horizon after the first one.';
+COMMENT ON COLUMN metric_anomaly.metric_definitions.max_series IS
+    'Most series (distinct dimension values) of the metric; events of further ones go to the series {"_other": true}.';
+
+/*
+ * Refuses a definition that cannot be computed, saying what is wrong and
+ * how to write it.  The shape of a definition with stored points cannot
+ * change (the stored state would mean something else).
+ */
+CREATE FUNCTION metric_anomaly.metric_definitions_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    base record;
+BEGIN
+    IF NEW.metric_name IS NULL OR NEW.metric_name !~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_name',
+            MESSAGE = 'metric name must be 1 to 64 letters, digits, dots, colons, dashes or underscores, starting with a letter or underscore',
+            DETAIL = 'Series of the metric are named metric{dimension=value,...}, so the name may not contain braces or commas.',
+            HINT = 'Choose a name such as api_latency_p95.';
+    END IF;
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM metric_anomaly.series s WHERE s.metric_name = NEW.metric_name) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'duplicate_object',
+            MESSAGE = format('metric "%s" already exists as the count of an event type', NEW.metric_name),
+            DETAIL = 'Every event type is counted per minute under its own name.',
+            HINT = 'Choose another name for the definition.';
+    END IF;
+    IF NEW.aggregate IS NULL OR NEW.aggregate NOT IN ('count', 'sum', 'avg', 'min', 'max', 'quantile', 'rate', 'ratio', 'backlog') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('metric "%s" has an unknown aggregate', NEW.metric_name),
+            HINT = 'Use one of count, sum, avg, min, max, quantile, rate, ratio, backlog.';
+    END IF;
+    IF NEW.resolution IS NULL OR NEW.resolution NOT IN (interval '1 minute', interval '5 minutes', interval '15 minutes', interval '1 hour') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('metric "%s" has an unsupported resolution', NEW.metric_name),
+            HINT = 'Use 1 minute, 5 minutes, 15 minutes or 1 hour.';
+    END IF;
+    IF NEW.aggregate IN ('ratio', 'backlog') THEN
+        IF NEW.event_types IS NOT NULL OR NEW.value_path IS NOT NULL OR NEW.filter IS NOT NULL
+           OR NEW.business_key IS NOT NULL OR NEW.quantile IS NOT NULL OR NEW.threshold IS NOT NULL THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('metric "%s" of aggregate %s derives from two metrics and reads no events', NEW.metric_name, NEW.aggregate),
+                DETAIL = 'event_types, value_path, filter, business_key, quantile and threshold belong to the metrics it derives from.',
+                HINT = 'Set only numerator and denominator (for a backlog: entered and left), dimensions and resolution.';
+        END IF;
+        FOR base IN
+            SELECT n.which, d.metric_name, d.aggregate, d.dimensions, d.resolution
+              FROM (VALUES ('numerator', NEW.numerator), ('denominator', NEW.denominator)) AS n(which, name)
+              LEFT JOIN metric_anomaly.metric_definitions d ON d.metric_name = n.name
+             ORDER BY n.which DESC
+        LOOP
+            IF base.metric_name IS NULL THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'undefined_object',
+                    MESSAGE = format('%s of metric "%s" is not a defined metric', base.which, NEW.metric_name),
+                    HINT = 'Define the metric it derives from first, then this one.';
+            END IF;
+            IF base.aggregate NOT IN ('count', 'sum') OR (NEW.aggregate = 'backlog' AND base.aggregate <> 'count') THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = format('%s "%s" of metric "%s" must be a count%s', base.which, base.metric_name, NEW.metric_name,
+                                     CASE WHEN NEW.aggregate = 'ratio' THEN ' or a sum' ELSE '' END),
+                    DETAIL = 'Counts and sums add up across buckets and dimensions; other aggregates do not.',
+                    HINT = 'Derive from count (or, for a ratio, sum) metrics.';
+            END IF;
+            IF base.dimensions IS DISTINCT FROM NEW.dimensions OR base.resolution IS DISTINCT FROM NEW.resolution THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = format('%s "%s" of metric "%s" has other dimensions or another resolution', base.which, base.metric_name, NEW.metric_name),
+                    DETAIL = 'A derived metric combines the series of its two metrics with the same dimension values and bucket.',
+                    HINT = format('Give metric "%s" the dimensions %s and the resolution %s.', NEW.metric_name, base.dimensions, base.resolution);
+            END IF;
+        END LOOP;
+    ELSE
+        IF NEW.numerator IS NOT NULL OR NEW.denominator IS NOT NULL THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('metric "%s" of aggregate %s takes no numerator or denominator', NEW.metric_name, NEW.aggregate),
+                HINT = 'Use aggregate ratio or backlog to derive a metric from two others.';
+        END IF;
+        IF NEW.event_types IS NULL OR pg_catalog.cardinality(NEW.event_types) = 0
+           OR EXISTS (SELECT 1 FROM pg_catalog.unnest(NEW.event_types) t
+                       WHERE t IS NULL OR pg_catalog.length(t) NOT BETWEEN 1 AND 200) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('metric "%s" needs the event types it reads', NEW.metric_name),
+                DETAIL = 'event_types is a non-empty array of event types of 1 to 200 characters.',
+                HINT = 'Set event_types to, for example, ''{api_call}''.';
+        END IF;
+        IF NEW.aggregate <> 'count' AND (NEW.value_path IS NULL OR pg_catalog.cardinality(NEW.value_path) = 0
+                                         OR array_position(NEW.value_path, NULL) IS NOT NULL) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('metric "%s" of aggregate %s needs value_path', NEW.metric_name, NEW.aggregate),
+                DETAIL = 'value_path is the path of the number in the payload.',
+                HINT = 'Set value_path to ''{latency_ms}'' for a top-level key or ''{timing,total}'' for a nested one.';
+        END IF;
+        IF (NEW.aggregate = 'quantile') <> (NEW.quantile IS NOT NULL) OR NOT (NEW.quantile > 0 AND NEW.quantile < 1) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('metric "%s": quantile must be set, between 0 and 1 exclusive, exactly when the aggregate is quantile', NEW.metric_name),
+                HINT = 'For a p95 set aggregate to quantile and quantile to 0.95.';
+        END IF;
+        IF (NEW.aggregate = 'rate') <> (NEW.threshold IS NOT NULL) OR NEW.threshold IN ('NaN', 'Infinity', '-Infinity') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('metric "%s": threshold must be set, and finite, exactly when the aggregate is rate', NEW.metric_name),
+                DETAIL = 'A rate is the share of values at or below the threshold.',
+                HINT = 'For the share of pushes within 500 ms set aggregate to rate and threshold to 500.';
+        END IF;
+        IF NEW.filter IS NOT NULL AND pg_catalog.jsonb_typeof(NEW.filter) <> 'object' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('filter of metric "%s" must be a JSON object', NEW.metric_name),
+                DETAIL = 'An event is read when its payload contains the filter (jsonb @>).',
+                HINT = 'Use, for example, ''{"status": "ok"}''.';
+        END IF;
+        IF NEW.business_key IS NOT NULL AND (pg_catalog.cardinality(NEW.business_key) = 0
+                                             OR array_position(NEW.business_key, NULL) IS NOT NULL) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('business_key of metric "%s" must be a non-empty path', NEW.metric_name),
+                HINT = 'Use, for example, ''{order_id}''.';
+        END IF;
+    END IF;
+    IF pg_catalog.cardinality(NEW.dimensions) > 8
+       OR EXISTS (SELECT 1 FROM pg_catalog.unnest(NEW.dimensions) k
+                   WHERE k IS NULL OR k !~ '^[A-Za-z0-9_.-]{1,64}$')
+       OR (SELECT pg_catalog.count(DISTINCT k) FROM pg_catalog.unnest(NEW.dimensions) k) <> pg_catalog.cardinality(NEW.dimensions) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('dimensions of metric "%s" must be at most 8 distinct payload keys', NEW.metric_name),
+            DETAIL = 'A key is 1 to 64 letters, digits, dots, dashes or underscores.',
+            HINT = 'Use, for example, ''{node}'' or ''{app_v,endpoint}''.';
+    END IF;
+    IF NEW.max_series IS NULL OR NEW.max_series NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('max_series of metric "%s" must be between 1 and 100000', NEW.metric_name),
+            HINT = 'Events of series beyond the cap are counted in the series {"_other": true}.';
+    END IF;
+    IF NEW.dedup_horizon IS NULL OR NEW.dedup_horizon NOT BETWEEN interval '1 minute' AND interval '30 days' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('dedup_horizon of metric "%s" must be between 1 minute and 30 days', NEW.metric_name),
+            HINT = 'Business keys are remembered until an event dated this much later is counted.';
+    END IF;
+    IF TG_OP = 'UPDATE'
+       AND (NEW.metric_name, NEW.event_types, NEW.aggregate, NEW.quantile, NEW.threshold, NEW.value_path,
+            NEW.dimensions, NEW.filter, NEW.resolution, NEW.business_key, NEW.numerator, NEW.denominator)
+           IS DISTINCT FROM
+           (OLD.metric_name, OLD.event_types, OLD.aggregate, OLD.quantile, OLD.threshold, OLD.value_path,
+            OLD.dimensions, OLD.filter, OLD.resolution, OLD.business_key, OLD.numerator, OLD.denominator)
+       AND EXISTS (SELECT 1 FROM metric_anomaly.metric_points p WHERE p.metric_name = OLD.metric_name) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('metric "%s" has stored points, so only enabled, max_series and dedup_horizon can change', OLD.metric_name),
+            DETAIL = 'The stored state was computed under the old definition.',
+            HINT = 'Define a metric under a new name (it backfills from the retained events with metric_anomaly.backfill_metric()), or delete this one first.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.metric_definitions_check() IS
+    'Trigger function validating metric_definitions: name, aggregate and its parameters, value path, dimensions, filter, resolution, caps, derived metrics; refuses to reshape a metric with stored points.';
+
+CREATE TRIGGER metric_definitions_check
+    BEFORE INSERT OR UPDATE ON metric_anomaly.metric_definitions
+    FOR EACH ROW EXECUTE FUNCTION metric_anomaly.metric_definitions_check();
+
+/*
+ * A definition's series, points and counters go with it (or with its old
+ * name).  A trigger rather than foreign keys: the fold writes those tables
+ * row by row, and a foreign key costs a lookup per row (measured: a third
+ * of the fold's time).
+ */
+CREATE FUNCTION metric_anomaly.metric_definitions_forget()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.metric_name = OLD.metric_name THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM metric_anomaly.metric_series s WHERE s.metric_name = OLD.metric_name;
+    DELETE FROM metric_anomaly.metric_points p WHERE p.metric_name = OLD.metric_name;
+    DELETE FROM metric_anomaly.metric_skipped_events k WHERE k.metric_name = OLD.metric_name;
+    DELETE FROM metric_anomaly.metric_seen_keys k WHERE k.metric_name = OLD.metric_name;
+    RETURN NULL;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.metric_definitions_forget() IS
+    'Trigger function deleting the series, points, skipped-event counters and business keys of a deleted (or renamed) metric definition.';
+
+CREATE TRIGGER metric_definitions_forget
+    AFTER DELETE OR UPDATE OF metric_name ON metric_anomaly.metric_definitions
+    FOR EACH ROW EXECUTE FUNCTION metric_anomaly.metric_definitions_forget();
+
+REVOKE ALL ON FUNCTION metric_anomaly.metric_definitions_forget() FROM PUBLIC;
+
+-- Series of each definition (the cap counts them).
+CREATE TABLE metric_anomaly.metric_series (
+    metric_name text NOT NULL,
+    dimensions  jsonb NOT NULL,
+    series_name text NOT NULL UNIQUE,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (metric_name, dimensions)
+);
+
+COMMENT ON TABLE metric_anomaly.metric_series IS
+    'Series of each metric definition: the dimension values (strings of at most 100 characters, null when the payload lacks the key) and the series name under which aggregated_metrics holds its values, e.g. api_latency{app_v=1.2,endpoint=/login}; {"_other": true} is the overflow series.';
+
+-- One point per (metric, dimension values, bucket), with mergeable state.
+CREATE TABLE metric_anomaly.metric_points (
+    metric_name text NOT NULL,
+    dimensions  jsonb NOT NULL,
+    bucket      timestamptz NOT NULL,
+    series_name text NOT NULL,
+    count       bigint NOT NULL,
+    sum         double precision,
+    min         double precision,
+    max         double precision,
+    within      bigint NOT NULL DEFAULT 0,
+    sketch      bytea,
+    folded_xid  xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    PRIMARY KEY (metric_name, dimensions, bucket)
+);
+
+CREATE INDEX metric_points_bucket_idx ON metric_anomaly.metric_points (metric_name, bucket);
+
+COMMENT ON TABLE metric_anomaly.metric_points IS
+    'Mergeable state of each series point: count, sum, min, max of the values, within (values at or below the threshold, for rates) and a quantile sketch (for quantiles); merged by quantile() and aggregate_value() over any range and subset of dimensions.';
+COMMENT ON COLUMN metric_anomaly.metric_points.folded_xid IS
+    'The transaction that last merged events into the point (derived metrics recompute the points it touched).';
+
+-- Events a definition skipped, by reason.
+CREATE TABLE metric_anomaly.metric_skipped_events (
+    metric_name   text NOT NULL,
+    reason        text NOT NULL
+                  CONSTRAINT metric_skipped_events_reason_check
+                  CHECK (reason IN ('missing', 'non_numeric', 'wrong_type', 'duplicate')),
+    events        bigint NOT NULL,
+    last_event_id bigint NOT NULL,
+    last_seen_at  timestamptz NOT NULL,
+    PRIMARY KEY (metric_name, reason)
+);
+
+COMMENT ON TABLE metric_anomaly.metric_skipped_events IS
+    'Events of a metric that were not counted: missing value (no key, JSON null), non_numeric (a string that is no number, or a number beyond +-1e300 or below 1e-300 in magnitude), wrong_type (object, array, boolean), duplicate (business key already counted); the id of the last one.';
+
+-- Business keys already counted, per metric.
+CREATE TABLE metric_anomaly.metric_seen_keys (
+    metric_name     text NOT NULL,
+    business_key    text NOT NULL,
+    event_id        bigint NOT NULL,
+    event_timestamp timestamptz NOT NULL,
+    PRIMARY KEY (metric_name, business_key)
+);
+
+CREATE INDEX metric_seen_keys_timestamp_idx ON metric_anomaly.metric_seen_keys (metric_name, event_timestamp);
+
+COMMENT ON TABLE metric_anomaly.metric_seen_keys IS
+    'Business keys counted per metric, with the event that carried them first; forgotten once the metric has counted a keyed event dated dedup_horizon after that one.';
+
+CREATE VIEW metric_anomaly.metric_status AS
+SELECT d.metric_name,
+       d.aggregate,
+       d.max_series,
+       (SELECT pg_catalog.count(*) FROM metric_anomaly.metric_series s
+         WHERE s.metric_name = d.metric_name AND s.dimensions <> '{"_other": true}') AS series,
+       coalesce((SELECT pg_catalog.sum(p.count) FROM metric_anomaly.metric_points p
+                  WHERE p.metric_name = d.metric_name AND p.dimensions = '{"_other": true}'), 0)::bigint AS overflow_events,
+       coalesce((SELECT pg_catalog.sum(k.events) FROM metric_anomaly.metric_skipped_events k
+                  WHERE k.metric_name = d.metric_name AND k.reason <> 'duplicate'), 0)::bigint AS bad_payloads,
+       coalesce((SELECT pg_catalog.sum(k.events) FROM metric_anomaly.metric_skipped_events k
+                  WHERE k.metric_name = d.metric_name AND k.reason = 'duplicate'), 0)::bigint AS duplicates
+  FROM metric_anomaly.metric_definitions d;
+
+COMMENT ON VIEW metric_anomaly.metric_status IS
+    'Per metric definition: its series (without the overflow series) and cap, events counted in the overflow series {"_other": true}, bad payloads and duplicates skipped (by reason in metric_skipped_events).';
+
+CREATE FUNCTION metric_anomaly.payload_dimensions(payload jsonb, keys text[])
+RETURNS jsonb
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_payload_dimensions';
+
+COMMENT ON FUNCTION metric_anomaly.payload_dimensions(jsonb, text[]) IS
+    'The dimension values of a payload as the fold keys series: {key: value as ->> gives it, cut to 100 characters, or null when missing}.';
+
+/*
+ * Folds the events of one batch of a round into the metric definitions, in
+ * the batch's transaction (so together with the position: exactly once).
+ * The batch is the events visible in round and not in folded, with (xid,
+ * id) after (lo_xid, lo_id) (from the position's xmin when lo_xid is NULL)
+ * and up to (hi_xid, hi_id).  Set-based, one statement for the base
+ * metrics and one per derived kind; bad payloads and duplicates are
+ * counted, never raised.  With only_metric, folds into that definition
+ * alone, enabled or not (backfill_metric()).  Returns the number of series
+ * points written.
+ */
+CREATE FUNCTION metric_anomaly.fold_definitions(folded pg_snapshot, round pg_snapshot,
+                                                lo_xid xid8, lo_id bigint,
+                                                hi_xid xid8, hi_id bigint,
+                                                only_metric text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    counted bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM metric_anomaly.metric_definitions d
+                    WHERE (d.enabled OR d.metric_name = only_metric)
+                      AND d.event_types IS NOT NULL) THEN
+        RETURN 0;
+    END IF;
+
+    -- Keys are forgotten in event time: once the metric has counted an
+    -- event dated dedup_horizon after them.
+    DELETE FROM metric_anomaly.metric_seen_keys k
+     USING (SELECT d.metric_name, d.dedup_horizon,
+                   (SELECT pg_catalog.max(s.event_timestamp) FROM metric_anomaly.metric_seen_keys s
+                     WHERE s.metric_name = d.metric_name) AS newest
+              FROM metric_anomaly.metric_definitions d
+             WHERE d.business_key IS NOT NULL) x
+     WHERE k.metric_name = x.metric_name
+       AND k.event_timestamp < x.newest - x.dedup_horizon;
+
+    WITH ev AS (
+        SELECT e.id, e.event_type, e.event_timestamp, e.payload
+          FROM metric_anomaly.business_events e
+         WHERE e.xid >= coalesce(lo_xid, pg_catalog.pg_snapshot_xmin(folded))
+           AND e.xid <= hi_xid
+           AND (lo_xid IS NULL OR (e.xid, e.id) > (lo_xid, lo_id))
+           AND (e.xid, e.id) <= (hi_xid, hi_id)
+           AND pg_catalog.pg_visible_in_snapshot(e.xid, round)
+           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, folded)
+           -- the events the pass quarantines (aggregate.c) are not read
+           AND e.event_timestamp >= '4713-01-01 00:00:00+00 BC'
+           AND e.event_timestamp < '294276-11-01 00:00:00+00'),
+    m AS (
+        SELECT d.metric_name, d.aggregate, d.threshold, e.id, e.event_timestamp AS ts,
+               pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', e.event_timestamp)
+                                                        / pg_catalog.date_part('epoch', d.resolution))
+                                       * pg_catalog.date_part('epoch', d.resolution)) AS bucket,
+               e.payload #> d.value_path AS raw,
+               metric_anomaly.payload_dimensions(e.payload, d.dimensions) AS dims,
+               e.payload #>> d.business_key AS bkey
+          FROM ev e
+          JOIN metric_anomaly.metric_definitions d
+            ON CASE WHEN only_metric IS NULL THEN d.enabled ELSE d.metric_name = only_metric END
+           AND e.event_type = ANY (d.event_types)
+           AND (d.filter IS NULL OR e.payload @> d.filter)),
+    v AS (
+        SELECT m.*,
+               CASE WHEN m.aggregate = 'count' THEN NULL
+                    WHEN m.raw IS NULL OR pg_catalog.jsonb_typeof(m.raw) = 'null' THEN 'missing'
+                    WHEN pg_catalog.jsonb_typeof(m.raw) NOT IN ('number', 'string') THEN 'wrong_type'
+                    WHEN pg_catalog.jsonb_typeof(m.raw) = 'string'
+                         AND (m.raw #>> '{}') !~ '^\s*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$'
+                         THEN 'non_numeric'
+                    WHEN pg_catalog.abs((m.raw #>> '{}')::numeric) > 1e300
+                         OR (pg_catalog.abs((m.raw #>> '{}')::numeric) < 1e-300
+                             AND (m.raw #>> '{}')::numeric <> 0) THEN 'non_numeric'
+               END AS bad
+          FROM m),
+    skipped AS (
+        INSERT INTO metric_anomaly.metric_skipped_events AS s
+               (metric_name, reason, events, last_event_id, last_seen_at)
+        SELECT v.metric_name, v.bad, pg_catalog.count(*), pg_catalog.max(v.id), pg_catalog.now()
+          FROM v WHERE v.bad IS NOT NULL
+         GROUP BY v.metric_name, v.bad
+            ON CONFLICT (metric_name, reason) DO UPDATE
+           SET events = s.events + excluded.events,
+               last_event_id = excluded.last_event_id, last_seen_at = excluded.last_seen_at),
+    good AS (
+        SELECT v.metric_name, v.aggregate, v.threshold, v.id, v.ts, v.bucket, v.dims, v.bkey,
+               CASE WHEN v.aggregate = 'count' THEN NULL
+                    ELSE (v.raw #>> '{}')::numeric::double precision END AS val
+          FROM v WHERE v.bad IS NULL),
+    keyed AS (
+        INSERT INTO metric_anomaly.metric_seen_keys (metric_name, business_key, event_id, event_timestamp)
+        SELECT g.metric_name, g.bkey, g.id, g.ts FROM good g WHERE g.bkey IS NOT NULL
+            ON CONFLICT (metric_name, business_key) DO NOTHING
+        RETURNING metric_name, event_id),
+    fresh AS (
+        SELECT g.* FROM good g
+         WHERE g.bkey IS NULL OR (g.metric_name, g.id) IN (SELECT k.metric_name, k.event_id FROM keyed k)),
+    dups AS (
+        INSERT INTO metric_anomaly.metric_skipped_events AS s
+               (metric_name, reason, events, last_event_id, last_seen_at)
+        SELECT g.metric_name, 'duplicate', pg_catalog.count(*), pg_catalog.max(g.id), pg_catalog.now()
+          FROM good g
+         WHERE g.bkey IS NOT NULL
+           AND (g.metric_name, g.id) NOT IN (SELECT k.metric_name, k.event_id FROM keyed k)
+         GROUP BY g.metric_name
+            ON CONFLICT (metric_name, reason) DO UPDATE
+           SET events = s.events + excluded.events,
+               last_event_id = excluded.last_event_id, last_seen_at = excluded.last_seen_at),
+    dimset AS (
+        SELECT DISTINCT f.metric_name, f.dims FROM fresh f),
+    known AS (
+        SELECT ds.metric_name, ds.dims, s.series_name
+          FROM dimset ds
+          JOIN metric_anomaly.metric_series s
+            ON s.metric_name = ds.metric_name AND s.dimensions = ds.dims),
+    newd AS (
+        -- A series name is at most 200 characters, as alerting keys
+        -- series (alert.c): a longer one keeps its first 182 and a hash.
+        SELECT ds.metric_name, ds.dims, d.max_series,
+               CASE WHEN pg_catalog.length(f.name) <= 200 THEN f.name
+                    ELSE pg_catalog.left(f.name, 182) || '#' || pg_catalog.left(pg_catalog.md5(ds.dims::text), 16) || '}'
+               END AS series_name,
+               pg_catalog.row_number() OVER (PARTITION BY ds.metric_name ORDER BY ds.dims)
+               + (SELECT pg_catalog.count(*) FROM metric_anomaly.metric_series s
+                   WHERE s.metric_name = ds.metric_name AND s.dimensions <> '{"_other": true}') AS rank
+          FROM dimset ds
+          JOIN metric_anomaly.metric_definitions d ON d.metric_name = ds.metric_name
+          CROSS JOIN LATERAL (
+                SELECT ds.metric_name || CASE WHEN ds.dims = '{}' THEN ''
+                       ELSE '{' || (SELECT pg_catalog.string_agg(u.k || '=' || coalesce(ds.dims ->> u.k, ''), ',' ORDER BY u.o)
+                                      FROM pg_catalog.unnest(d.dimensions) WITH ORDINALITY AS u(k, o)) || '}' END AS name) f
+         WHERE NOT EXISTS (SELECT 1 FROM known kn WHERE kn.metric_name = ds.metric_name AND kn.dims = ds.dims)),
+    admitted AS (
+        INSERT INTO metric_anomaly.metric_series (metric_name, dimensions, series_name)
+        SELECT n.metric_name, n.dims, n.series_name FROM newd n WHERE n.rank <= n.max_series
+        UNION ALL
+        SELECT DISTINCT n.metric_name, '{"_other": true}'::jsonb, n.metric_name || '{other}'
+          FROM newd n WHERE n.rank > n.max_series
+            ON CONFLICT DO NOTHING),
+    resolved AS (
+        SELECT kn.metric_name, kn.dims, kn.dims AS sdims, kn.series_name FROM known kn
+        UNION ALL
+        SELECT n.metric_name, n.dims,
+               CASE WHEN n.rank <= n.max_series THEN n.dims ELSE '{"_other": true}' END,
+               CASE WHEN n.rank <= n.max_series THEN n.series_name ELSE n.metric_name || '{other}' END
+          FROM newd n),
+    agg AS (
+        SELECT f.metric_name, r.sdims, r.series_name, f.bucket,
+               pg_catalog.count(*) AS n, pg_catalog.sum(f.val) AS sum,
+               pg_catalog.min(f.val) AS min, pg_catalog.max(f.val) AS max,
+               pg_catalog.count(*) FILTER (WHERE f.val <= f.threshold) AS within,
+               metric_anomaly.sketch(f.val) FILTER (WHERE f.aggregate = 'quantile') AS sketch
+          FROM fresh f
+          JOIN resolved r ON r.metric_name = f.metric_name AND r.dims = f.dims
+         GROUP BY f.metric_name, r.sdims, r.series_name, f.bucket),
+    pts AS (
+        INSERT INTO metric_anomaly.metric_points AS p
+               (metric_name, dimensions, bucket, series_name, count, sum, min, max, within, sketch)
+        SELECT a.metric_name, a.sdims, a.bucket, a.series_name, a.n, a.sum, a.min, a.max, a.within, a.sketch
+          FROM agg a
+            ON CONFLICT (metric_name, dimensions, bucket) DO UPDATE
+           SET count = p.count + excluded.count,
+               sum = p.sum + excluded.sum,
+               min = LEAST(p.min, excluded.min),
+               max = GREATEST(p.max, excluded.max),
+               within = p.within + excluded.within,
+               sketch = metric_anomaly.sketch_merge(p.sketch, excluded.sketch),
+               folded_xid = pg_catalog.pg_current_xact_id()
+        RETURNING p.*),
+    filled AS (
+        INSERT INTO metric_anomaly.series (metric_name, filled_until)
+        SELECT pts.series_name,
+               LEAST(pg_catalog.min(pts.bucket), pg_catalog.date_trunc('minute', pg_catalog.now())) - interval '1 minute'
+          FROM pts JOIN metric_anomaly.metric_definitions d ON d.metric_name = pts.metric_name
+         WHERE d.aggregate IN ('count', 'sum') AND d.resolution = interval '1 minute'
+         GROUP BY pts.series_name
+            ON CONFLICT (metric_name) DO NOTHING)
+    INSERT INTO metric_anomaly.aggregated_metrics AS a
+           (metric_name, metric_timestamp, metric_value, sample_count)
+    SELECT pts.series_name, pts.bucket,
+           CASE d.aggregate
+                WHEN 'count' THEN pts.count::double precision
+                WHEN 'sum' THEN pts.sum
+                WHEN 'avg' THEN pts.sum / pts.count
+                WHEN 'min' THEN pts.min
+                WHEN 'max' THEN pts.max
+                WHEN 'rate' THEN pts.within::double precision / pts.count
+                WHEN 'quantile' THEN metric_anomaly.sketch_quantile(pts.sketch, d.quantile)
+           END,
+           pts.count
+      FROM pts JOIN metric_anomaly.metric_definitions d ON d.metric_name = pts.metric_name
+        ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
+       SET metric_value = excluded.metric_value,
+           sample_count = excluded.sample_count,
+           needs_eval = true;
+    GET DIAGNOSTICS counted = ROW_COUNT;
+
+    PERFORM metric_anomaly.fold_derived();
+    RETURN counted;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text) IS
+    'Internal to the aggregation pass: folds one batch of events into the metric definitions in the batch''s transaction; returns the number of series points written.';
+
+/*
+ * Recomputes the derived metrics over the points this transaction merged
+ * into their base metrics: a ratio at each touched bucket, a backlog (the
+ * running sum of entered minus left per dimension values) from the first
+ * touched bucket of each series on, so a late event moves every later
+ * backlog value (the cost grows with how late it is).
+ */
+CREATE FUNCTION metric_anomaly.fold_derived()
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM metric_anomaly.metric_definitions d
+                    WHERE d.enabled AND d.aggregate IN ('ratio', 'backlog')) THEN
+        RETURN;
+    END IF;
+
+    -- Ratios: numerator value / denominator value at each touched bucket.
+    INSERT INTO metric_anomaly.aggregated_metrics AS a
+           (metric_name, metric_timestamp, metric_value, sample_count)
+    SELECT t.rname, t.bucket, num.metric_value / den.metric_value, den.sample_count
+      FROM (SELECT DISTINCT d.metric_name AS ratio, d.numerator, d.denominator, p.bucket,
+                   d.metric_name || pg_catalog.substr(p.series_name, pg_catalog.length(p.metric_name) + 1) AS rname,
+                   pg_catalog.substr(p.series_name, pg_catalog.length(p.metric_name) + 1) AS suffix
+              FROM metric_anomaly.metric_definitions d
+              JOIN metric_anomaly.metric_points p
+                ON p.metric_name IN (d.numerator, d.denominator)
+             WHERE d.enabled AND d.aggregate = 'ratio'
+               AND p.folded_xid = pg_catalog.pg_current_xact_id()) t
+      JOIN metric_anomaly.aggregated_metrics num
+        ON num.metric_name = t.numerator || t.suffix AND num.metric_timestamp = t.bucket
+      JOIN metric_anomaly.aggregated_metrics den
+        ON den.metric_name = t.denominator || t.suffix AND den.metric_timestamp = t.bucket
+     WHERE den.metric_value <> 0
+        ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
+       SET metric_value = excluded.metric_value, sample_count = excluded.sample_count,
+           needs_eval = true;
+
+    -- Backlogs: from the first touched bucket of each series on.
+    WITH touched AS (
+        SELECT d.metric_name AS backlog, d.numerator, d.denominator, p.dimensions,
+               pg_catalog.substr(p.series_name, pg_catalog.length(p.metric_name) + 1) AS suffix,
+               pg_catalog.min(p.bucket) AS since
+          FROM metric_anomaly.metric_definitions d
+          JOIN metric_anomaly.metric_points p
+            ON p.metric_name IN (d.numerator, d.denominator)
+         WHERE d.enabled AND d.aggregate = 'backlog'
+           AND p.folded_xid = pg_catalog.pg_current_xact_id()
+         GROUP BY 1, 2, 3, 4, 5),
+    steps AS (
+        SELECT t.backlog, t.suffix, p.bucket, t.since,
+               pg_catalog.sum(CASE WHEN p.metric_name = t.numerator THEN p.count ELSE -p.count END) AS delta,
+               pg_catalog.sum(p.count) AS n
+          FROM touched t
+          JOIN metric_anomaly.metric_points p
+            ON p.metric_name IN (t.numerator, t.denominator) AND p.dimensions = t.dimensions
+         GROUP BY 1, 2, 3, 4),
+    running AS (
+        SELECT s.backlog || s.suffix AS name, s.bucket, s.since, s.n,
+               pg_catalog.sum(s.delta) OVER (PARTITION BY s.backlog, s.suffix ORDER BY s.bucket) AS level
+          FROM steps s)
+    INSERT INTO metric_anomaly.aggregated_metrics AS a
+           (metric_name, metric_timestamp, metric_value, sample_count)
+    SELECT r.name, r.bucket, r.level, r.n FROM running r WHERE r.bucket >= r.since
+        ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
+       SET metric_value = excluded.metric_value, sample_count = excluded.sample_count,
+           needs_eval = a.needs_eval OR a.metric_value IS DISTINCT FROM excluded.metric_value;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.fold_derived() IS
+    'Internal to the aggregation pass: recomputes ratio and backlog series over the base points the current transaction merged.';
+
+/*
+ * The stored points of metric whose dimensions contain dims, with buckets
+ * starting in [since, until); an unknown metric is an error.
+ */
+CREATE FUNCTION metric_anomaly.quantile(metric text, dimensions jsonb,
+                                        since timestamptz, until timestamptz,
+                                        q double precision)
+RETURNS double precision
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    result double precision;
+BEGIN
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d WHERE d.metric_name = quantile.metric;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', metric),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    IF def.aggregate <> 'quantile' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('metric "%s" keeps no quantile sketch', metric),
+            DETAIL = format('Its aggregate is %s.', def.aggregate),
+            HINT = 'Ask metric_anomaly.aggregate_value(), or define a metric with aggregate quantile.';
+    END IF;
+    IF NOT (q >= 0 AND q <= 1) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'quantile must be between 0 and 1',
+            HINT = 'Use 0.95 for the 95th percentile.';
+    END IF;
+    SELECT metric_anomaly.sketch_quantile(metric_anomaly.sketch_union(p.sketch), q) INTO result
+      FROM metric_anomaly.metric_points p
+     WHERE p.metric_name = quantile.metric AND p.dimensions @> quantile.dimensions
+       AND p.bucket >= since AND p.bucket < until;
+    RETURN result;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.quantile(text, jsonb, timestamptz, timestamptz, double precision) IS
+    'The q-quantile of a quantile metric over the buckets starting in [since, until) of every series whose dimensions contain the given ones (''{}'' for all), merged from the stored sketches (never the raw events): within 1% of percentile_disc over the same events.  NULL when no point matches.';
+
+CREATE FUNCTION metric_anomaly.aggregate_value(metric text, dimensions jsonb,
+                                               since timestamptz, until timestamptz,
+                                               agg text)
+RETURNS double precision
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    result double precision;
+    num double precision;
+    den double precision;
+BEGIN
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d WHERE d.metric_name = aggregate_value.metric;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', metric),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    IF def.aggregate IN ('ratio', 'backlog') THEN
+        IF agg <> def.aggregate THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('metric "%s" is a %s and answers only agg %s', metric, def.aggregate, def.aggregate),
+                DETAIL = 'A ratio is the numerator''s value over the denominator''s; a backlog is entered minus left over the range (with since = ''-infinity'', the backlog at until).';
+        END IF;
+        num := metric_anomaly.aggregate_value(def.numerator, dimensions, since, until,
+                   (SELECT d.aggregate FROM metric_anomaly.metric_definitions d WHERE d.metric_name = def.numerator));
+        den := metric_anomaly.aggregate_value(def.denominator, dimensions, since, until,
+                   (SELECT d.aggregate FROM metric_anomaly.metric_definitions d WHERE d.metric_name = def.denominator));
+        IF def.aggregate = 'backlog' THEN
+            RETURN coalesce(num, 0) - coalesce(den, 0);
+        END IF;
+        RETURN num / NULLIF(den, 0);
+    END IF;
+    IF agg NOT IN ('count', 'sum', 'avg', 'min', 'max', 'rate') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('unknown aggregate "%s"', agg),
+            HINT = 'Use count, sum, avg, min, max or rate; for quantiles call metric_anomaly.quantile().';
+    END IF;
+    IF agg <> 'count' AND def.aggregate = 'count' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('metric "%s" counts events and keeps no values', metric),
+            HINT = 'Ask for agg count.';
+    END IF;
+    IF agg = 'rate' AND def.aggregate <> 'rate' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('metric "%s" has no threshold, so no rate', metric),
+            HINT = 'Define a metric with aggregate rate and a threshold.';
+    END IF;
+    SELECT CASE agg
+                WHEN 'count' THEN pg_catalog.sum(p.count)::double precision
+                WHEN 'sum' THEN pg_catalog.sum(p.sum)
+                WHEN 'avg' THEN pg_catalog.sum(p.sum) / NULLIF(pg_catalog.sum(p.count), 0)
+                WHEN 'min' THEN pg_catalog.min(p.min)
+                WHEN 'max' THEN pg_catalog.max(p.max)
+                WHEN 'rate' THEN pg_catalog.sum(p.within)::double precision / NULLIF(pg_catalog.sum(p.count), 0)
+           END INTO result
+      FROM metric_anomaly.metric_points p
+     WHERE p.metric_name = aggregate_value.metric AND p.dimensions @> aggregate_value.dimensions
+       AND p.bucket >= since AND p.bucket < until;
+    IF agg = 'count' THEN
+        RETURN coalesce(result, 0);
+    END IF;
+    RETURN result;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.aggregate_value(text, jsonb, timestamptz, timestamptz, text) IS
+    'count, sum, avg, min, max or rate of a metric over the buckets starting in [since, until) of every series whose dimensions contain the given ones, merged from the stored points (never the raw events); for a ratio metric agg ratio, for a backlog agg backlog (entered minus left over the range).';
+
+/*
+ * Backfills a disabled definition from the events still retained that the
+ * position has folded, and enables it, in one transaction under the pass
+ * lock: events folded before are counted here, every later one by the
+ * passes, so each exactly once.  Refused while a round is under way (its
+ * first batches ran without the definition).
+ */
+CREATE FUNCTION metric_anomaly.backfill_metric(metric text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    pos metric_anomaly.worker_state;
+    points bigint;
+BEGIN
+    -- the lock of aggregation passes (pass.c, "ma_pass")
+    PERFORM pg_catalog.pg_advisory_xact_lock(7881685759151010560);
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d
+     WHERE d.metric_name = backfill_metric.metric FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', metric),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    IF def.enabled OR def.event_types IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('metric "%s" cannot be backfilled', metric),
+            DETAIL = CASE WHEN def.enabled THEN 'It is enabled, so passes may already have folded events into it.'
+                          ELSE 'A ratio or backlog derives from stored points: aggregate_value() answers it over any range.' END,
+            HINT = 'Insert the definition with enabled = false, then call backfill_metric(), which enables it.';
+    END IF;
+    SELECT * INTO pos FROM metric_anomaly.worker_state FOR UPDATE;
+    IF pos.round_snapshot IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'an aggregation round is under way',
+            DETAIL = 'Its first batches were folded without this definition.',
+            HINT = 'Call the function again once the pass has ended (worker_state.round_snapshot is NULL).';
+    END IF;
+    points := metric_anomaly.fold_definitions('1:1:'::pg_snapshot, pos.folded_snapshot, NULL, NULL,
+                                              pg_catalog.pg_snapshot_xmax(pos.folded_snapshot),
+                                              9223372036854775807, metric);
+    UPDATE metric_anomaly.metric_definitions d SET enabled = true
+     WHERE d.metric_name = backfill_metric.metric;
+    RETURN points;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.backfill_metric(text) IS
+    'Folds the retained events that passes have already folded into a new, disabled definition, then enables it (one transaction, under the pass lock); returns the series points written.  Events purged by metric_anomaly.event_retention cannot be backfilled.';
+
+REVOKE ALL ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
+              metric_anomaly.metric_points, metric_anomaly.metric_skipped_events,
+              metric_anomaly.metric_seen_keys, metric_anomaly.metric_status FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.metric_definitions_check() FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.backfill_metric(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.fold_derived() FROM PUBLIC;
+-- The read side is public, like aggregated_metrics.
+GRANT SELECT ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
+                metric_anomaly.metric_points, metric_anomaly.metric_skipped_events,
+                metric_anomaly.metric_status TO PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE
+   ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
+      metric_anomaly.metric_points, metric_anomaly.metric_skipped_events,
+      metric_anomaly.metric_seen_keys TO metric_anomaly_admin;
+GRANT EXECUTE ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text),
+                          metric_anomaly.fold_derived(),
+                          metric_anomaly.backfill_metric(text) TO metric_anomaly_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_definitions', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_series', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_points', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_skipped_events', '');
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_seen_keys', '');
+
+/*
+ * The series name of a metric's dimension values: metric{k=v,...} as the
+ * fold names it (for a ratio or backlog, from its numerator's series).
+ */
+CREATE FUNCTION metric_anomaly.series_name(metric text, dimensions jsonb)
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    base text;
+    found_name text;
+BEGIN
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d WHERE d.metric_name = series_name.metric;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', metric),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    base := CASE WHEN def.aggregate IN ('ratio', 'backlog') THEN def.numerator ELSE def.metric_name END;
+    SELECT def.metric_name || pg_catalog.substr(s.series_name, pg_catalog.length(base) + 1) INTO found_name
+      FROM metric_anomaly.metric_series s
+     WHERE s.metric_name = base AND s.dimensions = series_name.dimensions;
+    IF found_name IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" has no series with dimensions %s', metric, dimensions),
+            DETAIL = format('Its dimensions are %s; a series exists once an event of it is folded.', def.dimensions),
+            HINT = 'See metric_anomaly.metric_series for the series of each metric.';
+    END IF;
+    RETURN found_name;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.series_name(text, jsonb) IS
+    'The name under which aggregated_metrics, detection, alerts and charts know the series of a metric with exactly these dimension values, e.g. push_p95{node=a}.';
+
+CREATE FUNCTION metric_anomaly.render_metric_chart(
+    metric_name text,
+    dimensions jsonb,
+    since timestamptz,
+    until timestamptz,
+    width integer DEFAULT 1200,
+    height integer DEFAULT 600)
+RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT metric_anomaly.render_metric_chart(
+           metric_anomaly.series_name(render_metric_chart.metric_name, render_metric_chart.dimensions),
+           render_metric_chart.since, render_metric_chart.until,
+           render_metric_chart.width, render_metric_chart.height)
+$$;
+
+COMMENT ON FUNCTION metric_anomaly.render_metric_chart(text, jsonb, timestamptz, timestamptz, integer, integer) IS
+    'PNG chart of the series of a defined metric with exactly these dimension values (''{}'' for a metric without dimensions), as render_metric_chart(series name, since, until, width, height) draws it; since and until are required, so calls of the older signature stay unambiguous.';
+
+GRANT EXECUTE ON FUNCTION metric_anomaly.series_name(text, jsonb) TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Heatmaps (reports wing)
+------------------------------------------------------------------------------
+CREATE FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_accum';
+CREATE FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, boolean, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_accum';
+CREATE FUNCTION metric_anomaly.heatmap_final(internal)
+RETURNS bytea
+LANGUAGE c PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_final';
+
+COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, jsonb) IS
+    'Transition function of heatmap.';
+COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, boolean, jsonb) IS
+    'Transition function of heatmap.';
+COMMENT ON FUNCTION metric_anomaly.heatmap_final(internal) IS
+    'Final function of heatmap: draws the collected cells as a PNG.';
+
+CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, cell double precision, options jsonb) (
+    SFUNC = metric_anomaly.heatmap_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.heatmap_final
+);
+CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, cell double precision,
+                                        outlined boolean, options jsonb) (
+    SFUNC = metric_anomaly.heatmap_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.heatmap_final
+);
+
+COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, jsonb) IS
+    'PNG heatmap of (row, column, value) rows, one row per cell: rows and columns sorted, at most 50 of each, labels of at most 64 characters (NULL is "unknown"), a NULL value an empty cell; yellow-orange-red scale with a colour bar, each value written in a colour readable on its cell.  Options: title, x_label, y_label, value_label, width, height (100 to 4000).  No rows give NULL.';
+COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, boolean, jsonb) IS
+    'heatmap with a flag per cell: cells whose flag is true are outlined (render_heatmap outlines series that are anomalous now).';
+
+/*
+ * The heatmap of a metric definition over [since, until): rows and columns
+ * are the values of two of its dimensions, each cell the metric merged over
+ * every series with those two values (a quantile from the merged sketches,
+ * counts and sums added, an average as sum over count).  A cell is outlined
+ * when one of its series is anomalous in its newest evaluated minute.
+ */
+CREATE FUNCTION metric_anomaly.render_heatmap(
+    metric_name text, row_dimension text, column_dimension text,
+    since timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) interval '15 minutes',
+    until timestamptz DEFAULT pg_catalog.now(),
+    width integer DEFAULT 1200, height integer DEFAULT 600)
+RETURNS bytea
+LANGUAGE plpgsql STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    what text;
+    png bytea;
+BEGIN
+    SELECT * INTO def FROM metric_anomaly.metric_definitions d
+     WHERE d.metric_name = render_heatmap.metric_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('metric "%s" is not defined', render_heatmap.metric_name),
+            HINT = 'See metric_anomaly.metric_definitions.';
+    END IF;
+    IF def.aggregate IN ('ratio', 'backlog') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('metric "%s" is a %s, which render_heatmap does not draw', def.metric_name, def.aggregate),
+            HINT = 'Draw its numerator or denominator, or use the heatmap aggregate over metric_anomaly.aggregate_value().';
+    END IF;
+    IF NOT (row_dimension = ANY (def.dimensions)) OR NOT (column_dimension = ANY (def.dimensions)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('metric "%s" has no dimension "%s"', def.metric_name,
+                             CASE WHEN row_dimension = ANY (def.dimensions) THEN column_dimension ELSE row_dimension END),
+            DETAIL = format('Its dimensions are %s.', pg_catalog.array_to_string(def.dimensions, ', ')),
+            HINT = 'Name two of the dimensions of the definition.';
+    END IF;
+    IF row_dimension = column_dimension THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'render_heatmap needs two different dimensions',
+            HINT = 'Pass one dimension for the rows and another for the columns.';
+    END IF;
+    IF NOT (since < until) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'since must be before until',
+            DETAIL = format('The range given was %s to %s.', since, until);
+    END IF;
+    what := CASE def.aggregate
+                WHEN 'quantile' THEN 'p' || pg_catalog.rtrim(pg_catalog.rtrim((def.quantile * 100)::numeric(10, 4)::text, '0'), '.')
+                ELSE def.aggregate END;
+
+    WITH cells AS (
+        SELECT p.dimensions ->> row_dimension AS r, p.dimensions ->> column_dimension AS c,
+               CASE def.aggregate
+                   WHEN 'quantile' THEN metric_anomaly.sketch_quantile(metric_anomaly.sketch_union(p.sketch), def.quantile)
+                   WHEN 'count' THEN pg_catalog.sum(p.count)::double precision
+                   WHEN 'sum' THEN pg_catalog.sum(p.sum)
+                   WHEN 'avg' THEN pg_catalog.sum(p.sum) / NULLIF(pg_catalog.sum(p.count), 0)
+                   WHEN 'min' THEN pg_catalog.min(p.min)
+                   WHEN 'max' THEN pg_catalog.max(p.max)
+                   WHEN 'rate' THEN pg_catalog.sum(p.within)::double precision / NULLIF(pg_catalog.sum(p.count), 0)
+               END AS v,
+               pg_catalog.array_agg(DISTINCT p.series_name) AS series
+          FROM metric_anomaly.metric_points p
+         WHERE p.metric_name = def.metric_name
+           AND p.bucket >= since AND p.bucket < until
+         GROUP BY 1, 2)
+    SELECT metric_anomaly.heatmap(cells.r, cells.c, cells.v,
+               EXISTS (SELECT 1
+                         FROM pg_catalog.unnest(cells.series) AS s(name),
+                              LATERAL (SELECT a.is_anomaly FROM metric_anomaly.aggregated_metrics a
+                                        WHERE a.metric_name = s.name AND NOT a.needs_eval
+                                        ORDER BY a.metric_timestamp DESC LIMIT 1) latest
+                        WHERE latest.is_anomaly),
+               pg_catalog.jsonb_build_object(
+                   'title', format('%s %s by %s and %s', def.metric_name, what, row_dimension, column_dimension),
+                   'x_label', column_dimension, 'y_label', row_dimension,
+                   'value_label', what || ' ' || def.metric_name,
+                   'width', width, 'height', height))
+      INTO png
+      FROM cells;
+    RETURN png;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.render_heatmap(text, text, text, timestamptz, timestamptz, integer, integer) IS
+    'PNG heatmap of a metric definition over the buckets starting in [since, until): one cell per value of row_dimension and column_dimension, the metric merged from the stored series state (quantiles from the sketches), cells of series anomalous now outlined; NULL when the range holds no point.  Limits as the heatmap aggregate''s.';
+
+------------------------------------------------------------------------------
+-- Scheduled reports (reports wing)
+------------------------------------------------------------------------------
+-- A report run is delivered as an alert of state report.
+ALTER TABLE metric_anomaly.alerts DROP CONSTRAINT alerts_state_check;
+ALTER TABLE metric_anomaly.alerts ADD CONSTRAINT alerts_state_check
+    CHECK (state IN ('firing', 'resolved', 'report'));
+
+CREATE TABLE metric_anomaly.reports (
+    name        text PRIMARY KEY
+                CONSTRAINT reports_name_check CHECK (pg_catalog.length(name) BETWEEN 1 AND 200),
+    kind        text NOT NULL
+                CONSTRAINT reports_kind_check CHECK (kind IN ('metric_chart', 'line_chart', 'heatmap')),
+    metrics     text[] NOT NULL,
+    right_axis  text[] NOT NULL DEFAULT '{}',
+    dimensions  text[] NOT NULL DEFAULT '{}',
+    range       interval NOT NULL DEFAULT '1 hour'
+                CONSTRAINT reports_range_check CHECK (range > interval '0' AND range <= interval '31 days'),
+    title       text,
+    channels    text[] NOT NULL DEFAULT '{}',
+    run_every   interval NOT NULL DEFAULT '5 minutes'
+                CONSTRAINT reports_run_every_check CHECK (run_every >= interval '10 seconds' AND run_every <= interval '7 days'),
+    min_samples bigint NOT NULL DEFAULT 0
+                CONSTRAINT reports_min_samples_check CHECK (min_samples >= 0),
+    keep_for    interval NOT NULL DEFAULT '7 days'
+                CONSTRAINT reports_keep_for_check CHECK (keep_for >= interval '0'),
+    width       integer NOT NULL DEFAULT 1200
+                CONSTRAINT reports_width_check CHECK (width BETWEEN 100 AND 4000),
+    height      integer NOT NULL DEFAULT 600
+                CONSTRAINT reports_height_check CHECK (height BETWEEN 100 AND 4000),
+    enabled     boolean NOT NULL DEFAULT true,
+    last_run_at timestamptz,
+    last_status text,
+    last_error  text,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT reports_shape_check CHECK (
+        CASE kind
+            WHEN 'metric_chart' THEN pg_catalog.cardinality(metrics) = 1 AND pg_catalog.cardinality(right_axis) = 0
+            WHEN 'line_chart' THEN pg_catalog.cardinality(metrics) BETWEEN 1 AND 16 AND right_axis OPERATOR(pg_catalog.<@) metrics
+            ELSE pg_catalog.cardinality(metrics) = 1 AND pg_catalog.cardinality(dimensions) = 2
+                 AND pg_catalog.cardinality(right_axis) = 0
+        END)
+);
+
+COMMENT ON TABLE metric_anomaly.reports IS
+    'Charts the worker renders on a schedule and delivers through the alert outbox (an alerts row of state report, one delivery per channel): metric_chart (render_metric_chart of metrics[1]), line_chart (the series of metrics, those in right_axis on the right axis dashed, the others solid with markers, totals in the title) or heatmap (render_heatmap of metric definition metrics[1] by dimensions[1] x dimensions[2]); over the range ending at the run''s slot.  Runs at every multiple of run_every on the wall clock (since the Unix epoch, UTC); a report that was due several times while the worker was stopped runs once.  Below min_samples the run is skipped and recorded.';
+COMMENT ON COLUMN metric_anomaly.reports.metrics IS
+    'Series names of aggregated_metrics (metric_chart, line_chart), or the metric definition (heatmap).';
+COMMENT ON COLUMN metric_anomaly.reports.title IS
+    'Title of the chart and the message; the totals of the range (per series, or the samples of a heatmap) are appended.';
+COMMENT ON COLUMN metric_anomaly.reports.channels IS
+    'Names of alert_channels the report goes to; a name that is not a channel, or a disabled channel, gets nothing.';
+COMMENT ON COLUMN metric_anomaly.reports.keep_for IS
+    'How long rendered PNGs are kept in report_runs (the newest always is).';
+COMMENT ON COLUMN metric_anomaly.reports.last_run_at IS
+    'Slot (scheduled time) of the last run, whatever its outcome.';
+COMMENT ON COLUMN metric_anomaly.reports.last_status IS
+    'rendered, skipped or failed.';
+
+CREATE TABLE metric_anomaly.report_runs (
+    id          bigserial PRIMARY KEY,
+    report_name text NOT NULL
+                REFERENCES metric_anomaly.reports (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    slot        timestamptz NOT NULL,
+    status      text NOT NULL
+                CONSTRAINT report_runs_status_check CHECK (status IN ('rendered', 'skipped', 'failed')),
+    samples     bigint,
+    title       text,
+    png         bytea,
+    error       text,
+    alert_id    bigint,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT report_runs_slot_key UNIQUE (report_name, slot)
+);
+
+CREATE INDEX report_runs_alert_idx ON metric_anomaly.report_runs (alert_id);
+
+COMMENT ON TABLE metric_anomaly.report_runs IS
+    'One row per run of a report: rendered (png, and alert_id, the outbox row delivering it), skipped (fewer samples than min_samples) or failed (error).  Rows older than the report''s keep_for are deleted, except the newest rendered one.';
+
+/*
+ * Runs every enabled report due at as_of: one whose last slot is before
+ * the newest multiple of run_every at or before as_of.  Only that newest
+ * slot runs, so a report due several times while the worker was stopped
+ * runs once.  Each report runs in a subtransaction of its own: one that
+ * fails records its error and the others go on.  Reports another session
+ * is running are skipped (SKIP LOCKED).  Returns the runs recorded.
+ */
+CREATE FUNCTION metric_anomaly.run_due_reports(as_of timestamptz DEFAULT pg_catalog.now())
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r metric_anomaly.reports;
+    slot timestamptz;
+    since timestamptz;
+    samples bigint;
+    totals text;
+    full_title text;
+    png bytea;
+    run_id bigint;
+    new_alert bigint;
+    right_present text[];
+    runs integer := 0;
+    secs double precision;
+BEGIN
+    FOR r IN
+        SELECT * FROM metric_anomaly.reports rp
+         WHERE rp.enabled
+           AND (rp.last_run_at IS NULL OR rp.last_run_at OPERATOR(pg_catalog.<)
+                pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', as_of)
+                    / pg_catalog.date_part('epoch', rp.run_every)) * pg_catalog.date_part('epoch', rp.run_every)))
+         ORDER BY rp.name
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        secs := pg_catalog.date_part('epoch', r.run_every);
+        slot := pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', as_of) / secs) * secs);
+        since := slot OPERATOR(pg_catalog.-) r.range;
+        run_id := NULL;
+        BEGIN
+            IF r.kind = 'heatmap' THEN
+                SELECT coalesce(pg_catalog.sum(p.count), 0) INTO samples
+                  FROM metric_anomaly.metric_points p
+                 WHERE p.metric_name = r.metrics[1] AND p.bucket >= since AND p.bucket < slot;
+                totals := format('%s samples', samples);
+            ELSE
+                SELECT coalesce(pg_catalog.sum(a.sample_count), 0) INTO samples
+                  FROM metric_anomaly.aggregated_metrics a
+                 WHERE a.metric_name = ANY (r.metrics)
+                   AND a.metric_timestamp >= since AND a.metric_timestamp < slot;
+                SELECT pg_catalog.string_agg(format('%s %s', m.name,
+                           pg_catalog.rtrim(pg_catalog.rtrim(pg_catalog.round(coalesce(
+                               (SELECT pg_catalog.sum(a.metric_value) FROM metric_anomaly.aggregated_metrics a
+                                 WHERE a.metric_name = m.name
+                                   AND a.metric_timestamp >= since AND a.metric_timestamp < slot), 0)::numeric, 2)::text,
+                               '0'), '.')), ', ' ORDER BY m.o)
+                  INTO totals
+                  FROM pg_catalog.unnest(r.metrics) WITH ORDINALITY AS m(name, o);
+                totals := 'totals: ' || totals;
+            END IF;
+            full_title := coalesce(r.title || ' (' || totals || ')', r.name || ' (' || totals || ')');
+
+            IF samples < r.min_samples THEN
+                INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, title, error)
+                VALUES (r.name, slot, 'skipped', samples, full_title,
+                        format('%s samples in the range, fewer than the minimum of %s', samples, r.min_samples))
+                RETURNING id INTO run_id;
+                UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'skipped', last_error = NULL
+                 WHERE name = r.name;
+            ELSE
+                IF r.kind = 'metric_chart' THEN
+                    png := metric_anomaly.render_metric_chart(r.metrics[1], since,
+                               slot OPERATOR(pg_catalog.-) interval '1 microsecond', r.width, r.height);
+                ELSIF r.kind = 'heatmap' THEN
+                    png := metric_anomaly.render_heatmap(r.metrics[1], r.dimensions[1], r.dimensions[2],
+                                                         since, slot, r.width, r.height);
+                ELSE
+                    right_present := ARRAY(SELECT DISTINCT a.metric_name FROM metric_anomaly.aggregated_metrics a
+                                            WHERE a.metric_name = ANY (r.right_axis)
+                                              AND a.metric_timestamp >= since AND a.metric_timestamp < slot);
+                    SELECT metric_anomaly.line_chart(a.metric_timestamp, a.metric_value, a.metric_name,
+                               pg_catalog.jsonb_build_object(
+                                   'title', full_title, 'width', r.width, 'height', r.height,
+                                   'right_axis', pg_catalog.to_jsonb(right_present),
+                                   'dashed', pg_catalog.to_jsonb(r.right_axis),
+                                   'markers', pg_catalog.to_jsonb(ARRAY(SELECT m FROM pg_catalog.unnest(r.metrics) m
+                                                                        WHERE NOT m = ANY (r.right_axis))),
+                                   'y_label', pg_catalog.array_to_string(ARRAY(SELECT m FROM pg_catalog.unnest(r.metrics) m
+                                                                               WHERE NOT m = ANY (r.right_axis)), ', '),
+                                   'y2_label', pg_catalog.array_to_string(right_present, ', ')))
+                      INTO png
+                      FROM metric_anomaly.aggregated_metrics a
+                     WHERE a.metric_name = ANY (r.metrics)
+                       AND a.metric_timestamp >= since AND a.metric_timestamp < slot;
+                END IF;
+                IF png IS NULL THEN
+                    RAISE EXCEPTION USING
+                        ERRCODE = 'no_data_found',
+                        MESSAGE = format('report "%s" has nothing to draw from %s to %s', r.name, since, slot);
+                END IF;
+                INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, title, png)
+                VALUES (r.name, slot, 'rendered', samples, full_title, png)
+                RETURNING id INTO run_id;
+                -- the outbox: one alert of state report, one delivery per channel
+                INSERT INTO metric_anomaly.alerts
+                       (metric_name, minute, value, context, state, source, episode_start, summary)
+                VALUES (r.name, slot, samples,
+                        pg_catalog.jsonb_build_object('report', r.name, 'kind', r.kind, 'run_id', run_id,
+                                                      'since', since, 'until', slot),
+                        'report', 'report', slot, full_title)
+                ON CONFLICT ON CONSTRAINT alerts_episode_key DO NOTHING
+                RETURNING id INTO new_alert;
+                IF new_alert IS NOT NULL THEN
+                    UPDATE metric_anomaly.report_runs SET alert_id = new_alert WHERE id = run_id;
+                    INSERT INTO metric_anomaly.deliveries (alert_id, channel, idempotency_key)
+                    SELECT al.id, c.name,
+                           'ma-' || al.id || '-' || pg_catalog.left(pg_catalog.md5(
+                               pg_catalog.current_database() || '/' || al.id || '/' || c.name || '/' ||
+                               pg_catalog.date_part('epoch', al.created_at)), 20)
+                      FROM metric_anomaly.alerts al, metric_anomaly.alert_channels c
+                     WHERE al.id = new_alert AND c.enabled AND c.name = ANY (r.channels);
+                END IF;
+                UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'rendered', last_error = NULL
+                 WHERE name = r.name;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO metric_anomaly.report_runs (report_name, slot, status, samples, error)
+            VALUES (r.name, slot, 'failed', samples, SQLERRM)
+            ON CONFLICT ON CONSTRAINT report_runs_slot_key DO NOTHING;
+            UPDATE metric_anomaly.reports SET last_run_at = slot, last_status = 'failed', last_error = SQLERRM
+             WHERE name = r.name;
+        END;
+        runs := runs + 1;
+    END LOOP;
+    -- runs past their report's keep_for, never a report's newest rendered one
+    DELETE FROM metric_anomaly.report_runs o
+     USING metric_anomaly.reports rp
+     WHERE rp.name = o.report_name AND o.created_at < as_of OPERATOR(pg_catalog.-) rp.keep_for
+       AND o.id <> coalesce((SELECT n.id FROM metric_anomaly.report_runs n
+                              WHERE n.report_name = o.report_name AND n.status = 'rendered'
+                              ORDER BY n.slot DESC LIMIT 1), 0);
+    RETURN runs;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.run_due_reports(timestamptz) IS
+    'Runs the reports due at as_of (the worker calls it after every pass): renders each into report_runs and queues its deliveries, or records a skip below min_samples or the error; returns the runs recorded.';
+
+CREATE FUNCTION metric_anomaly.latest_report(name text)
+RETURNS bytea
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT r.png FROM metric_anomaly.report_runs r
+     WHERE r.report_name = latest_report.name AND r.status = 'rendered'
+     ORDER BY r.slot DESC LIMIT 1
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.latest_report(text) IS
+    'The newest PNG the report rendered; NULL when it has none yet.';
+
+REVOKE ALL ON metric_anomaly.reports, metric_anomaly.report_runs FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.run_due_reports(timestamptz) FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON metric_anomaly.reports, metric_anomaly.report_runs TO metric_anomaly_admin;
+GRANT USAGE ON SEQUENCE metric_anomaly.report_runs_id_seq TO metric_anomaly_admin;
+REVOKE ALL ON FUNCTION metric_anomaly.latest_report(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.run_due_reports(timestamptz),
+                          metric_anomaly.latest_report(text) TO metric_anomaly_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.reports', '');
+COMMENT ON COLUMN metric_anomaly.alerts.source IS
+    '3-sigma, threshold:<rule_name>, or report (a run of a scheduled report: state report, metric_name the report''s name, context.run_id its report_runs row).';
+
+------------------------------------------------------------------------------
 -- E-mail channel and Feishu app images (issue 14): kind email (SMTP through
 -- libcurl), its checks at write time, and the checks of a Feishu app's id
 -- and secret.
@@ -587,132 +2033,3 @@ COMMENT ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, json
 GRANT EXECUTE ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) TO PUBLIC;
 REVOKE ALL ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) TO metric_anomaly_admin;
-
-------------------------------------------------------------------------------
--- Aggregation: quarantine
-------------------------------------------------------------------------------
-CREATE TABLE metric_anomaly.quarantined_events (
-    id              bigint NOT NULL,
-    event_type      text NOT NULL,
-    event_timestamp timestamptz NOT NULL,
-    payload         jsonb,
-    reason          text NOT NULL,
-    quarantined_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
-);
-
-CREATE INDEX quarantined_events_id_idx ON metric_anomaly.quarantined_events (id);
-
-COMMENT ON TABLE metric_anomaly.quarantined_events IS
-    'Copies of events that a pass claimed but could not count (today: dated within 30 days of either end of the timestamp range), with the reason; counted in worker_status.quarantined_events.  Every claimed event is either counted in aggregated_metrics or kept here.';
-
-GRANT SELECT, INSERT, UPDATE, DELETE ON metric_anomaly.quarantined_events TO metric_anomaly_admin;
-SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.quarantined_events', '');
-
-------------------------------------------------------------------------------
--- Aggregation: folding without writing events (position in snapshots)
-------------------------------------------------------------------------------
--- Events carry their transaction id.  Existing rows get xid 2 (frozen:
--- visible in every snapshot) when folded, this transaction's id when still
--- pending; the new position sees every transaction before this one except
--- those still running, and not this one, so exactly the pending rows and
--- rows that running transactions insert later are folded after the update.
--- The volatile default makes ADD COLUMN rewrite the table (compact, no dead
--- rows) instead of storing '2' as the column's "missing value", which a
--- fresh install lacks.
-ALTER TABLE metric_anomaly.business_events
-    ADD COLUMN xid xid8 NOT NULL
-    DEFAULT CASE WHEN pg_catalog.random() >= 0 THEN '2'::xid8 END;
-ALTER TABLE metric_anomaly.business_events
-    ALTER COLUMN xid SET DEFAULT pg_catalog.pg_current_xact_id();
-UPDATE metric_anomaly.business_events SET xid = pg_catalog.pg_current_xact_id()
- WHERE NOT is_processed;
-DROP INDEX metric_anomaly.business_events_pending_idx;
-CREATE INDEX business_events_xid_idx
-    ON metric_anomaly.business_events (xid, id);
-
-COMMENT ON TABLE metric_anomaly.business_events IS
-    'Raw business events written by applications; the aggregation pass folds each committed event into aggregated_metrics exactly once, without writing to this table.  An event has been folded when metric_anomaly.event_folded(xid, id) is true.';
-COMMENT ON COLUMN metric_anomaly.business_events.xid IS
-    'The inserting transaction (top-level, also inside a savepoint); leave it to its default.  Decides which round of the aggregation folds the event.';
-
-ALTER TABLE metric_anomaly.worker_state
-    ADD COLUMN folded_snapshot pg_snapshot,
-    ADD COLUMN round_snapshot pg_snapshot,
-    ADD COLUMN round_xid xid8,
-    ADD COLUMN round_id bigint;
--- This transaction's snapshot does not list its own id: add it to the
--- in-progress list when the snapshot would otherwise see it.
-UPDATE metric_anomaly.worker_state
-   SET folded_snapshot = (
-       SELECT CASE WHEN pg_catalog.pg_visible_in_snapshot(a.x, a.s)
-                   THEN (pg_catalog.pg_snapshot_xmin(a.s)::text || ':' ||
-                         pg_catalog.pg_snapshot_xmax(a.s)::text || ':' ||
-                         (SELECT pg_catalog.string_agg(u.v::text, ',' ORDER BY u.v)
-                            FROM (SELECT pg_catalog.pg_snapshot_xip(a.s) AS v
-                                  UNION ALL SELECT a.x) AS u))::pg_snapshot
-                   ELSE a.s END
-         FROM (SELECT pg_catalog.pg_current_xact_id() AS x,
-                      pg_catalog.pg_current_snapshot() AS s) AS a);
-ALTER TABLE metric_anomaly.worker_state
-    ALTER COLUMN folded_snapshot SET NOT NULL,
-    ALTER COLUMN folded_snapshot SET DEFAULT pg_catalog.pg_current_snapshot();
-
-COMMENT ON COLUMN metric_anomaly.worker_state.folded_snapshot IS
-    'The position: every event whose xid is visible in this snapshot has been folded, and no other.';
-COMMENT ON COLUMN metric_anomaly.worker_state.round_snapshot IS
-    'The round under way: it folds the events visible in round_snapshot and not in folded_snapshot, in (xid, id) order; round_xid and round_id are the last event it folded.  NULL between rounds.';
-
--- Folded: by a finished round (visible in the position), or by the round
--- under way, up to the event it has reached.
-CREATE FUNCTION metric_anomaly.event_folded(xid xid8, id bigint)
-RETURNS boolean
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-SELECT pg_catalog.pg_visible_in_snapshot(event_folded.xid, w.folded_snapshot)
-       OR coalesce(pg_catalog.pg_visible_in_snapshot(event_folded.xid, w.round_snapshot)
-                   AND (event_folded.xid, event_folded.id) <= (w.round_xid, w.round_id), false)
-  FROM metric_anomaly.worker_state w
-$$;
-
-COMMENT ON FUNCTION metric_anomaly.event_folded(xid8, bigint) IS
-    'True when the event (business_events.xid, business_events.id) has been folded into aggregated_metrics; false while it is pending, and for a transaction that has not committed.';
-GRANT EXECUTE ON FUNCTION metric_anomaly.event_folded(xid8, bigint) TO PUBLIC;
--- The position is no secret (worker_status shows what it implies), and
--- event_folded() runs with its caller's rights.
-GRANT SELECT (folded_snapshot, round_snapshot, round_xid, round_id)
-   ON metric_anomaly.worker_state TO PUBLIC;
-
--- worker_status (as the workers section above makes it): pending_events from
--- the position; quarantined_events, at the end.
-CREATE OR REPLACE VIEW metric_anomaly.worker_status AS
-SELECT pg_catalog.current_database() AS database,
-       a.pid,
-       a.pid IS NOT NULL AS running,
-       s.last_pass_start,
-       s.last_pass_end,
-       s.last_pass_events,
-       s.total_events,
-       s.passes,
-       (SELECT pg_catalog.count(*) FROM metric_anomaly.business_events e
-         WHERE e.xid >= pg_catalog.pg_snapshot_xmin(s.folded_snapshot)
-           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, s.folded_snapshot)
-           AND NOT (s.round_xid IS NOT NULL
-                    AND pg_catalog.pg_visible_in_snapshot(e.xid, s.round_snapshot)
-                    AND (e.xid, e.id) <= (s.round_xid, s.round_id))) AS pending_events,
-       s.last_error,
-       s.last_error_at,
-       (SELECT pg_catalog.count(*) FROM metric_anomaly.quarantined_events q) AS quarantined_events
-  FROM metric_anomaly.worker_state s
-  LEFT JOIN pg_catalog.pg_locks a
-         ON a.locktype = 'advisory'
-        AND a.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                           WHERE d.datname = pg_catalog.current_database())
-        AND a.classid = 28001 AND a.objid = 1 AND a.objsubid = 28001
-        AND a.granted;
-
-COMMENT ON VIEW metric_anomaly.worker_status IS
-    'The aggregation worker of this database: its pid when running (the holder of the worker''s lock, which pg_locks shows to every role), the last pass, events folded in it and in total, the pending backlog, the last error, and how many events are quarantined.';
-
--- is_processed goes once worker_status no longer reads it.
-ALTER TABLE metric_anomaly.business_events DROP COLUMN is_processed;

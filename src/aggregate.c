@@ -49,6 +49,7 @@
 
 #include "aggregate.h"
 #include "fold.h"
+#include "metrics.h"
 #include "spi_util.h"
 
 /* Zero-fill settings (see ma_aggregate_define_settings()). */
@@ -438,6 +439,9 @@ ma_aggregate_batch(int batch_size, TimestampTz first_open, bool *round_done)
 		read_and_fold(&next_batch_stmt, values, &batch);
 	}
 	counted = (int64) (batch.nread - batch.nquarantined);
+	if (batch.nread > 0)
+		ma_metrics_fold_batch(folded, round, round_xid, round_id,
+							  batch.last_xid, batch.last_id);
 
 	old = MemoryContextSwitchTo(cxt);
 	quarantine(&batch);

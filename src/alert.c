@@ -57,11 +57,17 @@ static int	ma_alert_cooldown_s = 900;
 static int	ma_alert_max_age_s = 3600;
 int			ma_alert_retention_s = 30 * 24 * 3600;
 
-/* Alerts written by this process since it started (for evaluate_alerts). */
-static int64 alerts_written = 0;
-
-/* evaluate_alerts() replays on request: no age limit then. */
-static bool ignore_max_age = false;
+/*
+ * One run of alerting over a batch of verdicts: the oldest minute that may
+ * still alert (a backfill's older episodes are tracked silently;
+ * evaluate_alerts() replays on request with no limit), and how many alerts
+ * the run wrote.
+ */
+typedef struct AlertRun
+{
+	TimestampTz oldest;
+	int64		written;
+} AlertRun;
 
 /*
  * One series and source: its rule (threshold bounds, N of M) and the state
@@ -363,8 +369,8 @@ static MaStatement alert_stmt = {
  * notification.  The summary is a link-free sentence built from the context.
  */
 static void
-write_alert(const char *metric, const MaEvaluatedPoint *pt, const char *context,
-			const char *state, const Episode *ep)
+write_alert(AlertRun *run, const char *metric, const MaEvaluatedPoint *pt,
+			const char *context, const char *state, const Episode *ep)
 {
 	Datum		values[7];
 	char		nulls[7];
@@ -380,7 +386,7 @@ write_alert(const char *metric, const MaEvaluatedPoint *pt, const char *context,
 	values[6] = TimestampTzGetDatum(ep->st.episode_start);
 
 	ma_execute(&alert_stmt, values, nulls, SPI_OK_SELECT, 0);
-	alerts_written += SPI_processed;
+	run->written += SPI_processed;
 }
 
 /* JSON evidence of a threshold rule. */
@@ -426,7 +432,8 @@ ma_alert_replay_rule(MaEpisodeRule *rule, int need, int window)
  * writing the alerts it reports.
  */
 static void
-step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n)
+step_episode(AlertRun *run, const char *metric, Episode *ep,
+			 const MaEvaluatedPoint *pts, int n)
 {
 	MaEpisodeRule rule;
 
@@ -434,10 +441,7 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
 	rule.window = ep->window;
 	rule.resolve_after = ma_alert_resolve_after;
 	rule.cooldown_us = (int64) ma_alert_cooldown_s * USECS_PER_SEC;
-	rule.oldest = DT_NOBEGIN;
-	if (ma_alert_max_age_s > 0 && !ignore_max_age)
-		rule.oldest = GetCurrentTransactionStartTimestamp() -
-			(int64) ma_alert_max_age_s * USECS_PER_SEC;
+	rule.oldest = run->oldest;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -459,7 +463,7 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
 		}
 		ev = ma_episode_step(&rule, &ep->st, pt->minute, judged, breach);
 		if (ev != MA_EPISODE_NONE)
-			write_alert(metric, pt, point_context(ep, pt),
+			write_alert(run, metric, pt, point_context(ep, pt),
 						ma_episode_event_name(ev), ep);
 	}
 }
@@ -471,7 +475,8 @@ step_episode(const char *metric, Episode *ep, const MaEvaluatedPoint *pts, int n
  * breached keeps no row.
  */
 static void
-alert_series(const MaEvaluatedPoint *pts, int n, List *rules, HTAB *states)
+alert_series(AlertRun *run, const MaEvaluatedPoint *pts, int n, List *rules,
+			 HTAB *states)
 {
 	const char *metric = pts[0].metric_name;
 	List	   *eps = NIL;
@@ -506,7 +511,7 @@ alert_series(const MaEvaluatedPoint *pts, int n, List *rules, HTAB *states)
 
 		ep = (Episode *) lfirst(lc);
 		stored = restore_episode(states, metric, ep);
-		step_episode(metric, ep, pts, n);
+		step_episode(run, metric, ep, pts, n);
 		if (ep->changed && (stored || !ma_episode_idle(&ep->st)))
 			store_episode(metric, ep);
 	}
@@ -515,6 +520,7 @@ alert_series(const MaEvaluatedPoint *pts, int n, List *rules, HTAB *states)
 /* One series' alerting, run in a subtransaction of its own. */
 typedef struct AlertJob
 {
+	AlertRun   *run;
 	const MaEvaluatedPoint *pts;
 	int			n;
 	List	   *rules;
@@ -526,18 +532,18 @@ alert_job(void *arg)
 {
 	AlertJob   *job = (AlertJob *) arg;
 
-	alert_series(job->pts, job->n, job->rules, job->states);
+	alert_series(job->run, job->pts, job->n, job->rules, job->states);
 }
 
 /*
- * See alert.h.  Points are grouped by metric; the rules and stored states
- * of all their metrics are read in two statements, then each group runs
- * through every source of its metric, in a subtransaction of its own: an
- * error in one series is recorded against it (isolate.c) and the others
- * still alert.
+ * Alerting over a batch of verdicts.  Points are grouped by metric; the
+ * rules and stored states of all their metrics are read in two statements,
+ * then each group runs through every source of its metric, in a
+ * subtransaction of its own: an error in one series is recorded against it
+ * (isolate.c) and the others still alert.
  */
-void
-ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
+static void
+alert_points(AlertRun *run, const MaEvaluatedPoint *points, int npoints)
 {
 	MemoryContext cxt;
 	MemoryContext old;
@@ -570,7 +576,7 @@ ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
 		while (j < npoints && strcmp(points[j].metric_name, points[i].metric_name) == 0)
 			j++;
 		{
-			AlertJob	job = {points + i, j - i, rules, states};
+			AlertJob	job = {run, points + i, j - i, rules, states};
 
 			(void) ma_run_isolated(alert_job, &job, points[i].metric_name,
 								   "alerting", 0);
@@ -580,6 +586,18 @@ ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
+}
+
+/* See alert.h.  Episodes older than alert_max_age are tracked, not alerted. */
+void
+ma_alerts_after_detection(const MaEvaluatedPoint *points, int npoints)
+{
+	AlertRun	run = {DT_NOBEGIN, 0};
+
+	if (ma_alert_max_age_s > 0)
+		run.oldest = GetCurrentTransactionStartTimestamp() -
+			(int64) ma_alert_max_age_s * USECS_PER_SEC;
+	alert_points(&run, points, npoints);
 }
 
 /*
@@ -592,7 +610,7 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 {
 	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[2];
-	int64		before = alerts_written;
+	AlertRun	run = {DT_NOBEGIN, 0};	/* a replay on request: no age limit */
 	MaEvaluatedPoint *pts;
 	int			ret;
 
@@ -645,18 +663,9 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 			ma_detect_alert_rule(&s, &pts[i].alert_after, &pts[i].alert_window);
 		}
 	}
-	ignore_max_age = true;
-	PG_TRY();
-	{
-		ma_alerts_after_detection(pts, (int) SPI_processed);
-	}
-	PG_FINALLY();
-	{
-		ignore_max_age = false;
-	}
-	PG_END_TRY();
+	alert_points(&run, pts, (int) SPI_processed);
 	SPI_finish();
-	PG_RETURN_INT32((int32) (alerts_written - before));
+	PG_RETURN_INT32((int32) run.written);
 }
 
 static MaStatement purge_alerts_stmt = {

@@ -309,12 +309,13 @@ format_value(double v)
 	return pstrdup(num);
 }
 
-/* "[FIRING] signup", "[RESOLVED] signup" or "[TEST] signup", escaped. */
+/* "[FIRING] signup", "[RESOLVED] signup", "[REPORT] name" or "[TEST] signup", escaped. */
 char *
 ma_channel_title(const MaAlertMessage *msg, MaTextFormat fmt)
 {
 	const char *tag = msg->test ? "TEST" :
-		(strcmp(msg->state, "firing") == 0 ? "FIRING" : "RESOLVED");
+		(strcmp(msg->state, "firing") == 0 ? "FIRING" :
+		 strcmp(msg->state, "report") == 0 ? "REPORT" : "RESOLVED");
 
 	return psprintf("[%s] %s", tag, ma_channel_escape(msg->metric, fmt));
 }

@@ -1347,3 +1347,32 @@ chart_text_up(ChartCanvas *c, int x, int y_center, ChartFont font,
 	gdImageStringUp(c->im, builtin_font(font), x, pen, (unsigned char *) s,
 					(int) (color & 0xffffff));
 }
+
+/*
+ * s, or s cut at a character boundary with "..." appended so that it fits
+ * in maxw pixels (in buf); "" when not even "..." fits.
+ */
+const char *
+chart_fit_text(ChartCanvas *c, ChartFont font, double size, const char *s,
+			   int maxw, char *buf, size_t buflen)
+{
+	size_t		n;
+
+	if (chart_text_width(c, font, size, s) <= maxw)
+		return s;
+	n = strlen(s);
+	if (n >= buflen - 4)
+		n = buflen - 4;
+	while (n > 0)
+	{
+		n--;
+		/* do not cut a UTF-8 sequence */
+		while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)
+			n--;
+		memcpy(buf, s, n);
+		memcpy(buf + n, "...", 4);
+		if (chart_text_width(c, font, size, buf) <= maxw)
+			return buf;
+	}
+	return "";
+}

@@ -92,6 +92,9 @@ extern int	chart_text_height(ChartCanvas *c, ChartFont font, double size);
 extern void chart_text(ChartCanvas *c, int x, int y, ChartFont font,
 					   double size, ChartColor color, ChartAlign align,
 					   const char *s);
+extern const char *chart_fit_text(ChartCanvas *c, ChartFont font, double size,
+								  const char *s, int maxw, char *buf,
+								  size_t buflen);
 extern void chart_text_up(ChartCanvas *c, int x, int y_center, ChartFont font,
 						  double size, ChartColor color, const char *s);
 

@@ -296,30 +296,6 @@ draw_legend(ChartCanvas *c, const Layout *L, const LegendItem *it, int n,
 /*
  * Copies s into buf, shortened with "..." so that it fits in maxw pixels.
  */
-static const char *
-fit_text(ChartCanvas *c, ChartFont font, double size, const char *s,
-		 int maxw, char *buf, size_t buflen)
-{
-	size_t		n;
-
-	if (chart_text_width(c, font, size, s) <= maxw)
-		return s;
-	n = strlen(s);
-	if (n >= buflen - 4)
-		n = buflen - 4;
-	while (n > 0)
-	{
-		n--;
-		/* do not cut a UTF-8 sequence */
-		while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)
-			n--;
-		memcpy(buf, s, n);
-		memcpy(buf + n, "...", 4);
-		if (chart_text_width(c, font, size, buf) <= maxw)
-			return buf;
-	}
-	return "";
-}
 
 /* True when the line must break between points j-1 and j. */
 static inline bool
@@ -900,14 +876,14 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 		if (th_title)
 			chart_text(&c, tx, pad, CHART_FONT_BOLD, L.fs_title, COLOR_TEXT,
 					   CHART_ALIGN_LEFT,
-					   fit_text(&c, CHART_FONT_BOLD, L.fs_title, spec->title,
+					   chart_fit_text(&c, CHART_FONT_BOLD, L.fs_title, spec->title,
 								legend_own_row ? avail :
 								avail - legend_width(&c, &L, legend, nlegend) - (int) (20 * L.s),
 								buf, sizeof(buf)));
 		if (th_sub && h >= 200)
 			chart_text(&c, tx, pad + th_title + (th_title ? (int) (4 * L.s) : 0),
 					   CHART_FONT_REGULAR, L.fs_sub, COLOR_SUBTLE, CHART_ALIGN_LEFT,
-					   fit_text(&c, CHART_FONT_REGULAR, L.fs_sub, spec->subtitle,
+					   chart_fit_text(&c, CHART_FONT_REGULAR, L.fs_sub, spec->subtitle,
 								avail, buf, sizeof(buf)));
 	}
 	if (nlegend)

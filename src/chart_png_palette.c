@@ -775,9 +775,13 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 		const int  *row = c->im->tpixels[y];
 		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : NULL;
 
-		if (prev && same_prefix(row, prev, w) == w)
+		if (prev && stride >= 3 && same_prefix(row, prev, w) == w)
 		{
-			/* the whole row, filter byte included, repeats the one above */
+			/*
+			 * The whole row, filter byte included, repeats the one above (a
+			 * row of one pixel is 2 bytes, shorter than deflate's shortest
+			 * match: it goes as literals below).
+			 */
 			add_matches(tb, stride, 1);
 			continue;
 		}

@@ -70,6 +70,7 @@
 #include "metric_anomaly.h"
 #include "pg_compat.h"
 #include "rate_limit.h"
+#include "report.h"
 #include "spi_util.h"
 #include "worker.h"
 
@@ -701,7 +702,10 @@ adopt(Worker *w, HeapTuple tup, TupleDesc desc)
 		return;
 	}
 	ma_rate_set_limit(&d->pace->rate, ma_channel_rate_limit(&d->ch), w->cxt);
-	if (ma_channel_carries_images(&d->ch))
+	/* a report run carries its own PNG (report.c) */
+	if (ma_channel_carries_images(&d->ch) && strcmp(d->msg.state, "report") == 0)
+		d->msg.png = ma_report_png(d->msg.alert_id, &d->msg.png_len, cxt);
+	else if (ma_channel_carries_images(&d->ch))
 		d->msg.png = render_chart(d->msg.metric,
 								  DatumGetTimestampTz(SPI_getbinval(tup, desc, 20, &isnull)),
 								  &d->msg.png_len, cxt);

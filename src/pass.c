@@ -30,6 +30,7 @@
 #include "fold.h"
 #include "metric_anomaly.h"
 #include "pass.h"
+#include "report.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_process_pending);
@@ -122,6 +123,13 @@ step_finish(PassState *state)
 	return 0;
 }
 
+/* Runs the scheduled reports that are due (report.c). */
+static int64
+step_reports(PassState *state)
+{
+	return ma_run_due_reports();
+}
+
 static int64
 step_purge(PassState *state)
 {
@@ -192,6 +200,7 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 
 	CHECK_FOR_INTERRUPTS();
 	run_step(step_finish, &state, own_transactions);
+	run_step(step_reports, &state, own_transactions);
 
 	if (state.purge_before != 0)
 		run_batches(step_purge, &state, own_transactions);

@@ -2,7 +2,8 @@
 # make demo: installs what is missing, builds, installs, starts a throwaway
 # cluster with the worker, loads a realistic day of business events with one
 # collapse, lets the worker fold and judge them, shows the results, writes a
-# chart, and shows the alert (with its chart) arriving at a local receiver.
+# chart, and shows the alert (with its chart) arriving at a local receiver;
+# then the two scheduled reports (test/demo_reports.sh).
 #
 #   KEEP=1 make demo    leaves the cluster running and says how to reach it
 set -euo pipefail
@@ -158,6 +159,12 @@ if [ "$episodes_ok" = "t" ]; then
 else
 	echo "NOTE: expected one episode per collapse and none for the normal series; see above (the 30 % collapse sits close to the default band on some days of the demo's cycle)"
 fi
+
+. "$here/test/demo_metrics.sh"
+metrics_demo
+
+. "$here/test/demo_reports.sh"
+reports_demo demo "$out"
 
 if [ -n "${KEEP:-}" ]; then
 	say "The cluster keeps running: psql -h $PGHOST -p $PGPORT -U postgres demo"

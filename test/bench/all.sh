@@ -6,7 +6,7 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 log="$(mktemp /tmp/metric_anomaly_bench.XXXXXX)"
 trap 'rm -f "$log"' EXIT
-for b in aggregate writer backlog detect nab chart delivery jwt; do
+for b in aggregate writer backlog detect nab chart heatmap delivery jwt metrics; do
 	echo "=== $b"
 	if ! bash "$here/$b.sh" 2>&1 | tee -a "$log"; then
 		echo "TABLE|$b|failed|see above|" | tee -a "$log"

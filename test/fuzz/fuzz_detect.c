@@ -18,6 +18,7 @@
 #include <math.h>
 
 #include "detect.h"
+#include "pg_stubs.h"
 
 #define MAX_HISTORY 10080		/* a week of minutes, evaluate.c's bound */
 
@@ -72,5 +73,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ma_direction_parse(name, &parsed) &&
 		strcmp(ma_direction_name(parsed), name) != 0)
 		abort();
+	fuzz_free_all();
 	return 0;
 }

@@ -5,21 +5,21 @@
 # (kept between runs, not in git).  A crash leaves its input as
 # test/fuzz/out/crash-* and fails the target.
 #
-#   test/fuzz/run.sh [SECONDS] [TARGET ...]     targets: detect png chart jwt
+#   test/fuzz/run.sh [SECONDS] [TARGET ...]     targets: detect png chart jwt sketch
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tree="$(cd "$here/../.." && pwd)"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(detect png chart jwt)
+[ ${#targets[@]} -gt 0 ] || targets=(detect png chart jwt sketch)
 
 bash "$tree/test/setup.sh" clang libclang-rt-dev
 PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
 CC="${FUZZ_CC:-clang}"
 FLAGS=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
 	-fno-sanitize-recover=undefined -I"$tree/src")
-GD=($(pkg-config --cflags --libs gdlib))
+GD=($(pkg-config --cflags --libs gdlib fontconfig))
 
 out="$here/out"
 mkdir -p "$out"
@@ -34,14 +34,17 @@ status=0
 for t in "${targets[@]}"; do
 	case "$t" in
 		detect)
-			build detect -I"$("$PG_CONFIG" --includedir-server)" "$tree/src/detect.c" ;;
+			build detect -I"$("$PG_CONFIG" --includedir-server)" "$tree/src/detect.c" "$tree/src/detect_robust.c" "$here/pg_stubs.c" ;;
 		png)
-			build png "$tree/src/chart_png.c" "${GD[@]}" ;;
+			build png "$tree/src/chart_png.c" "$tree/src/chart_png_palette.c" "$tree/src/chart_png_rgb.c" "${GD[@]}" ;;
 		chart)
 			build chart "$tree/src/chart.c" "$tree/src/chart_line.c" \
-				"$tree/src/chart_scale.c" "$tree/src/chart_png.c" "${GD[@]}" ;;
+				"$tree/src/chart_scale.c" "$tree/src/chart_png.c" "$tree/src/chart_png_palette.c" \
+				"$tree/src/chart_png_rgb.c" "${GD[@]}" ;;
 		jwt)
 			build jwt "$tree/src/jwt.c" "$tree/src/sha2.c" ;;
+		sketch)
+			build sketch -I"$("$PG_CONFIG" --includedir-server)" "$tree/src/sketch.c" "$here/pg_stubs.c" ;;
 		*)
 			echo "fuzz: unknown target $t" >&2
 			exit 2 ;;

@@ -134,8 +134,11 @@ my $snapshot = join " UNION ALL ", map {
 	qq{SELECT '$t', count(*), md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), ''))
 	     FROM (SELECT $cols FROM metric_anomaly.$t) r}
 } @tables;
-$snapshot .= q{ UNION ALL SELECT sequencename::text, coalesce(last_value, 0), 'sequence'
-	FROM pg_sequences WHERE schemaname = 'metric_anomaly'};
+# the sequences of 0.1.0 (0.2.0 adds its own, e.g. report_runs_id_seq)
+my $seqs = $node->safe_psql('upg', q{
+	SELECT string_agg(quote_literal(sequencename), ', ') FROM pg_sequences WHERE schemaname = 'metric_anomaly'});
+$snapshot .= qq{ UNION ALL SELECT sequencename::text, coalesce(last_value, 0), 'sequence'
+	FROM pg_sequences WHERE schemaname = 'metric_anomaly' AND sequencename IN ($seqs)};
 $snapshot = "SELECT * FROM ($snapshot) s ORDER BY 1";
 my $before = $node->safe_psql('upg', $snapshot);
 ($ret, my $after, $err) = $node->psql('upg',

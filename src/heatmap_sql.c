@@ -1,0 +1,326 @@
+/*
+ * heatmap_sql.c
+ *		The SQL face of heatmaps: the heatmap aggregate, which draws any query
+ *		of (row, column, value[, outlined]) rows.  render_heatmap() (SQL, in
+ *		the install script) feeds it a metric's merged series state.
+ *
+ * The aggregate collects at most CHART_HEATMAP_MAX_ROWS distinct row labels
+ * and CHART_HEATMAP_MAX_COLUMNS column labels of at most
+ * CHART_HEATMAP_MAX_LABEL characters, one value per cell; more is an error
+ * as soon as the row that exceeds the limit arrives, so the cost a caller
+ * controls is bounded (2,500 cells).  Labels are sorted in byte order, the
+ * order seaborn's pivot gives.  NULL labels become "unknown" (as
+ * record_event writes a missing dimension); a NULL or non-finite value
+ * leaves the cell empty.  The drawing is chart_heatmap.c (pure C); its
+ * malloc'd PNG is freed in PG_FINALLY.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "chart_heatmap.h"
+
+PG_FUNCTION_INFO_V1(metric_anomaly_heatmap_accum);
+PG_FUNCTION_INFO_V1(metric_anomaly_heatmap_final);
+
+typedef struct HeatmapState
+{
+	int			nrows;
+	int			ncols;
+	char	   *rows[CHART_HEATMAP_MAX_ROWS];
+	char	   *cols[CHART_HEATMAP_MAX_COLUMNS];
+	double		cell[CHART_HEATMAP_MAX_ROWS][CHART_HEATMAP_MAX_COLUMNS];
+	bool		set[CHART_HEATMAP_MAX_ROWS][CHART_HEATMAP_MAX_COLUMNS];
+	bool		outlined[CHART_HEATMAP_MAX_ROWS][CHART_HEATMAP_MAX_COLUMNS];
+	Jsonb	   *options;		/* of the first row that had any */
+} HeatmapState;
+
+/* The label of argument arg, checked; "unknown" for NULL. */
+static char *
+label_arg(FunctionCallInfo fcinfo, int arg, const char *what)
+{
+	char	   *s;
+	int			chars;
+
+	if (PG_ARGISNULL(arg))
+		return "unknown";
+	s = text_to_cstring(PG_GETARG_TEXT_PP(arg));
+	chars = pg_mbstrlen(s);
+	if (chars > CHART_HEATMAP_MAX_LABEL)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("heatmap %s label is too long", what),
+				 errdetail("The label has %d characters; a heatmap label has at most %d.",
+						   chars, CHART_HEATMAP_MAX_LABEL),
+				 errhint("Shorten the dimension values, e.g. with left(value, %d).",
+						 CHART_HEATMAP_MAX_LABEL)));
+	return s;
+}
+
+/* Index of label in names[0..*n), added when new (the limit checked). */
+static int
+label_index(char **names, int *n, int max, const char *label,
+			const char *what, MemoryContext aggcxt)
+{
+	int			k;
+
+	for (k = 0; k < *n; k++)
+		if (strcmp(names[k], label) == 0)
+			return k;
+	if (*n >= max)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many %s for one heatmap", what),
+				 errdetail("A heatmap draws at most %d %s.", max, what),
+				 errhint("Filter the rows, or choose a dimension with fewer values.")));
+	names[*n] = MemoryContextStrdup(aggcxt, label);
+	return (*n)++;
+}
+
+/*
+ * Transition function of both forms:
+ *	(state, row text, column text, value float8, options jsonb)
+ *	(state, row text, column text, value float8, outlined boolean, options jsonb)
+ * A cell given twice is an error: the caller aggregates first.
+ */
+Datum
+metric_anomaly_heatmap_accum(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	HeatmapState *st;
+	int			options_arg = PG_NARGS() == 6 ? 5 : 4;
+	char	   *row,
+			   *col;
+	int			r,
+				c;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "heatmap transition function called in a non-aggregate context");
+
+	if (PG_ARGISNULL(0))
+		st = MemoryContextAllocZero(aggcxt, sizeof(HeatmapState));
+	else
+		st = (HeatmapState *) PG_GETARG_POINTER(0);
+
+	if (st->options == NULL && !PG_ARGISNULL(options_arg))
+	{
+		MemoryContext old = MemoryContextSwitchTo(aggcxt);
+
+		st->options = DatumGetJsonbPCopy(PG_GETARG_DATUM(options_arg));
+		MemoryContextSwitchTo(old);
+	}
+
+	row = label_arg(fcinfo, 1, "row");
+	col = label_arg(fcinfo, 2, "column");
+	r = label_index(st->rows, &st->nrows, CHART_HEATMAP_MAX_ROWS, row, "rows", aggcxt);
+	c = label_index(st->cols, &st->ncols, CHART_HEATMAP_MAX_COLUMNS, col, "columns", aggcxt);
+	if (st->set[r][c])
+		ereport(ERROR,
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg("heatmap cell (\"%s\", \"%s\") is given twice", row, col),
+				 errhint("Aggregate the values of each cell first, e.g. GROUP BY row, column.")));
+	st->set[r][c] = true;
+	st->cell[r][c] = PG_ARGISNULL(3) ? NAN : PG_GETARG_FLOAT8(3);
+	if (!isfinite(st->cell[r][c]))
+		st->cell[r][c] = NAN;
+	st->outlined[r][c] = PG_NARGS() == 6 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	PG_RETURN_POINTER(st);
+}
+
+typedef struct HeatmapOptions
+{
+	char	   *title;
+	char	   *x_label;
+	char	   *y_label;
+	char	   *value_label;
+	int			width;
+	int			height;
+} HeatmapOptions;
+
+static void
+bad_option(const char *key, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid heatmap option \"%s\"", key),
+			 errdetail("The option \"%s\" must be %s.", key, expected)));
+}
+
+/* Parses and checks heatmap's options; unknown keys are an error. */
+static void
+parse_options(Jsonb *jb, HeatmapOptions *o)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	memset(o, 0, sizeof(*o));
+	o->width = 1200;
+	o->height = 600;
+	if (jb == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("heatmap options must be a JSON object"),
+				 errhint("Pass for example '{\"title\": \"p95 latency\", \"width\": 800}'.")));
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	  **target = NULL;
+
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		if (strcmp(key, "title") == 0)
+			target = &o->title;
+		else if (strcmp(key, "x_label") == 0)
+			target = &o->x_label;
+		else if (strcmp(key, "y_label") == 0)
+			target = &o->y_label;
+		else if (strcmp(key, "value_label") == 0)
+			target = &o->value_label;
+		else if (strcmp(key, "width") == 0 || strcmp(key, "height") == 0)
+		{
+			double		d;
+
+			if (v.type != jbvNumeric)
+				bad_option(key, "a number");
+			d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+												   NumericGetDatum(v.val.numeric)));
+			if (d != floor(d) || d < CHART_MIN_SIZE || d > CHART_MAX_SIZE)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("chart %s must be between %d and %d pixels", key,
+								CHART_MIN_SIZE, CHART_MAX_SIZE),
+						 errdetail("The %s given was %g.", key, d)));
+			if (key[0] == 'w')
+				o->width = (int) d;
+			else
+				o->height = (int) d;
+			continue;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown heatmap option \"%s\"", key),
+					 errhint("Valid options are title, x_label, y_label, value_label, width and height.")));
+		if (v.type != jbvString)
+			bad_option(key, "a string");
+		*target = pnstrdup(v.val.string.val, v.val.string.len);
+	}
+}
+
+static int
+label_cmp(const void *a, const void *b)
+{
+	return strcmp(**(char *const *const *) a, **(char *const *const *) b);
+}
+
+/* Sorted order of names: perm[k] is the index of the k-th smallest. */
+static void
+sort_labels(char **names, int n, int *perm)
+{
+	char	  **refs[Max(CHART_HEATMAP_MAX_ROWS, CHART_HEATMAP_MAX_COLUMNS)];
+	int			k;
+
+	for (k = 0; k < n; k++)
+		refs[k] = &names[k];
+	qsort(refs, n, sizeof(char **), label_cmp);
+	for (k = 0; k < n; k++)
+		perm[k] = (int) (refs[k] - names);
+}
+
+/* Final function: draws the cells; no rows gives NULL. */
+Datum
+metric_anomaly_heatmap_final(PG_FUNCTION_ARGS)
+{
+	HeatmapState *st;
+	HeatmapOptions o;
+	ChartHeatmapSpec spec;
+	int			rperm[CHART_HEATMAP_MAX_ROWS],
+				cperm[CHART_HEATMAP_MAX_COLUMNS];
+	const char *rows[CHART_HEATMAP_MAX_ROWS],
+			   *cols[CHART_HEATMAP_MAX_COLUMNS];
+	double	   *cells;
+	bool	   *outlined;
+	int			i,
+				j;
+	unsigned char *png;
+	size_t		len = 0;
+	char		err[256];
+	bytea	   *volatile result = NULL;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	st = (HeatmapState *) PG_GETARG_POINTER(0);
+	parse_options(st->options, &o);
+
+	sort_labels(st->rows, st->nrows, rperm);
+	sort_labels(st->cols, st->ncols, cperm);
+	cells = palloc(sizeof(double) * st->nrows * st->ncols);
+	outlined = palloc(sizeof(bool) * st->nrows * st->ncols);
+	for (i = 0; i < st->nrows; i++)
+	{
+		rows[i] = st->rows[rperm[i]];
+		for (j = 0; j < st->ncols; j++)
+		{
+			int			r = rperm[i],
+						c = cperm[j];
+
+			cells[i * st->ncols + j] = st->set[r][c] ? st->cell[r][c] : NAN;
+			outlined[i * st->ncols + j] = st->set[r][c] && st->outlined[r][c];
+		}
+	}
+	for (j = 0; j < st->ncols; j++)
+		cols[j] = st->cols[cperm[j]];
+
+	memset(&spec, 0, sizeof(spec));
+	spec.width = o.width;
+	spec.height = o.height;
+	spec.title = o.title;
+	spec.x_label = o.x_label;
+	spec.y_label = o.y_label;
+	spec.value_label = o.value_label;
+	spec.nrows = st->nrows;
+	spec.ncols = st->ncols;
+	spec.row_labels = rows;
+	spec.col_labels = cols;
+	spec.cells = cells;
+	spec.outlined = outlined;
+
+	CHECK_FOR_INTERRUPTS();
+	err[0] = '\0';
+	png = chart_heatmap_render(&spec, &len, err, sizeof(err));
+	if (png == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("could not render heatmap: %s", err),
+				 errhint("Draw a larger image, or fewer rows and columns.")));
+	PG_TRY();
+	{
+		result = (bytea *) palloc(VARHDRSZ + len);
+		SET_VARSIZE(result, VARHDRSZ + len);
+		memcpy(VARDATA(result), png, len);
+	}
+	PG_FINALLY();
+	{
+		free(png);
+	}
+	PG_END_TRY();
+	PG_RETURN_BYTEA_P(result);
+}
