@@ -315,6 +315,8 @@ SELECT span, regexp_replace(pg_temp.png_text(metric_anomaly.line_chart(t, v, '{"
 -- Every PNG passes pngcheck (CRCs, the zlib stream inflated with its
 -- Adler-32): 300 random charts of random sizes, 1 to 3 series, values
 -- from 1e-300 to 1e300, gaps and NULLs.
+-- (pngcheck's stderr is dropped: one built against another zlib than the
+-- one loaded, as on sid, warns there; its exit status is the verdict.)
 \set random_file `pwd`/test/tmp/random_charts.txt
 SELECT setseed(0.16);
 COPY (SELECT g, encode(metric_anomaly.line_chart(t, v, s,
@@ -327,13 +329,13 @@ COPY (SELECT g, encode(metric_anomaly.line_chart(t, v, s,
                      's' || (i % (1 + g % 3)) AS s
                 FROM generate_series(1, 300) g, generate_series(0, (g * 31) % 900) i) d
        GROUP BY g) TO :'random_file';
-\! perl -ne 'chomp; my ($g, $h) = split /\t/; open my $f, ">", "test/tmp/random_$g.png" or die; binmode $f; print $f pack("H*", $h); close $f' test/tmp/random_charts.txt && n=0 && for f in test/tmp/random_*.png; do pngcheck -q "$f" > /dev/null && n=$((n + 1)); done; echo "$n of 300 random charts pass pngcheck"; rm -f test/tmp/random_*.png
+\! perl -ne 'chomp; my ($g, $h) = split /\t/; open my $f, ">", "test/tmp/random_$g.png" or die; binmode $f; print $f pack("H*", $h); close $f' test/tmp/random_charts.txt && n=0 && for f in test/tmp/random_*.png; do pngcheck -q "$f" > /dev/null 2>&1 && n=$((n + 1)); done; echo "$n of 300 random charts pass pngcheck"; rm -f test/tmp/random_*.png
 
 -- The encoder on canvases charts do not make (test/chart_png_check.c):
 -- 3 colours and ~1,000 antialiasing blends take a palette (the blends off
 -- by at most 17 levels of a channel), random pixels fall back to lossless
 -- RGB; all decode with libpng and pass pngcheck.
-\! cc -O1 -Isrc $(pkg-config --cflags gdlib fontconfig 2>/dev/null) -o test/tmp/chart_png_check test/chart_png_check.c src/chart.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c $(pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig) -lm && test/tmp/chart_png_check test/tmp && pngcheck -q test/tmp/check_*.png > /dev/null && echo "every PNG passes pngcheck"; rm -f test/tmp/check_*.png
+\! cc -O1 -Isrc $(pkg-config --cflags gdlib fontconfig 2>/dev/null) -o test/tmp/chart_png_check test/chart_png_check.c src/chart.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c $(pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig) -lm && test/tmp/chart_png_check test/tmp && pngcheck -q test/tmp/check_*.png > /dev/null 2>&1 && echo "every PNG passes pngcheck"; rm -f test/tmp/check_*.png
 
 -- The SSE2 paths of the drawing code (stroke rows, compositing, the PNG
 -- encoder's scans) and the plain C ones draw the same image: the drawing

@@ -32,6 +32,15 @@
 #endif
 
 /*
+ * 16 moved the varlena macros (VARDATA, SET_VARSIZE, ...) out of
+ * postgres.h into varatt.h, which only some headers include; a file that
+ * builds a bytea with nothing but fmgr.h needs it named.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+/*
  * 14 added HASH_STRINGS and made hash_create() insist on one of
  * HASH_STRINGS, HASH_BLOBS or HASH_FUNCTION.  Before 14 a table with none
  * of the three hashed its keys as NUL-terminated strings, so the flag

@@ -15,6 +15,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "pg_compat.h"
 #include "sketch.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_sketch_add);

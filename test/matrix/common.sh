@@ -42,6 +42,7 @@ build_packages() {
 		postgresql-$1${2:-} postgresql-server-dev-$1${2:-} postgresql-server-dev-all
 		libpq5${2:-} libpq-dev${2:-}
 		libgd-dev libcurl4-openssl-dev libssl-dev libipc-run-perl fonts-dejavu-core
+		fonts-wqy-microhei pngcheck
 		debhelper dpkg-dev fakeroot"
 }
 

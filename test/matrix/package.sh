@@ -12,7 +12,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 suite="$1" root="$2" log="$3"
 version="$(suite_version "$suite")"
-TEST_DEPS="gcc libc6-dev libgd-dev pkg-config rsync"
+TEST_DEPS="gcc libc6-dev libgd-dev pkg-config rsync pngcheck fonts-wqy-microhei"
 # experimental: the server and libpq from there, the rest from sid
 [ "$suite" != experimental ] || TEST_DEPS="$TEST_DEPS postgresql-$version/experimental libpq5/experimental"
 

@@ -29,17 +29,25 @@ metric_anomaly.interval = 1
 
 my $bindir = `pg_config --bindir`;
 chomp $bindir;
+# pg_upgrade before 15 has no --no-sync and writes its logs into the
+# current directory; 15 added the option and moved the logs to
+# pg_upgrade_output.d/TIMESTAMP/log/ in the new data directory.  (13's
+# PostgresNode has no pg_version, so the version comes from pg_config.)
+my ($major) = `pg_config --version` =~ /PostgreSQL (\d+)/
+	or BAIL_OUT('pg_config --version prints no PostgreSQL version');
 my $workdir = PostgreSQL::Test::Utils::tempdir;
 chdir $workdir;
 command_ok(
-	[ 'pg_upgrade', '--no-sync', '--retain',
+	[ 'pg_upgrade', ($major >= 15 ? ('--no-sync') : ()), '--retain',
 	  '-d', $old->data_dir, '-D', $new->data_dir,
 	  '-b', $bindir, '-B', $bindir,
 	  '-s', $new->host, '-p', $old->port, '-P', $new->port ],
 	'pg_upgrade succeeds');
 
 # The servers pg_upgrade ran (in binary-upgrade mode) started no worker.
-my @logs = glob($new->data_dir . '/pg_upgrade_output.d/*/log/pg_upgrade_server*.log');
+my @logs = $major >= 15
+	? glob($new->data_dir . '/pg_upgrade_output.d/*/log/pg_upgrade_server*.log')
+	: glob("$workdir/pg_upgrade_server*.log");
 ok(@logs > 0, 'pg_upgrade kept its server logs');
 my $launched = 0;
 $launched += () = slurp_file($_) =~ /metric_anomaly launcher|metric_anomaly: starting workers/g for @logs;

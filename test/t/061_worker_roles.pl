@@ -52,7 +52,9 @@ is(as($node, 'boss', 'SELECT metric_anomaly.start_delivery_worker()'), $dpid,
 	'start_delivery_worker() by the admin is idempotent');
 is(running($node, 'metric_anomaly delivery'), '1', 'still one delivery worker');
 
-for my $role ('postgres', 'boss', 'reader')
+# The node's superuser is the OS user initdb ran as, not always "postgres".
+my $superuser = $node->safe_psql('postgres', 'SELECT current_user');
+for my $role ($superuser, 'boss', 'reader')
 {
 	is(as($node, $role, 'SELECT pid, running FROM metric_anomaly.worker_status'), "$pid|t",
 		"worker_status shows the worker to $role");

@@ -67,12 +67,14 @@ my @h;
 for my $i (0 .. 3)
 {
 	push @h, IPC::Run::start(
+		# One -c per statement: psql before 15 prints only the last
+		# result of a multi-statement -c (here COMMIT's, nothing).
 		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') . ' user=app',
-		  '-c', "BEGIN; SET LOCAL lock_timeout = '10s';
-		         SELECT count(metric_anomaly.record_event('burst', '{}',
+		  '-c', 'BEGIN', '-c', "SET LOCAL lock_timeout = '10s'",
+		  '-c', "SELECT count(metric_anomaly.record_event('burst', '{}',
 		                CASE WHEN g % 2 = 0 THEN '$valid' ELSE '$expired' END))
-		           FROM generate_series(1, 200) g;
-		         COMMIT;" ],
+		           FROM generate_series(1, 200) g",
+		  '-c', 'COMMIT' ],
 		'>', \$out[$i], '2>', \$err[$i]);
 }
 $_->finish for @h;
