@@ -43,7 +43,6 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
-#include "postmaster/interrupt.h"
 #include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
@@ -220,11 +219,12 @@ ma_utility_hook(MA_UTILITY_HOOK_ARGS)
  * events, the round's progress of an earlier batch already committed, and
  * before this batch commits.  While metric_anomaly.debug_hold_round is on,
  * the aggregation worker waits here, showing HOLD_ACTIVITY, until the
- * setting is turned off (a reload) or a step-aside cancels the pass: the
+ * setting is turned off (a reload) or a step-aside ends the worker: the
  * batch then rolls back as any batch cut off does.  The backends that fold
  * by process_pending() never wait.
  *
- * It reloads the configuration inside the batch's transaction, as
+ * It reloads the configuration (ma_worker_loop_top()) inside the batch's
+ * transaction, as
  * autovacuum does in vacuum_delay_point() from PostgreSQL 16 on: a value
  * read here stays when the batch commits, and the worker leaves when it
  * does not.
@@ -237,12 +237,7 @@ ma_debug_hold_round(void)
 	pgstat_report_activity(STATE_RUNNING, HOLD_ACTIVITY);
 	for (;;)
 	{
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		(void) ma_worker_loop_top();
 		if (!hold_round)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
