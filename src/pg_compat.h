@@ -100,6 +100,16 @@
 #endif
 
 /*
+ * 17 added AmBackgroundWorkerProcess() (MyBackendType == B_BG_WORKER), and
+ * 18 removed the IsBackgroundWorker flag it replaced; before 17 the flag
+ * is the same test.
+ */
+#if PG_VERSION_NUM < 170000
+#include "miscadmin.h"
+#define AmBackgroundWorkerProcess() IsBackgroundWorker
+#endif
+
+/*
  * 15 added common/pg_prng.h; before it random() was the backend's
  * generator.  MA_RANDOM_FRACTION() is uniform in [0, 1) on both.
  */

@@ -232,7 +232,7 @@ ma_utility_hook(MA_UTILITY_HOOK_ARGS)
 void
 ma_debug_hold_round(void)
 {
-	if (!IsBackgroundWorker || !hold_round)
+	if (!AmBackgroundWorkerProcess() || !hold_round)
 		return;
 	pgstat_report_activity(STATE_RUNNING, HOLD_ACTIVITY);
 	for (;;)
