@@ -1405,6 +1405,10 @@ CREATE FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precis
 RETURNS internal
 LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_accum';
+CREATE FUNCTION metric_anomaly.heatmap_sample_accum(internal, text, text, double precision, double precision, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_sample_accum';
 CREATE FUNCTION metric_anomaly.heatmap_final(internal)
 RETURNS bytea
 LANGUAGE c PARALLEL SAFE
@@ -1414,6 +1418,8 @@ COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double pr
     'Transition function of heatmap.';
 COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, boolean, jsonb) IS
     'Transition function of heatmap.';
+COMMENT ON FUNCTION metric_anomaly.heatmap_sample_accum(internal, text, text, double precision, double precision, jsonb) IS
+    'Transition function of heatmap from raw samples.';
 COMMENT ON FUNCTION metric_anomaly.heatmap_final(internal) IS
     'Final function of heatmap: draws the collected cells as a PNG.';
 
@@ -1429,10 +1435,19 @@ CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, cell 
     FINALFUNC = metric_anomaly.heatmap_final
 );
 
+CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, sample double precision,
+                                        quantile double precision, options jsonb) (
+    SFUNC = metric_anomaly.heatmap_sample_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.heatmap_final
+);
+
 COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, jsonb) IS
     'PNG heatmap of (row, column, value) rows, one row per cell: rows and columns sorted, at most 50 of each, labels of at most 64 characters (NULL is "unknown"), a NULL value an empty cell; yellow-orange-red scale with a colour bar, each value written in a colour readable on its cell.  Options: title, x_label, y_label, value_label, width, height (100 to 4000).  No rows give NULL.';
 COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, boolean, jsonb) IS
     'heatmap with a flag per cell: cells whose flag is true are outlined (render_heatmap outlines series that are anomalous now).';
+COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, double precision, jsonb) IS
+    'heatmap of raw samples, one row per sample: each cell the quantile (0 to 1, the same in every row) of its samples, exactly as percentile_cont computes it; NULL, NaN and infinite samples are skipped; at most 10000000 samples.  Options as the other forms''.';
 
 /*
  * The heatmap of a metric definition over [since, until): rows and columns
