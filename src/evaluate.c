@@ -4,8 +4,9 @@
  *
  * Rows of aggregated_metrics with needs_eval set (new minutes, zero-filled
  * minutes, and minutes a late event changed) are evaluated once their minute
- * is closed.  One cursor reads, per series, its settings (the row of
- * metric_anomaly.metrics as jsonb, parsed by the code that parses
+ * is closed.  One cursor reads, per series, its settings (jsonb from
+ * metric_anomaly.series_settings(): its definition's detection and its row
+ * of metric_anomaly.metrics, parsed by the code that parses
  * detect_series() settings), the dirty rows together with the window of
  * history before them, and, for the robust method, the seasonal lag samples
  * of the dirty minutes (MA_SEASON_SAMPLES per season and dirty minute, read
@@ -54,15 +55,14 @@ static MaStatement pending_stmt = {
 	" s AS ("
 	"    SELECT d.metric_name, d.dirty,"
 	"           d.dirty[1] AS lo, d.dirty[array_upper(d.dirty, 1)] AS hi,"
-	"           coalesce(c.window_size, $2) AS win,"
+	"           coalesce((st.settings OPERATOR(pg_catalog.->>) 'window_size')::numeric::int, $2) AS win,"
 	"           coalesce(c.enabled, true) AS enabled,"
-	"           coalesce(pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.-) 'metric_name'"
-	"                    OPERATOR(pg_catalog.-) 'enabled'"
-	"                    OPERATOR(pg_catalog.-) 'description', '{}') AS settings,"
-	"           coalesce(c.method, 'robust') = 'robust' AS robust,"
-	"           coalesce(c.seasonality, 'auto') AS seasonality"
+	"           st.settings,"
+	"           coalesce(st.settings OPERATOR(pg_catalog.->>) 'method', 'robust') = 'robust' AS robust,"
+	"           coalesce(st.settings OPERATOR(pg_catalog.->>) 'seasonality', 'auto') AS seasonality"
 	"      FROM d LEFT JOIN metric_anomaly.metrics c"
-	"        ON c.metric_name = d.metric_name),"
+	"        ON c.metric_name = d.metric_name"
+	"     CROSS JOIN LATERAL (SELECT metric_anomaly.series_settings(d.metric_name) AS settings) st),"
 	/* seasonal periods worth reading: the series has two seasons back */
 	" p AS ("
 	"    SELECT s.*, ARRAY(SELECT q.period"
