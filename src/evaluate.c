@@ -4,13 +4,13 @@
  *
  * Rows of aggregated_metrics with needs_eval set (new minutes, zero-filled
  * minutes, and minutes a late event changed) are evaluated once their minute
- * is closed.  One cursor reads, per series, its settings (jsonb as
- * metric_anomaly.series_settings() gives it: its definition's detection
- * under the non-NULL columns of its row of metric_anomaly.metrics, parsed
- * by the code that parses detect_series() settings), the dirty rows
- * together with the window of history before them, and, for the robust
- * method, the seasonal lag samples of the dirty minutes (MA_SEASON_SAMPLES
- * per season and dirty minute, read by primary key, and only once the series is two seasons old: a young
+ * is closed.  One cursor reads, per series, its settings (its definition's
+ * detection under the non-NULL columns of its metric_anomaly.metrics row,
+ * as series_settings() merges them; parsed by the code that parses
+ * detect_series() settings), the dirty rows together with the window of
+ * history before them, and, for the robust method, the seasonal lag samples
+ * of the dirty minutes (MA_SEASON_SAMPLES per season and dirty minute, read
+ * by primary key, and only once the series is two seasons old: a young
  * series costs no seasonal reads).  Each dirty point is judged by
  * ma_detect_point() (detect.c), exactly as detect_series() judges it, and
  * the verdicts are written back in batches, in the caller's transaction.
