@@ -1828,13 +1828,6 @@ COMMENT ON FUNCTION metric_anomaly.aggregate_value(text, jsonb, timestamptz, tim
     'count, sum, avg, min, max or rate of a metric over the buckets starting in [since, until) of every series whose dimensions contain the given ones, merged from the stored points (never the raw events); for a ratio metric agg ratio, for a backlog agg backlog (entered minus left over the range).';
 
 /*
- * Backfills a disabled definition from the events still retained that the
- * position has folded, and enables it, in one transaction under the pass
- * lock: events folded before are counted here, every later one by the
- * passes, so each exactly once.  Refused while a round is under way (its
- * first batches ran without the definition).
- */
-/*
  * Backfills a ratio or backlog (enabled or not) from the stored points of
  * its numerator and denominator, as fold_derived() computes the points a
  * transaction touched, over every bucket at once: a ratio at each bucket
@@ -1947,6 +1940,14 @@ COMMENT ON FUNCTION metric_anomaly.series_settings(text) IS
 
 GRANT EXECUTE ON FUNCTION metric_anomaly.series_settings(text) TO PUBLIC;
 
+/*
+ * Backfills a disabled definition from the events still retained that the
+ * position has folded, and enables it, in one transaction under the pass
+ * lock: events folded before are counted here, every later one by the
+ * passes, so each exactly once.  Refused while a round is under way (its
+ * first batches ran without the definition).  A ratio or backlog reads no
+ * events: backfill_derived() writes it from the stored points.
+ */
 CREATE FUNCTION metric_anomaly.backfill_metric(metric text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
