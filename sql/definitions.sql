@@ -43,6 +43,10 @@ VALUES ('hits', '{hit}', '{node}',
         '{"method": "3-sigma", "sigma": 3, "window_size": 20, "min_points": 10,
           "direction": "up", "alert_after": 2, "alert_window": 3}');
 INSERT INTO metric_anomaly.metrics (metric_name, sigma) VALUES ('hits{node=c}', 50);
+-- The same events judged by the robust method (the default) at
+-- sensitivity 2.5, both ways: minute 30 of every node is anomalous.
+INSERT INTO metric_anomaly.metric_definitions (metric_name, event_types, dimensions, detection)
+VALUES ('hits_robust', '{hit}', '{node}', '{"sensitivity": 2.5, "min_points": 10}');
 SELECT date_trunc('minute', now()) - interval '40 minutes' AS base \gset
 -- 10 to 14 hits a minute per node; at minute 30 node a, c and d get 40,
 -- node b 2; at minute 31 node a and c 40 again.
@@ -72,6 +76,14 @@ SELECT a.metric_name,
   FROM metric_anomaly.aggregated_metrics a
  WHERE a.metric_name LIKE 'hits{%'
  GROUP BY 1 ORDER BY 1;
+SELECT a.metric_name,
+       string_agg(DISTINCT a.anomaly_context ->> 'method', ',') AS method,
+       string_agg(DISTINCT a.anomaly_context ->> 'sensitivity', ',') AS sensitivity,
+       count(a.anomaly_context) AS judged,
+       bool_or(a.is_anomaly) FILTER (WHERE a.metric_timestamp = :'base'::timestamptz + interval '30 minutes') AS minute_30_anomalous
+  FROM metric_anomaly.aggregated_metrics a
+ WHERE a.metric_name LIKE 'hits\_robust{%'
+ GROUP BY 1 ORDER BY 1;
 -- Node c's minute 30 was normal at sigma 50 (its z-score is below 50, above 3).
 SELECT (anomaly_context ->> 'z_score')::float8 BETWEEN 3 AND 50 AS between_3_and_50
   FROM metric_anomaly.aggregated_metrics
@@ -81,7 +93,7 @@ SELECT (anomaly_context ->> 'z_score')::float8 BETWEEN 3 AND 50 AS between_3_and
 SELECT metric_name, state, source,
        extract(epoch FROM minute - :'base'::timestamptz)::int / 60 AS minute,
        summary LIKE 'hits{node=a} is anomalous at % UTC: value 40 outside [%' AS summary_names_series
-  FROM metric_anomaly.alerts ORDER BY id;
+  FROM metric_anomaly.alerts WHERE metric_name LIKE 'hits{%' ORDER BY id;
 -- backtest() replays a series with the same settings: node d alerts with
 -- alert_after 1, not with the definition's 2 of 3.
 SELECT n - 1 AS minute, value, is_anomaly, alert
