@@ -233,6 +233,18 @@ ttf_available(void)
 }
 
 /*
+ * The canvas of the last chart, kept for the next one of the same size
+ * when it has at most SPARE_MAX_PIXELS pixels (12 MB with its mask): a
+ * 1200 x 600 canvas allocated afresh costs a chart 5% of its time in
+ * calloc's zeroing and malloc/free of 600 rows (perf, render_metric_chart
+ * in the server).  Its mask is left clear by chart_canvas_release.
+ */
+#define SPARE_MAX_PIXELS	(2400 * 1200)
+
+static gdImagePtr spare_im;
+static unsigned char *spare_mask;
+
+/*
  * Creates a white-filled (or background-filled) canvas; false when out of
  * memory.
  */
@@ -240,15 +252,25 @@ bool
 chart_canvas_init(ChartCanvas *c, int width, int height, ChartColor background)
 {
 	memset(c, 0, sizeof(*c));
-	c->im = gdImageCreateTrueColor(width, height);
-	if (c->im == NULL)
-		return false;
-	c->mask = calloc((size_t) width * height + 16, 1);
-	if (c->mask == NULL)
+	if (spare_im && gdImageSX(spare_im) == width && gdImageSY(spare_im) == height)
 	{
-		gdImageDestroy(c->im);
-		c->im = NULL;
-		return false;
+		c->im = spare_im;
+		c->mask = spare_mask;
+		spare_im = NULL;
+		spare_mask = NULL;
+	}
+	else
+	{
+		c->im = gdImageCreateTrueColor(width, height);
+		if (c->im == NULL)
+			return false;
+		c->mask = calloc((size_t) width * height + 16, 1);
+		if (c->mask == NULL)
+		{
+			gdImageDestroy(c->im);
+			c->im = NULL;
+			return false;
+		}
 	}
 	c->width = width;
 	c->height = height;
@@ -263,14 +285,34 @@ chart_canvas_init(ChartCanvas *c, int width, int height, ChartColor background)
 	return true;
 }
 
-/* Frees what chart_canvas_init allocated; safe to call twice. */
+/*
+ * Frees what chart_canvas_init allocated, or keeps it as the spare canvas
+ * (see SPARE_MAX_PIXELS) with its mask cleared; safe to call twice.
+ */
 void
 chart_canvas_release(ChartCanvas *c)
 {
-	if (c->im)
-		gdImageDestroy(c->im);
+	if (c->im && c->mask && (size_t) c->width * c->height <= SPARE_MAX_PIXELS)
+	{
+		int			y;
+
+		/* strokes added but never finished: clear their part of the mask */
+		for (y = c->mask_y0; y <= c->mask_y1; y++)
+			memset(c->mask + (size_t) y * c->width + c->mask_x0, 0,
+				   c->mask_x1 - c->mask_x0 + 1);
+		if (spare_im)
+			gdImageDestroy(spare_im);
+		free(spare_mask);
+		spare_im = c->im;
+		spare_mask = c->mask;
+	}
+	else
+	{
+		if (c->im)
+			gdImageDestroy(c->im);
+		free(c->mask);
+	}
 	c->im = NULL;
-	free(c->mask);
 	c->mask = NULL;
 }
 
