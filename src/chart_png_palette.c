@@ -281,6 +281,31 @@ typedef struct TokenBuf
 	uint32_t	len_freq[259][2];	/* matches by length and distance */
 } TokenBuf;
 
+/*
+ * Makes room for more tokens; false (and tb->failed) when out of memory.
+ * A row takes at most one token per byte, so scan_canvas reserves a row's
+ * worth before each row and add_token need not check.
+ */
+static bool
+reserve_tokens(TokenBuf *tb, size_t more)
+{
+	if (tb->n + more > tb->cap)
+	{
+		size_t		cap = tb->cap * 2 + more + 4096;
+		uint32_t   *nt = tb->failed ? NULL : realloc(tb->t, cap * sizeof(uint32_t));
+
+		if (nt == NULL)
+		{
+			tb->failed = true;
+			return false;
+		}
+		tb->t = nt;
+		tb->cap = cap;
+	}
+	return true;
+}
+
+/* Appends a token, in room reserved by reserve_tokens. */
 static inline void
 add_token(TokenBuf *tb, uint32_t tok)
 {
@@ -293,19 +318,6 @@ add_token(TokenBuf *tb, uint32_t tok)
 	}
 	else
 		tb->len_freq[TOKEN_LEN(tok)][TOKEN_FAR(tok)]++;
-	if (tb->n == tb->cap)
-	{
-		size_t		cap = tb->cap * 2 + 4096;
-		uint32_t   *nt = tb->failed ? NULL : realloc(tb->t, cap * sizeof(uint32_t));
-
-		if (nt == NULL)
-		{
-			tb->failed = true;
-			return;
-		}
-		tb->t = nt;
-		tb->cap = cap;
-	}
 	tb->t[tb->n++] = tok;
 }
 
@@ -836,10 +848,13 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 				x,
 				y;
 
-	for (y = 0; y < c->height && !tb->failed; y++)
+	for (y = 0; y < c->height; y++)
 	{
 		const int  *row = c->im->tpixels[y];
 		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : NULL;
+
+		if (!reserve_tokens(tb, (size_t) stride + 1))
+			return false;
 
 		if (prev && stride >= 3 && same_prefix(row, prev, w) == w)
 		{
