@@ -774,6 +774,14 @@ CREATE TABLE metric_anomaly.metric_series (
 COMMENT ON TABLE metric_anomaly.metric_series IS
     'Series of each metric definition: the dimension values (strings of at most 100 characters, null when the payload lacks the key) and the series name under which aggregated_metrics holds its values, e.g. api_latency{app_v=1.2,endpoint=/login}; {"_other": true} is the overflow series.';
 
+-- Zero-fill scans the series behind the present through this index, so
+-- resting definition series (filled_until 'infinity': no point for
+-- metric_anomaly.fill_horizon, src/metric_fill.c) cost it nothing.
+CREATE INDEX series_filled_until_idx ON metric_anomaly.series (filled_until);
+
+COMMENT ON COLUMN metric_anomaly.series.filled_until IS
+    'Minutes up to this one exist as rows; infinity for a definition series at rest (no point for metric_anomaly.fill_horizon): no zero rows until its next event.';
+
 -- One point per (metric, dimension values, bucket), with mergeable state.
 CREATE TABLE metric_anomaly.metric_points (
     metric_name text NOT NULL,

@@ -512,7 +512,8 @@ ma_aggregate_batch(int batch_size, TimestampTz first_open, bool *round_done)
 /*
  * Makes every minute of every known series up to last_closed exist as a
  * row (a minute without events is a 0), within the fill horizon and the
- * per-pass budget.  Returns the number of rows added.
+ * per-pass budget; definition series without events for the horizon rest
+ * instead (metric_fill.c).  Returns the number of rows added.
  */
 int64
 ma_zero_fill(TimestampTz last_closed)
@@ -522,6 +523,7 @@ ma_zero_fill(TimestampTz last_closed)
 	args[0] = TimestampTzGetDatum(last_closed);
 	args[1] = TimestampTzGetDatum(fill_floor(last_closed + USECS_PER_MINUTE));
 	args[2] = Int64GetDatum(ma_fill_budget);
+	ma_metrics_rest(last_closed, DatumGetTimestampTz(args[1]));
 	return (int64) ma_execute(&fill_stmt, args, NULL, SPI_OK_INSERT, 0);
 }
 

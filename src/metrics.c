@@ -115,7 +115,8 @@ static MaStatement skipped_stmt = {
  * characters, as alerting keys series (alert.c): a longer one keeps its
  * first 182 and a hash.  The points' values go to aggregated_metrics
  * (re-judged), and count and sum metrics of 1 minute get zero-filled
- * series (fill_horizon and fill_budget bound that work as for counts).
+ * series (fill_horizon and fill_budget bound that work as for counts); a
+ * resting series (metric_fill.c) wakes up from its new point's minute.
  */
 static MaStatement points_stmt = {
 	"WITH u AS ("
@@ -183,13 +184,14 @@ static MaStatement points_stmt = {
 	"           folded_xid = pg_catalog.pg_current_xact_id()"
 	"    RETURNING p.*),"
 	" filled AS ("
-	"    INSERT INTO metric_anomaly.series (metric_name, filled_until)"
+	"    INSERT INTO metric_anomaly.series AS s (metric_name, filled_until)"
 	"    SELECT pts.series_name,"
 	"           LEAST(pg_catalog.min(pts.bucket), pg_catalog.date_trunc('minute', pg_catalog.now())) - interval '1 minute'"
 	"      FROM pts JOIN metric_anomaly.metric_definitions d ON d.metric_name = pts.metric_name"
 	"     WHERE d.aggregate IN ('count', 'sum') AND d.resolution = interval '1 minute'"
 	"     GROUP BY pts.series_name"
-	"        ON CONFLICT (metric_name) DO NOTHING)"
+	"        ON CONFLICT (metric_name) DO UPDATE SET filled_until = excluded.filled_until"
+	"     WHERE s.filled_until = 'infinity')"
 	"INSERT INTO metric_anomaly.aggregated_metrics AS a"
 	"       (metric_name, metric_timestamp, metric_value, sample_count)"
 	"SELECT pts.series_name, pts.bucket,"
