@@ -75,6 +75,42 @@ point_equal(const MaMetricPointKey *a, const MaMetricPointKey *b)
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+/* The series of the batch, by (definition, dimension values). */
+typedef struct SeriesEntry
+{
+	MaMetricSeries key;
+	int			index;
+	uint32		hash;
+	char		status;
+} SeriesEntry;
+
+static inline uint32
+series_hash(const MaMetricSeries *k)
+{
+	return hash_combine(hash_bytes((const unsigned char *) k->dims, k->dimslen),
+						hash_bytes_uint32((uint32) k->def));
+}
+
+static inline bool
+series_equal(const MaMetricSeries *a, const MaMetricSeries *b)
+{
+	return a->def == b->def && a->dimslen == b->dimslen &&
+		memcmp(a->dims, b->dims, a->dimslen) == 0;
+}
+
+#define SH_PREFIX			seriestab
+#define SH_ELEMENT_TYPE		SeriesEntry
+#define SH_KEY_TYPE			MaMetricSeries
+#define SH_KEY				key
+#define SH_HASH_KEY(tb, k)	series_hash(&(k))
+#define SH_EQUAL(tb, a, b)	series_equal(&(a), &(b))
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE			static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
 /* The business keys the batch has seen, per definition. */
 typedef struct SeenKey
 {
@@ -123,6 +159,10 @@ struct MaMetricFold
 	MaMetricDef *defs;
 	int			ndefs;
 	pointtab_hash *points;
+	seriestab_hash *seriestab;
+	MaMetricSeries *series;		/* in order of first sight */
+	int			nseries;
+	int			series_capacity;
 	seentab_hash *seen;			/* NULL until a keyed event comes */
 	MaKeyedEvent *keyed;
 	int			nkeyed;
@@ -143,6 +183,9 @@ ma_metric_fold_create(MemoryContext cxt, MaMetricDef *defs, int ndefs)
 	fold->defs = defs;
 	fold->ndefs = ndefs;
 	fold->points = pointtab_create(cxt, 256, NULL);
+	fold->seriestab = seriestab_create(cxt, 64, NULL);
+	fold->series_capacity = 64;
+	fold->series = MemoryContextAlloc(cxt, sizeof(MaMetricSeries) * fold->series_capacity);
 	old = MemoryContextSwitchTo(cxt);
 	initStringInfo(&fold->dims);
 	MemoryContextSwitchTo(old);
@@ -224,6 +267,60 @@ encode_dims(MaMetricFold *fold, const MaMetricDef *def, Jsonb *payload)
 	}
 }
 
+/* The index of the series of the point at key (whose dims are kept). */
+static int
+series_of(MaMetricFold *fold, const MaMetricPointKey *key)
+{
+	MaMetricSeries sk;
+	SeriesEntry *e;
+	bool		found;
+
+	sk.def = key->def;
+	sk.dims = key->dims;
+	sk.dimslen = key->dimslen;
+	e = seriestab_insert(fold->seriestab, sk, &found);
+	if (found)
+		return e->index;
+	if (fold->nseries == fold->series_capacity)
+	{
+		fold->series_capacity *= 2;
+		fold->series = repalloc(fold->series,
+								sizeof(MaMetricSeries) * fold->series_capacity);
+	}
+	e->index = fold->nseries;
+	fold->series[fold->nseries++] = sk;
+	return e->index;
+}
+
+/* Adds the state of from into into (of the same definition). */
+static void
+merge_point(MaMetricFold *fold, MaMetricPoint *into, const MaMetricPoint *from)
+{
+	if (into->count == 0)
+	{
+		into->sum = from->sum;
+		into->min = from->min;
+		into->max = from->max;
+	}
+	else
+	{
+		into->sum += from->sum;
+		into->min = Min(into->min, from->min);
+		into->max = Max(into->max, from->max);
+	}
+	into->count += from->count;
+	into->within += from->within;
+	if (from->sketch != NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fold->cxt);
+
+		if (into->sketch == NULL)
+			into->sketch = ma_sketch_create();
+		ma_sketch_merge(into->sketch, from->sketch);
+		MemoryContextSwitchTo(old);
+	}
+}
+
 /* Merges value (ignored for count) into the point at key. */
 static void
 merge(MaMetricFold *fold, const MaMetricPointKey *key, double value)
@@ -239,6 +336,7 @@ merge(MaMetricFold *fold, const MaMetricPointKey *key, double value)
 
 		memcpy(copy, key->dims, key->dimslen);
 		p->key.dims = copy;
+		p->series = series_of(fold, &p->key);
 		p->count = 0;
 		p->sum = 0;
 		p->min = value;
@@ -413,20 +511,66 @@ ma_metric_fold_admit(MaMetricFold *fold, MaKeyedEvent *ev, bool fresh)
 		skip(&fold->defs[ev->def], MA_SKIP_DUPLICATE, ev->id);
 }
 
-/* The points, in no particular order (an array in the fold's context). */
+/* The series the batch has points of (indexes of MaMetricPoint.series). */
+MaMetricSeries *
+ma_metric_fold_series(MaMetricFold *fold, int *n)
+{
+	*n = fold->nseries;
+	return fold->series;
+}
+
+/*
+ * The points, in no particular order (an array in the fold's context), with
+ * those of the series marked in overflow merged per (definition, bucket)
+ * into points of series -1, the definition's _other series.
+ */
 MaMetricPoint **
-ma_metric_fold_points(MaMetricFold *fold, uint32 *n)
+ma_metric_fold_points(MaMetricFold *fold, const bool *overflow, uint32 *n)
 {
 	MaMetricPoint **out;
 	pointtab_iterator it;
 	MaMetricPoint *p;
+	pointtab_hash *other = NULL;
 	uint32		i = 0;
 
 	out = MemoryContextAlloc(fold->cxt,
 							 sizeof(MaMetricPoint *) * Max(fold->points->members, 1));
 	pointtab_start_iterate(fold->points, &it);
 	while ((p = pointtab_iterate(fold->points, &it)) != NULL)
-		out[i++] = p;
+	{
+		MaMetricPointKey key;
+		MaMetricPoint *o;
+		bool		found;
+
+		if (!overflow[p->series])
+		{
+			out[i++] = p;
+			continue;
+		}
+		if (other == NULL)
+			other = pointtab_create(fold->cxt, 64, NULL);
+		key = p->key;
+		key.dims = "";			/* one _other point per (definition, bucket) */
+		key.dimslen = 0;
+		o = pointtab_insert(other, key, &found);
+		if (!found)
+		{
+			o->series = -1;
+			o->count = 0;
+			o->sum = 0;
+			o->min = 0;
+			o->max = 0;
+			o->within = 0;
+			o->sketch = NULL;
+		}
+		merge_point(fold, o, p);
+	}
+	if (other != NULL)
+	{
+		pointtab_start_iterate(other, &it);
+		while ((p = pointtab_iterate(other, &it)) != NULL)
+			out[i++] = p;		/* fewer than the overflowed points */
+	}
 	*n = i;
 	return out;
 }
@@ -438,14 +582,14 @@ ma_metric_fold_defs(MaMetricFold *fold, int *n)
 	return fold->defs;
 }
 
-/* The dimension values of p as payload_dimensions() gives them. */
+/* The dimension values of series s as payload_dimensions() gives them. */
 Jsonb *
-ma_metric_fold_dims_jsonb(MaMetricFold *fold, const MaMetricPoint *p)
+ma_metric_fold_dims_jsonb(MaMetricFold *fold, const MaMetricSeries *s)
 {
-	const MaMetricDef *def = &fold->defs[p->key.def];
+	const MaMetricDef *def = &fold->defs[s->def];
 	const char **vals = palloc(sizeof(char *) * Max(def->dimensions.n, 1));
 	int		   *lens = palloc(sizeof(int) * Max(def->dimensions.n, 1));
-	const char *at = p->key.dims;
+	const char *at = s->dims;
 
 	for (int i = 0; i < def->dimensions.n; i++)
 	{

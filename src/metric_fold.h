@@ -71,6 +71,7 @@ typedef struct MaMetricPointKey
 typedef struct MaMetricPoint
 {
 	MaMetricPointKey key;
+	int			series;			/* index into the batch's series; -1: _other */
 	int64		count;
 	double		sum;
 	double		min;
@@ -92,6 +93,14 @@ typedef struct MaKeyedEvent
 	double		value;
 } MaKeyedEvent;
 
+/* A series (definition, dimension values) the batch has points of. */
+typedef struct MaMetricSeries
+{
+	int			def;
+	const char *dims;			/* as in MaMetricPointKey */
+	int			dimslen;
+} MaMetricSeries;
+
 typedef struct MaMetricFold MaMetricFold;
 
 extern MaMetricFold *ma_metric_fold_create(MemoryContext cxt, MaMetricDef *defs,
@@ -101,8 +110,10 @@ extern void ma_metric_fold_event(MaMetricFold *fold, const char *type, int len,
 								 TimestampTz ts, int64 id, Jsonb *payload);
 extern MaKeyedEvent *ma_metric_fold_keyed(MaMetricFold *fold, int *n);
 extern void ma_metric_fold_admit(MaMetricFold *fold, MaKeyedEvent *ev, bool fresh);
-extern MaMetricPoint **ma_metric_fold_points(MaMetricFold *fold, uint32 *n);
+extern MaMetricSeries *ma_metric_fold_series(MaMetricFold *fold, int *n);
+extern MaMetricPoint **ma_metric_fold_points(MaMetricFold *fold, const bool *overflow,
+											 uint32 *n);
 extern MaMetricDef *ma_metric_fold_defs(MaMetricFold *fold, int *n);
-extern Jsonb *ma_metric_fold_dims_jsonb(MaMetricFold *fold, const MaMetricPoint *p);
+extern Jsonb *ma_metric_fold_dims_jsonb(MaMetricFold *fold, const MaMetricSeries *s);
 
 #endif							/* MA_METRIC_FOLD_H */

@@ -107,73 +107,72 @@ static MaStatement skipped_stmt = {
 };
 
 /*
- * Merges the batch's points ($1 metric, $2 dimension values, $3 bucket,
- * $4 count, $5 sum, $6 min, $7 max, $8 within, $9 sketch) into their
- * series: known series as they are; new ones admitted in dimension order
- * while the metric has fewer than max_series, the rest merged into the
- * metric's {"_other": true} series.  A series name is at most 200
- * characters, as alerting keys series (alert.c): a longer one keeps its
- * first 182 and a hash.  The points' values go to aggregated_metrics
- * (re-judged), and count and sum metrics of 1 minute get zero-filled
- * series (fill_horizon and fill_budget bound that work as for counts); a
- * resting series (metric_fill.c) wakes up from its new point's minute.
+ * Resolves the batch's series ($1 metric, $2 dimension values; distinct):
+ * known series as they are; new ones admitted in dimension order while the
+ * metric has fewer than max_series, the others go to the metric's
+ * {"_other": true} series.  A series name is at most 200 characters, as
+ * alerting keys series (alert.c): a longer one keeps its first 182 and a
+ * hash.  Returns, per input ordinal, whether it overflowed and its series
+ * name.  Once per batch over its series, not its points or events.
  */
-static MaStatement points_stmt = {
-	"WITH u AS ("
-	"    SELECT * FROM ROWS FROM ("
-	"           pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::jsonb[]),"
-	"           pg_catalog.unnest($3::timestamptz[]), pg_catalog.unnest($4::int8[]),"
-	"           pg_catalog.unnest($5::float8[]), pg_catalog.unnest($6::float8[]),"
-	"           pg_catalog.unnest($7::float8[]), pg_catalog.unnest($8::int8[]),"
-	"           pg_catalog.unnest($9::bytea[])) AS u(m, d, b, n, s, lo, hi, w, sk)),"
-	" dimset AS ("
-	"    SELECT DISTINCT u.m AS metric_name, u.d AS dims FROM u),"
+static MaStatement series_stmt = {
+	"WITH ds AS ("
+	"    SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::jsonb[]))"
+	"           WITH ORDINALITY AS ds(metric_name, dims, o)),"
 	" known AS ("
-	"    SELECT ds.metric_name, ds.dims, s.series_name"
-	"      FROM dimset ds"
+	"    SELECT ds.o, s.series_name"
+	"      FROM ds"
 	"      JOIN metric_anomaly.metric_series s"
 	"        ON s.metric_name = ds.metric_name AND s.dimensions = ds.dims),"
 	" newd AS ("
-	"    SELECT ds.metric_name, ds.dims, d.max_series,"
+	"    SELECT ds.o, ds.metric_name, ds.dims, d.max_series,"
 	"           CASE WHEN pg_catalog.length(f.name) <= 200 THEN f.name"
 	"                ELSE pg_catalog.left(f.name, 182) || '#' || pg_catalog.left(pg_catalog.md5(ds.dims::text), 16) || '}'"
 	"           END AS series_name,"
 	"           pg_catalog.row_number() OVER (PARTITION BY ds.metric_name ORDER BY ds.dims)"
 	"           + (SELECT pg_catalog.count(*) FROM metric_anomaly.metric_series s"
 	"               WHERE s.metric_name = ds.metric_name AND s.dimensions <> '{\"_other\": true}') AS rank"
-	"      FROM dimset ds"
+	"      FROM ds"
 	"      JOIN metric_anomaly.metric_definitions d ON d.metric_name = ds.metric_name"
 	"      CROSS JOIN LATERAL ("
 	"            SELECT ds.metric_name || CASE WHEN ds.dims = '{}' THEN ''"
 	"                   ELSE '{' || (SELECT pg_catalog.string_agg(x.k || '=' || coalesce(ds.dims ->> x.k, ''), ',' ORDER BY x.o)"
 	"                                  FROM pg_catalog.unnest(d.dimensions) WITH ORDINALITY AS x(k, o)) || '}' END AS name) f"
-	"     WHERE NOT EXISTS (SELECT 1 FROM known kn WHERE kn.metric_name = ds.metric_name AND kn.dims = ds.dims)),"
+	"     WHERE NOT EXISTS (SELECT 1 FROM known kn WHERE kn.o = ds.o)),"
 	" admitted AS ("
 	"    INSERT INTO metric_anomaly.metric_series (metric_name, dimensions, series_name)"
 	"    SELECT n.metric_name, n.dims, n.series_name FROM newd n WHERE n.rank <= n.max_series"
 	"    UNION ALL"
 	"    SELECT DISTINCT n.metric_name, '{\"_other\": true}'::jsonb, n.metric_name || '{other}'"
 	"      FROM newd n WHERE n.rank > n.max_series"
-	"        ON CONFLICT DO NOTHING),"
-	" resolved AS ("
-	"    SELECT kn.metric_name, kn.dims, kn.dims AS sdims, kn.series_name FROM known kn"
-	"    UNION ALL"
-	"    SELECT n.metric_name, n.dims,"
-	"           CASE WHEN n.rank <= n.max_series THEN n.dims ELSE '{\"_other\": true}' END,"
-	"           CASE WHEN n.rank <= n.max_series THEN n.series_name ELSE n.metric_name || '{other}' END"
-	"      FROM newd n),"
-	" agg AS ("
-	"    SELECT u.m AS metric_name, r.sdims, r.series_name, u.b AS bucket,"
-	"           pg_catalog.sum(u.n)::int8 AS n, pg_catalog.sum(u.s) AS sum,"
-	"           pg_catalog.min(u.lo) AS min, pg_catalog.max(u.hi) AS max,"
-	"           pg_catalog.sum(u.w)::int8 AS within, metric_anomaly.sketch_union(u.sk) AS sketch"
-	"      FROM u JOIN resolved r ON r.metric_name = u.m AND r.dims = u.d"
-	"     GROUP BY u.m, r.sdims, r.series_name, u.b),"
-	" pts AS ("
+	"        ON CONFLICT DO NOTHING)"
+	"SELECT kn.o, false, kn.series_name FROM known kn"
+	" UNION ALL "
+	"SELECT n.o, n.rank > n.max_series,"
+	"       CASE WHEN n.rank <= n.max_series THEN n.series_name ELSE n.metric_name || '{other}' END"
+	"  FROM newd n",
+	2, {TEXTARRAYOID, JSONBARRAYOID}
+};
+
+/*
+ * Merges the batch's points ($1 metric, $2 dimension values of the series,
+ * $3 bucket, $4 series name, $5 count, $6 sum, $7 min, $8 max, $9 within,
+ * $10 sketch; one per (metric, series, bucket)) into metric_points, their
+ * values into aggregated_metrics (re-judged), and gives count and sum
+ * metrics of 1 minute zero-filled series (fill_horizon and fill_budget
+ * bound that work as for counts); a resting series (metric_fill.c) wakes
+ * up from its new point's minute.
+ */
+static MaStatement points_stmt = {
+	"WITH pts AS ("
 	"    INSERT INTO metric_anomaly.metric_points AS p"
 	"           (metric_name, dimensions, bucket, series_name, count, sum, min, max, within, sketch)"
-	"    SELECT a.metric_name, a.sdims, a.bucket, a.series_name, a.n, a.sum, a.min, a.max, a.within, a.sketch"
-	"      FROM agg a"
+	"    SELECT * FROM ROWS FROM ("
+	"           pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::jsonb[]),"
+	"           pg_catalog.unnest($3::timestamptz[]), pg_catalog.unnest($4::text[]),"
+	"           pg_catalog.unnest($5::int8[]), pg_catalog.unnest($6::float8[]),"
+	"           pg_catalog.unnest($7::float8[]), pg_catalog.unnest($8::float8[]),"
+	"           pg_catalog.unnest($9::int8[]), pg_catalog.unnest($10::bytea[]))"
 	"        ON CONFLICT (metric_name, dimensions, bucket) DO UPDATE"
 	"       SET count = p.count + excluded.count,"
 	"           sum = p.sum + excluded.sum,"
@@ -182,7 +181,8 @@ static MaStatement points_stmt = {
 	"           within = p.within + excluded.within,"
 	"           sketch = metric_anomaly.sketch_merge(p.sketch, excluded.sketch),"
 	"           folded_xid = pg_catalog.pg_current_xact_id()"
-	"    RETURNING p.*),"
+	"    RETURNING p.metric_name, p.series_name, p.bucket, p.count, p.sum, p.min, p.max,"
+	"              p.within, p.sketch),"
 	" filled AS ("
 	"    INSERT INTO metric_anomaly.series AS s (metric_name, filled_until)"
 	"    SELECT pts.series_name,"
@@ -210,8 +210,8 @@ static MaStatement points_stmt = {
 	"   SET metric_value = excluded.metric_value,"
 	"       sample_count = excluded.sample_count,"
 	"       needs_eval = true",
-	9, {TEXTARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID,
-		FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID}
+	10, {TEXTARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
+		 FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID}
 };
 
 static MaStatement derived_stmt = {
@@ -461,39 +461,115 @@ count_skipped(MaMetricFold *fold)
 	ma_execute(&skipped_stmt, args, NULL, SPI_OK_INSERT, 0);
 }
 
-/* Merges the batch's points; returns the number of values written. */
+/* What the batch's series resolved to (see series_stmt). */
+typedef struct ResolvedSeries
+{
+	int			n;
+	Datum	   *dims;			/* jsonb, of the series or {"_other": true} */
+	Datum	   *names;			/* text */
+	bool	   *overflow;
+} ResolvedSeries;
+
+/* Resolves the batch's series against metric_series (with the cap). */
+static ResolvedSeries
+resolve_series(MaMetricFold *fold)
+{
+	ResolvedSeries r;
+	MaMetricSeries *series = ma_metric_fold_series(fold, &r.n);
+	int			ndefs;
+	MaMetricDef *defs = ma_metric_fold_defs(fold, &ndefs);
+	Datum	   *names = palloc(sizeof(Datum) * Max(r.n, 1));
+	Datum		args[2];
+	Datum		other;
+	uint64		got;
+
+	r.dims = palloc(sizeof(Datum) * Max(r.n, 1));
+	r.names = palloc0(sizeof(Datum) * Max(r.n, 1));
+	r.overflow = palloc0(sizeof(bool) * Max(r.n, 1));
+	if (r.n == 0)
+		return r;
+	for (int i = 0; i < r.n; i++)
+	{
+		names[i] = CStringGetTextDatum(defs[series[i].def].name);
+		r.dims[i] = JsonbPGetDatum(ma_metric_fold_dims_jsonb(fold, &series[i]));
+	}
+	args[0] = array_of(names, NULL, r.n, TEXTOID);
+	args[1] = array_of(r.dims, NULL, r.n, JSONBOID);
+	got = ma_execute(&series_stmt, args, NULL, SPI_OK_SELECT, 0);
+	if (got != (uint64) r.n)
+		elog(ERROR, "metric_anomaly: %d series resolved to " UINT64_FORMAT, r.n, got);
+	other = DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"_other\": true}"));
+	for (uint64 i = 0; i < got; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		o = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+
+		r.overflow[o - 1] = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		r.names[o - 1] = CStringGetTextDatum(SPI_getvalue(tup, desc, 3));
+		if (r.overflow[o - 1])
+			r.dims[o - 1] = other;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return r;
+}
+
+/*
+ * Merges the batch's points into their series; returns the number of
+ * values written.
+ */
 static int64
 write_points(MaMetricFold *fold)
 {
+	ResolvedSeries r = resolve_series(fold);
 	uint32		n;
-	MaMetricPoint **pts = ma_metric_fold_points(fold, &n);
+	MaMetricPoint **pts = ma_metric_fold_points(fold, r.overflow, &n);
 	int			ndefs;
 	MaMetricDef *defs = ma_metric_fold_defs(fold, &ndefs);
-	Datum	   *col[9];
+	Datum	   *otherdims = palloc0(sizeof(Datum) * Max(ndefs, 1));
+	Datum	   *othernames = palloc0(sizeof(Datum) * Max(ndefs, 1));
+	Datum	   *col[10];
 	bool	   *valnull = palloc(sizeof(bool) * Max(n, 1));
 	bool	   *sknull = palloc(sizeof(bool) * Max(n, 1));
 	int64	   *counts = palloc(sizeof(int64) * Max(n, 1));
 	int64	   *within = palloc(sizeof(int64) * Max(n, 1));
-	Datum		args[9];
+	Datum		args[10];
 
 	if (n == 0)
 		return 0;
-	for (int c = 0; c < 9; c++)
+	for (int c = 0; c < 10; c++)
 		col[c] = palloc(sizeof(Datum) * n);
 	for (uint32 i = 0; i < n; i++)
 	{
 		MaMetricPoint *p = pts[i];
-		const MaMetricDef *def = &defs[p->key.def];
+		int			d = p->key.def;
+		const MaMetricDef *def = &defs[d];
 
 		col[0][i] = CStringGetTextDatum(def->name);
-		col[1][i] = JsonbPGetDatum(ma_metric_fold_dims_jsonb(fold, p));
+		if (p->series >= 0)
+		{
+			col[1][i] = r.dims[p->series];
+			col[3][i] = r.names[p->series];
+		}
+		else
+		{
+			if (othernames[d] == (Datum) 0)
+			{
+				othernames[d] = CStringGetTextDatum(psprintf("%s{other}", def->name));
+				otherdims[d] = DirectFunctionCall1(jsonb_in,
+												   CStringGetDatum("{\"_other\": true}"));
+			}
+			col[1][i] = otherdims[d];
+			col[3][i] = othernames[d];
+		}
 		col[2][i] = TimestampTzGetDatum(p->key.bucket);
 		counts[i] = p->count;
 		/* a count keeps no values: NULL sum, min and max, as SQL's sum() of none */
 		valnull[i] = def->agg == MA_AGG_COUNT;
-		col[4][i] = Float8GetDatum(p->sum);
-		col[5][i] = Float8GetDatum(p->min);
-		col[6][i] = Float8GetDatum(p->max);
+		col[5][i] = Float8GetDatum(p->sum);
+		col[6][i] = Float8GetDatum(p->min);
+		col[7][i] = Float8GetDatum(p->max);
 		within[i] = p->within;
 		sknull[i] = p->sketch == NULL;
 		if (p->sketch != NULL)
@@ -503,18 +579,19 @@ write_points(MaMetricFold *fold)
 
 			SET_VARSIZE(b, VARHDRSZ + len);
 			ma_sketch_serialize(p->sketch, VARDATA(b));
-			col[8][i] = PointerGetDatum(b);
+			col[9][i] = PointerGetDatum(b);
 		}
 	}
 	args[0] = array_of(col[0], NULL, n, TEXTOID);
 	args[1] = array_of(col[1], NULL, n, JSONBOID);
 	args[2] = array_of(col[2], NULL, n, TIMESTAMPTZOID);
-	args[3] = int8_array(counts, n);
-	args[4] = array_of(col[4], valnull, n, FLOAT8OID);
+	args[3] = array_of(col[3], NULL, n, TEXTOID);
+	args[4] = int8_array(counts, n);
 	args[5] = array_of(col[5], valnull, n, FLOAT8OID);
 	args[6] = array_of(col[6], valnull, n, FLOAT8OID);
-	args[7] = int8_array(within, n);
-	args[8] = array_of(col[8], sknull, n, BYTEAOID);
+	args[7] = array_of(col[7], valnull, n, FLOAT8OID);
+	args[8] = int8_array(within, n);
+	args[9] = array_of(col[9], sknull, n, BYTEAOID);
 	return (int64) ma_execute(&points_stmt, args, NULL, SPI_OK_INSERT, 0);
 }
 
