@@ -168,7 +168,51 @@ struct MaMetricFold
 	int			nkeyed;
 	int			keyed_capacity;
 	StringInfoData dims;		/* the event's encoded dimension values */
+	/* the event's values, read once per distinct value path */
+	int			nslots;
+	bool	   *slot_read;
+	MaValueStatus *slot_status;
+	double	   *slot_value;
 };
+
+static bool
+same_path(const MaPath *a, const MaPath *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (int i = 0; i < a->n; i++)
+		if (a->len[i] != b->len[i] || memcmp(a->elem[i], b->elem[i], a->len[i]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * Gives definitions with the same value path the same slot, so an event's
+ * value is looked up and converted once (a p95 and a sum of the same
+ * latency, say).
+ */
+static void
+assign_value_slots(MaMetricFold *fold)
+{
+	fold->nslots = 0;
+	for (int d = 0; d < fold->ndefs; d++)
+	{
+		MaMetricDef *def = &fold->defs[d];
+
+		def->value_slot = -1;
+		if (def->value_path.n == 0)
+			continue;
+		for (int e = 0; e < d && def->value_slot < 0; e++)
+			if (fold->defs[e].value_slot >= 0 &&
+				same_path(&fold->defs[e].value_path, &def->value_path))
+				def->value_slot = fold->defs[e].value_slot;
+		if (def->value_slot < 0)
+			def->value_slot = fold->nslots++;
+	}
+	fold->slot_read = MemoryContextAllocZero(fold->cxt, sizeof(bool) * Max(fold->nslots, 1));
+	fold->slot_status = MemoryContextAlloc(fold->cxt, sizeof(MaValueStatus) * Max(fold->nslots, 1));
+	fold->slot_value = MemoryContextAlloc(fold->cxt, sizeof(double) * Max(fold->nslots, 1));
+}
 
 /* Creates an empty fold for defs (kept, not copied) in cxt. */
 MaMetricFold *
@@ -189,6 +233,7 @@ ma_metric_fold_create(MemoryContext cxt, MaMetricDef *defs, int ndefs)
 	old = MemoryContextSwitchTo(cxt);
 	initStringInfo(&fold->dims);
 	MemoryContextSwitchTo(old);
+	assign_value_slots(fold);
 	return fold;
 }
 
@@ -443,12 +488,21 @@ fold_one(MaMetricFold *fold, const char *type, int len, TimestampTz ts,
 											   JsonbPGetDatum(payload),
 											   JsonbPGetDatum(def->filter)))))
 			continue;
-		if (def->agg != MA_AGG_COUNT)
+		if (def->value_slot >= 0)
 		{
-			JsonbValue	buf;
+			int			slot = def->value_slot;
 
-			switch (ma_payload_number(ma_payload_get(payload, &def->value_path, &buf),
-									  &value))
+			if (!fold->slot_read[slot])
+			{
+				JsonbValue	buf;
+
+				fold->slot_status[slot] =
+					ma_payload_number(ma_payload_get(payload, &def->value_path, &buf),
+									  &fold->slot_value[slot]);
+				fold->slot_read[slot] = true;
+			}
+			value = fold->slot_value[slot];
+			switch (fold->slot_status[slot])
 			{
 				case MA_VALUE_OK:
 					break;
@@ -485,6 +539,7 @@ ma_metric_fold_event(MaMetricFold *fold, const char *type, int len,
 {
 	MemoryContext old = MemoryContextSwitchTo(fold->scratch);
 
+	memset(fold->slot_read, 0, sizeof(bool) * fold->nslots);
 	fold_one(fold, type, len, ts, id, payload);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(fold->scratch);

@@ -53,6 +53,7 @@ typedef struct MaMetricDef
 	Jsonb	   *filter;			/* NULL: none */
 	int64		resolution;		/* microseconds */
 	MaPath		business_key;	/* n = 0: none */
+	int			value_slot;		/* definitions with equal value paths share one */
 	/* what the fold skipped, per reason */
 	int64		skipped[MA_SKIP_NREASONS];
 	int64		skipped_last_id[MA_SKIP_NREASONS];

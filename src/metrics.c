@@ -221,15 +221,26 @@ static MaStatement derived_stmt = {
 
 /*
  * The events of a range of a round, for fold_definitions(): visible in $2
- * and not in $1, with (xid, id) after ($3, $4) (from $1's xmin when $3 is
- * NULL) and up to ($5, $6), in (xid, id) order as a pass reads them.
+ * and not in $1, from $1's xmin on (range_first_stmt) or after event
+ * ($3, $4) (range_next_stmt), up to event ($5, $6), in (xid, id) order as a
+ * pass reads them: one range scan of the (xid, id) index ($3 and $4 are
+ * unused by the first).
  */
-static MaStatement range_stmt = {
+static MaStatement range_first_stmt = {
 	"SELECT e.event_type, e.event_timestamp, e.id, e.payload"
 	"  FROM metric_anomaly.business_events e"
-	" WHERE e.xid >= coalesce($3, pg_catalog.pg_snapshot_xmin($1))"
-	"   AND e.xid <= $5"
-	"   AND ($3 IS NULL OR (e.xid, e.id) > ($3, $4))"
+	" WHERE e.xid >= pg_catalog.pg_snapshot_xmin($1)"
+	"   AND (e.xid, e.id) <= ($5, $6)"
+	"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
+	"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)"
+	" ORDER BY e.xid, e.id",
+	6, {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID, INT8OID}
+};
+
+static MaStatement range_next_stmt = {
+	"SELECT e.event_type, e.event_timestamp, e.id, e.payload"
+	"  FROM metric_anomaly.business_events e"
+	" WHERE (e.xid, e.id) > ($3, $4)"
 	"   AND (e.xid, e.id) <= ($5, $6)"
 	"   AND pg_catalog.pg_visible_in_snapshot(e.xid, $2)"
 	"   AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, $1)"
@@ -614,7 +625,7 @@ ma_metrics_finish(MaMetricFold *fold)
 
 /*
  * fold_definitions(folded, round, lo_xid, lo_id, hi_xid, hi_id,
- * only_metric): folds the events of the range (see range_stmt) into the
+ * only_metric): folds the events of the range (see range_first_stmt) into the
  * enabled definitions, or into only_metric alone, enabled or not; returns
  * the number of series values written.
  */
@@ -650,7 +661,8 @@ metric_anomaly_fold_definitions(PG_FUNCTION_ARGS)
 	fold = ma_metrics_begin(cxt, only);
 	if (fold != NULL)
 	{
-		portal = ma_open_cursor(&range_stmt, args, nulls);
+		portal = ma_open_cursor(PG_ARGISNULL(2) ? &range_first_stmt : &range_next_stmt,
+								args, nulls);
 		for (;;)
 		{
 			SPITupleTable *tt;
