@@ -19,9 +19,11 @@
  * for one new definition).
  *
  * Measured (test/bench/metrics.sh, 1,000,000 events, three definitions):
- * the set-based SQL this replaces read the batch's events again and spent
- * 58 s, mostly evaluating jsonb operators and sketch aggregates per row;
- * here the per-event work is a few jsonb lookups and hash probes.
+ * the set-based PL/pgSQL fold this replaces read each batch's events again
+ * and took 58 s against 1.7 s for one GROUP BY statement; this fold takes
+ * about twice the statement, and perf puts most of that in the unique
+ * indexes of metric_points and aggregated_metrics and in detection, not in
+ * the per-event work (a few jsonb lookups and hash probes).
  */
 #include "postgres.h"
 
