@@ -1348,6 +1348,14 @@ CREATE TABLE metric_anomaly.metric_series (
 COMMENT ON TABLE metric_anomaly.metric_series IS
     'Series of each metric definition: the dimension values (strings of at most 100 characters, null when the payload lacks the key) and the series name under which aggregated_metrics holds its values, e.g. api_latency{app_v=1.2,endpoint=/login}; {"_other": true} is the overflow series.';
 
+-- Zero-fill scans the series behind the present through this index, so
+-- resting definition series (filled_until 'infinity': no point for
+-- metric_anomaly.fill_horizon, src/metric_fill.c) cost it nothing.
+CREATE INDEX series_filled_until_idx ON metric_anomaly.series (filled_until);
+
+COMMENT ON COLUMN metric_anomaly.series.filled_until IS
+    'Minutes up to this one exist as rows; infinity for a definition series at rest (no point for metric_anomaly.fill_horizon): no zero rows until its next event.';
+
 -- One point per (metric, dimension values, bucket), with mergeable state.
 CREATE TABLE metric_anomaly.metric_points (
     metric_name text NOT NULL,
@@ -1426,211 +1434,27 @@ COMMENT ON FUNCTION metric_anomaly.payload_dimensions(jsonb, text[]) IS
     'The dimension values of a payload as the fold keys series: {key: value as ->> gives it, cut to 100 characters, or null when missing}.';
 
 /*
- * Folds the events of one batch of a round into the metric definitions, in
- * the batch's transaction (so together with the position: exactly once).
- * The batch is the events visible in round and not in folded, with (xid,
- * id) after (lo_xid, lo_id) (from the position's xmin when lo_xid is NULL)
- * and up to (hi_xid, hi_id).  Set-based, one statement for the base
- * metrics and one per derived kind; bad payloads and duplicates are
- * counted, never raised.  With only_metric, folds into that definition
- * alone, enabled or not (backfill_metric()).  Returns the number of series
- * points written.
+ * Folds the events of a range of a round into the metric definitions, in
+ * the caller's transaction: the events visible in round and not in folded,
+ * with (xid, id) after (lo_xid, lo_id) (from the position's xmin when
+ * lo_xid is NULL) and up to (hi_xid, hi_id).  The aggregation pass does
+ * the same fold in C during its own scan of each batch (src/metrics.c);
+ * this entry point reads the range itself, for backfill_metric().  Bad
+ * payloads and duplicates are counted, never raised.  With only_metric,
+ * folds into that definition alone, enabled or not.  Returns the number of
+ * series values written.
  */
 CREATE FUNCTION metric_anomaly.fold_definitions(folded pg_snapshot, round pg_snapshot,
                                                 lo_xid xid8, lo_id bigint,
                                                 hi_xid xid8, hi_id bigint,
                                                 only_metric text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE c VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    counted bigint;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM metric_anomaly.metric_definitions d
-                    WHERE (d.enabled OR d.metric_name = only_metric)
-                      AND d.event_types IS NOT NULL) THEN
-        RETURN 0;
-    END IF;
-
-    -- Keys are forgotten in event time: once the metric has counted an
-    -- event dated dedup_horizon after them.
-    DELETE FROM metric_anomaly.metric_seen_keys k
-     USING (SELECT d.metric_name, d.dedup_horizon,
-                   (SELECT pg_catalog.max(s.event_timestamp) FROM metric_anomaly.metric_seen_keys s
-                     WHERE s.metric_name = d.metric_name) AS newest
-              FROM metric_anomaly.metric_definitions d
-             WHERE d.business_key IS NOT NULL) x
-     WHERE k.metric_name = x.metric_name
-       AND k.event_timestamp < x.newest - x.dedup_horizon;
-
-    WITH ev AS (
-        SELECT e.id, e.event_type, e.event_timestamp, e.payload
-          FROM metric_anomaly.business_events e
-         WHERE e.xid >= coalesce(lo_xid, pg_catalog.pg_snapshot_xmin(folded))
-           AND e.xid <= hi_xid
-           AND (lo_xid IS NULL OR (e.xid, e.id) > (lo_xid, lo_id))
-           AND (e.xid, e.id) <= (hi_xid, hi_id)
-           AND pg_catalog.pg_visible_in_snapshot(e.xid, round)
-           AND NOT pg_catalog.pg_visible_in_snapshot(e.xid, folded)
-           -- the events the pass quarantines (aggregate.c) are not read
-           AND e.event_timestamp >= '4713-01-01 00:00:00+00 BC'
-           AND e.event_timestamp < '294276-11-01 00:00:00+00'),
-    m AS (
-        SELECT d.metric_name, d.aggregate, d.threshold, e.id, e.event_timestamp AS ts,
-               pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', e.event_timestamp)
-                                                        / pg_catalog.date_part('epoch', d.resolution))
-                                       * pg_catalog.date_part('epoch', d.resolution)) AS bucket,
-               e.payload #> d.value_path AS raw,
-               metric_anomaly.payload_dimensions(e.payload, d.dimensions) AS dims,
-               e.payload #>> d.business_key AS bkey
-          FROM ev e
-          JOIN metric_anomaly.metric_definitions d
-            ON CASE WHEN only_metric IS NULL THEN d.enabled ELSE d.metric_name = only_metric END
-           AND e.event_type = ANY (d.event_types)
-           AND (d.filter IS NULL OR e.payload @> d.filter)),
-    v AS (
-        SELECT m.*,
-               CASE WHEN m.aggregate = 'count' THEN NULL
-                    WHEN m.raw IS NULL OR pg_catalog.jsonb_typeof(m.raw) = 'null' THEN 'missing'
-                    WHEN pg_catalog.jsonb_typeof(m.raw) NOT IN ('number', 'string') THEN 'wrong_type'
-                    WHEN pg_catalog.jsonb_typeof(m.raw) = 'string'
-                         AND (m.raw #>> '{}') !~ '^\s*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$'
-                         THEN 'non_numeric'
-                    WHEN pg_catalog.abs((m.raw #>> '{}')::numeric) > 1e300
-                         OR (pg_catalog.abs((m.raw #>> '{}')::numeric) < 1e-300
-                             AND (m.raw #>> '{}')::numeric <> 0) THEN 'non_numeric'
-               END AS bad
-          FROM m),
-    skipped AS (
-        INSERT INTO metric_anomaly.metric_skipped_events AS s
-               (metric_name, reason, events, last_event_id, last_seen_at)
-        SELECT v.metric_name, v.bad, pg_catalog.count(*), pg_catalog.max(v.id), pg_catalog.now()
-          FROM v WHERE v.bad IS NOT NULL
-         GROUP BY v.metric_name, v.bad
-            ON CONFLICT (metric_name, reason) DO UPDATE
-           SET events = s.events + excluded.events,
-               last_event_id = excluded.last_event_id, last_seen_at = excluded.last_seen_at),
-    good AS (
-        SELECT v.metric_name, v.aggregate, v.threshold, v.id, v.ts, v.bucket, v.dims, v.bkey,
-               CASE WHEN v.aggregate = 'count' THEN NULL
-                    ELSE (v.raw #>> '{}')::numeric::double precision END AS val
-          FROM v WHERE v.bad IS NULL),
-    keyed AS (
-        INSERT INTO metric_anomaly.metric_seen_keys (metric_name, business_key, event_id, event_timestamp)
-        SELECT g.metric_name, g.bkey, g.id, g.ts FROM good g WHERE g.bkey IS NOT NULL
-            ON CONFLICT (metric_name, business_key) DO NOTHING
-        RETURNING metric_name, event_id),
-    fresh AS (
-        SELECT g.* FROM good g
-         WHERE g.bkey IS NULL OR (g.metric_name, g.id) IN (SELECT k.metric_name, k.event_id FROM keyed k)),
-    dups AS (
-        INSERT INTO metric_anomaly.metric_skipped_events AS s
-               (metric_name, reason, events, last_event_id, last_seen_at)
-        SELECT g.metric_name, 'duplicate', pg_catalog.count(*), pg_catalog.max(g.id), pg_catalog.now()
-          FROM good g
-         WHERE g.bkey IS NOT NULL
-           AND (g.metric_name, g.id) NOT IN (SELECT k.metric_name, k.event_id FROM keyed k)
-         GROUP BY g.metric_name
-            ON CONFLICT (metric_name, reason) DO UPDATE
-           SET events = s.events + excluded.events,
-               last_event_id = excluded.last_event_id, last_seen_at = excluded.last_seen_at),
-    dimset AS (
-        SELECT DISTINCT f.metric_name, f.dims FROM fresh f),
-    known AS (
-        SELECT ds.metric_name, ds.dims, s.series_name
-          FROM dimset ds
-          JOIN metric_anomaly.metric_series s
-            ON s.metric_name = ds.metric_name AND s.dimensions = ds.dims),
-    newd AS (
-        -- A series name is at most 200 characters, as alerting keys
-        -- series (alert.c): a longer one keeps its first 182 and a hash.
-        SELECT ds.metric_name, ds.dims, d.max_series,
-               CASE WHEN pg_catalog.length(f.name) <= 200 THEN f.name
-                    ELSE pg_catalog.left(f.name, 182) || '#' || pg_catalog.left(pg_catalog.md5(ds.dims::text), 16) || '}'
-               END AS series_name,
-               pg_catalog.row_number() OVER (PARTITION BY ds.metric_name ORDER BY ds.dims)
-               + (SELECT pg_catalog.count(*) FROM metric_anomaly.metric_series s
-                   WHERE s.metric_name = ds.metric_name AND s.dimensions <> '{"_other": true}') AS rank
-          FROM dimset ds
-          JOIN metric_anomaly.metric_definitions d ON d.metric_name = ds.metric_name
-          CROSS JOIN LATERAL (
-                SELECT ds.metric_name || CASE WHEN ds.dims = '{}' THEN ''
-                       ELSE '{' || (SELECT pg_catalog.string_agg(u.k || '=' || coalesce(ds.dims ->> u.k, ''), ',' ORDER BY u.o)
-                                      FROM pg_catalog.unnest(d.dimensions) WITH ORDINALITY AS u(k, o)) || '}' END AS name) f
-         WHERE NOT EXISTS (SELECT 1 FROM known kn WHERE kn.metric_name = ds.metric_name AND kn.dims = ds.dims)),
-    admitted AS (
-        INSERT INTO metric_anomaly.metric_series (metric_name, dimensions, series_name)
-        SELECT n.metric_name, n.dims, n.series_name FROM newd n WHERE n.rank <= n.max_series
-        UNION ALL
-        SELECT DISTINCT n.metric_name, '{"_other": true}'::jsonb, n.metric_name || '{other}'
-          FROM newd n WHERE n.rank > n.max_series
-            ON CONFLICT DO NOTHING),
-    resolved AS (
-        SELECT kn.metric_name, kn.dims, kn.dims AS sdims, kn.series_name FROM known kn
-        UNION ALL
-        SELECT n.metric_name, n.dims,
-               CASE WHEN n.rank <= n.max_series THEN n.dims ELSE '{"_other": true}' END,
-               CASE WHEN n.rank <= n.max_series THEN n.series_name ELSE n.metric_name || '{other}' END
-          FROM newd n),
-    agg AS (
-        SELECT f.metric_name, r.sdims, r.series_name, f.bucket,
-               pg_catalog.count(*) AS n, pg_catalog.sum(f.val) AS sum,
-               pg_catalog.min(f.val) AS min, pg_catalog.max(f.val) AS max,
-               pg_catalog.count(*) FILTER (WHERE f.val <= f.threshold) AS within,
-               metric_anomaly.sketch(f.val) FILTER (WHERE f.aggregate = 'quantile') AS sketch
-          FROM fresh f
-          JOIN resolved r ON r.metric_name = f.metric_name AND r.dims = f.dims
-         GROUP BY f.metric_name, r.sdims, r.series_name, f.bucket),
-    pts AS (
-        INSERT INTO metric_anomaly.metric_points AS p
-               (metric_name, dimensions, bucket, series_name, count, sum, min, max, within, sketch)
-        SELECT a.metric_name, a.sdims, a.bucket, a.series_name, a.n, a.sum, a.min, a.max, a.within, a.sketch
-          FROM agg a
-            ON CONFLICT (metric_name, dimensions, bucket) DO UPDATE
-           SET count = p.count + excluded.count,
-               sum = p.sum + excluded.sum,
-               min = LEAST(p.min, excluded.min),
-               max = GREATEST(p.max, excluded.max),
-               within = p.within + excluded.within,
-               sketch = metric_anomaly.sketch_merge(p.sketch, excluded.sketch),
-               folded_xid = pg_catalog.pg_current_xact_id()
-        RETURNING p.*),
-    filled AS (
-        INSERT INTO metric_anomaly.series (metric_name, filled_until)
-        SELECT pts.series_name,
-               LEAST(pg_catalog.min(pts.bucket), pg_catalog.date_trunc('minute', pg_catalog.now())) - interval '1 minute'
-          FROM pts JOIN metric_anomaly.metric_definitions d ON d.metric_name = pts.metric_name
-         WHERE d.aggregate IN ('count', 'sum') AND d.resolution = interval '1 minute'
-         GROUP BY pts.series_name
-            ON CONFLICT (metric_name) DO NOTHING)
-    INSERT INTO metric_anomaly.aggregated_metrics AS a
-           (metric_name, metric_timestamp, metric_value, sample_count)
-    SELECT pts.series_name, pts.bucket,
-           CASE d.aggregate
-                WHEN 'count' THEN pts.count::double precision
-                WHEN 'sum' THEN pts.sum
-                WHEN 'avg' THEN pts.sum / pts.count
-                WHEN 'min' THEN pts.min
-                WHEN 'max' THEN pts.max
-                WHEN 'rate' THEN pts.within::double precision / pts.count
-                WHEN 'quantile' THEN metric_anomaly.sketch_quantile(pts.sketch, d.quantile)
-           END,
-           pts.count
-      FROM pts JOIN metric_anomaly.metric_definitions d ON d.metric_name = pts.metric_name
-        ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
-       SET metric_value = excluded.metric_value,
-           sample_count = excluded.sample_count,
-           needs_eval = true;
-    GET DIAGNOSTICS counted = ROW_COUNT;
-
-    PERFORM metric_anomaly.fold_derived();
-    RETURN counted;
-END
-$fn$;
+AS 'MODULE_PATHNAME', 'metric_anomaly_fold_definitions';
 
 COMMENT ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text) IS
-    'Internal to the aggregation pass: folds one batch of events into the metric definitions in the batch''s transaction; returns the number of series points written.';
+    'Internal to backfill_metric(): folds a range of events into the metric definitions (or one of them) in the caller''s transaction, as the aggregation pass folds each batch; returns the number of series values written.';
 
 /*
  * Recomputes the derived metrics over the points this transaction merged

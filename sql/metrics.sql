@@ -283,4 +283,41 @@ SELECT count(*) AS rows, count(b.metric_name) AS before,
  WHERE a.metric_name LIKE 'push\_ok\_rate%';
 SELECT metric_anomaly.backfill_metric('nope');
 
+-- Zero-fill follows the active series only: a definition series that a
+-- pass finds without a point in the fill_horizon before it rests
+-- (filled_until infinity: no zero rows, no detection) and wakes up with
+-- its next event, filled on from its minute.
+SET metric_anomaly.fill_horizon = '10min';
+INSERT INTO metric_anomaly.metric_definitions (metric_name, event_types, dimensions)
+VALUES ('rest_count', '{rest}', '{node}');
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+VALUES ('rest', '2026-01-02 00:00:30+00', '{"node": "a"}'),
+       ('rest', '2026-01-02 00:00:40+00', '{"node": "b"}');
+SELECT metric_anomaly.process_pending('2026-01-02 00:05:00+00') AS folded;
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+VALUES ('rest', '2026-01-02 00:20:10+00', '{"node": "b"}');
+SELECT metric_anomaly.process_pending('2026-01-02 00:30:00+00') AS folded;
+SELECT s.metric_name, s.filled_until,
+       (SELECT count(*) FROM metric_anomaly.aggregated_metrics m
+         WHERE m.metric_name = s.metric_name AND m.sample_count = 0) AS zero_minutes,
+       (SELECT max(m.metric_timestamp) FROM metric_anomaly.aggregated_metrics m
+         WHERE m.metric_name = s.metric_name) AS last_row
+  FROM metric_anomaly.series s WHERE s.metric_name LIKE 'rest_count%' ORDER BY 1;
+-- Series of the earlier definitions, silent since 2026-01-01, rest too.
+SELECT count(*) FILTER (WHERE s.filled_until = 'infinity') AS resting, count(*) AS all_series
+  FROM metric_anomaly.series s JOIN metric_anomaly.metric_series ms ON ms.series_name = s.metric_name;
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+VALUES ('rest', '2026-01-02 00:40:20+00', '{"node": "a"}');
+SELECT metric_anomaly.process_pending('2026-01-02 00:45:00+00') AS folded;
+SELECT s.metric_name, s.filled_until,
+       (SELECT count(*) FROM metric_anomaly.aggregated_metrics m
+         WHERE m.metric_name = s.metric_name AND m.sample_count = 0) AS zero_minutes,
+       (SELECT max(m.metric_timestamp) FROM metric_anomaly.aggregated_metrics m
+         WHERE m.metric_name = s.metric_name) AS last_row
+  FROM metric_anomaly.series s WHERE s.metric_name LIKE 'rest_count%' ORDER BY 1;
+SELECT metric_name, metric_timestamp, sample_count FROM metric_anomaly.aggregated_metrics
+ WHERE metric_name = 'rest_count{node=a}' AND metric_timestamp >= '2026-01-02 00:09:00+00'
+ ORDER BY 2 LIMIT 4;
+RESET metric_anomaly.fill_horizon;
+
 DROP EXTENSION metric_anomaly;

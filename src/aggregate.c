@@ -83,7 +83,7 @@ static MaStatement snapshot_stmt = {
  * (xid, id) index.
  */
 static MaStatement first_batch_stmt = {
-	"SELECT e.event_type, e.event_timestamp, e.id, e.xid"
+	"SELECT e.event_type, e.event_timestamp, e.id, e.xid, e.payload"
 	"  FROM metric_anomaly.business_events e"
 	" WHERE e.xid >= pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)"
 	"   AND e.xid < pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot)"
@@ -95,7 +95,7 @@ static MaStatement first_batch_stmt = {
 
 /* The same, after the event (xid $4, id $5) that the last batch ended at. */
 static MaStatement next_batch_stmt = {
-	"SELECT e.event_type, e.event_timestamp, e.id, e.xid"
+	"SELECT e.event_type, e.event_timestamp, e.id, e.xid, e.payload"
 	"  FROM metric_anomaly.business_events e"
 	" WHERE (e.xid, e.id) > ($4::pg_catalog.xid8, $5)"
 	"   AND e.xid < pg_catalog.pg_snapshot_xmax($2::pg_catalog.pg_snapshot)"
@@ -215,10 +215,14 @@ static MaStatement purge_stmt = {
 	2, {TIMESTAMPTZOID, INT4OID}
 };
 
-/* What one batch collects: the fold, and the events it cannot count. */
+/*
+ * What one batch collects: the fold, the metric definitions' fold (NULL
+ * without definitions), and the events it cannot count.
+ */
 typedef struct BatchFold
 {
 	MaFold	   *fold;
+	MaMetricFold *metrics;
 	int64	   *quarantined;	/* ids, in the batch's memory context */
 	int			nquarantined;
 	int			capacity;
@@ -228,7 +232,8 @@ typedef struct BatchFold
 } BatchFold;
 
 static inline void
-fold_event(BatchFold *batch, Datum name, Datum ts, Datum id, Datum xid)
+fold_event(BatchFold *batch, Datum name, Datum ts, Datum id, Datum xid,
+		   Datum payload, bool payload_null)
 {
 	text	   *t;
 
@@ -247,6 +252,8 @@ fold_event(BatchFold *batch, Datum name, Datum ts, Datum id, Datum xid)
 		return;
 	}
 
+	if (batch->metrics != NULL)
+		ma_metrics_event(batch->metrics, name, ts, id, payload, payload_null);
 	t = DatumGetTextPP(name);
 	ma_fold_add(batch->fold, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
 				DatumGetTimestampTz(ts));
@@ -271,8 +278,10 @@ fold_receive(TupleTableSlot *slot, DestReceiver *self)
 	Datum		ts = slot_getattr(slot, 2, &isnull);
 	Datum		id = slot_getattr(slot, 3, &isnull);
 	Datum		xid = slot_getattr(slot, 4, &isnull);
+	bool		payload_null;
+	Datum		payload = slot_getattr(slot, 5, &payload_null);
 
-	fold_event(r->batch, name, ts, id, xid);
+	fold_event(r->batch, name, ts, id, xid, payload, payload_null);
 	return true;
 }
 
@@ -320,12 +329,16 @@ read_and_fold(MaStatement *stmt, Datum *args, BatchFold *batch)
 		for (uint64 i = 0; i < n; i++)
 		{
 			bool		isnull;
+			bool		payload_null;
+			Datum		payload = SPI_getbinval(tt->vals[i], tt->tupdesc, 5,
+												&payload_null);
 
 			fold_event(batch,
 					   SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull),
 					   SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull),
 					   SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull),
-					   SPI_getbinval(tt->vals[i], tt->tupdesc, 4, &isnull));
+					   SPI_getbinval(tt->vals[i], tt->tupdesc, 4, &isnull),
+					   payload, payload_null);
 		}
 		SPI_freetuptable(tt);
 	}
@@ -426,6 +439,7 @@ ma_aggregate_batch(int batch_size, TimestampTz first_open, bool *round_done)
 	batch.nquarantined = 0;
 	batch.quarantined = MemoryContextAlloc(cxt, sizeof(int64) * batch.capacity);
 	batch.nread = 0;
+	batch.metrics = ma_metrics_begin(cxt, NULL);
 
 	values[0] = CStringGetTextDatum(folded);
 	values[1] = CStringGetTextDatum(round);
@@ -439,11 +453,10 @@ ma_aggregate_batch(int batch_size, TimestampTz first_open, bool *round_done)
 		read_and_fold(&next_batch_stmt, values, &batch);
 	}
 	counted = (int64) (batch.nread - batch.nquarantined);
-	if (batch.nread > 0)
-		ma_metrics_fold_batch(folded, round, round_xid, round_id,
-							  batch.last_xid, batch.last_id);
 
 	old = MemoryContextSwitchTo(cxt);
+	if (batch.metrics != NULL && batch.nread > 0)
+		ma_metrics_finish(batch.metrics);
 	quarantine(&batch);
 	ngroups = ma_fold_count(batch.fold);
 	if (ngroups > 0)
@@ -499,7 +512,8 @@ ma_aggregate_batch(int batch_size, TimestampTz first_open, bool *round_done)
 /*
  * Makes every minute of every known series up to last_closed exist as a
  * row (a minute without events is a 0), within the fill horizon and the
- * per-pass budget.  Returns the number of rows added.
+ * per-pass budget; definition series without events for the horizon rest
+ * instead (metric_fill.c).  Returns the number of rows added.
  */
 int64
 ma_zero_fill(TimestampTz last_closed)
@@ -509,6 +523,7 @@ ma_zero_fill(TimestampTz last_closed)
 	args[0] = TimestampTzGetDatum(last_closed);
 	args[1] = TimestampTzGetDatum(fill_floor(last_closed + USECS_PER_MINUTE));
 	args[2] = Int64GetDatum(ma_fill_budget);
+	ma_metrics_rest(last_closed, DatumGetTimestampTz(args[1]));
 	return (int64) ma_execute(&fill_stmt, args, NULL, SPI_OK_INSERT, 0);
 }
 

@@ -7,8 +7,12 @@
 
 #include "postgres.h"
 
-extern int64 ma_metrics_fold_batch(const char *folded, const char *round,
-								   const char *lo_xid, int64 lo_id,
-								   uint64 hi_xid, int64 hi_id);
+#include "metric_fold.h"
+
+extern MaMetricFold *ma_metrics_begin(MemoryContext cxt, const char *only_metric);
+extern void ma_metrics_event(MaMetricFold *fold, Datum type, Datum ts, Datum id,
+							 Datum payload, bool payload_null);
+extern int64 ma_metrics_finish(MaMetricFold *fold);
+extern int64 ma_metrics_rest(TimestampTz last_closed, TimestampTz floor);
 
 #endif							/* MA_METRICS_H */

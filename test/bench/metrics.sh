@@ -4,11 +4,16 @@
 #   [ROUNDS=2] test/bench/metrics.sh [N]        (default 1,000,000)
 #
 # 1. Folding: N api events of a day (10 nodes x 20 endpoints, a latency
-#    spread over three decades) folded by process_pending() with three
-#    definitions (p95 by node and endpoint, the sum of latency, a count by
-#    node), against one SQL statement computing the same per-minute figures
-#    with GROUP BY and percentile_cont.  Fresh identical databases per
-#    round, alternating which side goes first; best of ROUNDS.
+#    spread over three decades) with three definitions (p95 by node and
+#    endpoint, the sum of latency, a count by node), against one SQL
+#    statement computing the same per-minute figures with GROUP BY and
+#    percentile_cont.  Ours twice: the definitions' fold alone
+#    (fold_definitions() over all the events: the C fold of src/metrics.c,
+#    storing points, series and values, as backfill_metric() runs it), and
+#    a whole process_pending() pass (the same fold in 50,000-event batches,
+#    plus the per-minute counts, zero-fill and the detection of every new
+#    value).  Fresh identical databases per round, alternating which side
+#    goes first; best of ROUNDS.
 # 2. Quantiles over the 1440 minutes of the day, all series merged per
 #    minute: metric_anomaly's stored sketches (sketch_union + sketch_quantile,
 #    never the events) against exact percentile_disc / percentile_cont over
@@ -80,6 +85,17 @@ run_baseline() {
 	echo $(( $(ms) - t0 ))
 }
 
+FOLD_ALL="SELECT metric_anomaly.fold_definitions('1:1:'::pg_snapshot, pg_catalog.pg_current_snapshot(), NULL, NULL,
+                                          pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()), 9223372036854775807)"
+
+run_fold() {
+	local t0
+	q -d postgres -c CHECKPOINT
+	t0=$(ms)
+	q -d bench_fold -At -c "$FOLD_ALL" >/dev/null
+	echo $(( $(ms) - t0 ))
+}
+
 run_ours() {
 	local t0
 	q -d postgres -c CHECKPOINT
@@ -89,30 +105,35 @@ run_ours() {
 }
 
 ROUNDS="${ROUNDS:-2}"
-base_ms="" ours_ms=""
+base_ms="" ours_ms="" fold_ms=""
 for round in $(seq 1 "$ROUNDS"); do
-	q -d postgres -c "DROP DATABASE IF EXISTS bench_ext" -c "DROP DATABASE IF EXISTS bench_sql" 2>/dev/null
-	echo "round $round: loading $N events into two identical databases ..."
+	q -d postgres -c "DROP DATABASE IF EXISTS bench_ext" -c "DROP DATABASE IF EXISTS bench_sql" \
+		-c "DROP DATABASE IF EXISTS bench_fold" 2>/dev/null
+	echo "round $round: loading $N events into three identical databases ..."
 	load bench_ext
 	load bench_sql
 	define bench_ext
+	q -d postgres -c "CREATE DATABASE bench_fold TEMPLATE bench_ext"
 	if [ $((round % 2)) -eq 1 ]; then
-		b=$(run_baseline); o=$(run_ours)
+		b=$(run_baseline); f=$(run_fold); o=$(run_ours)
 	else
-		o=$(run_ours); b=$(run_baseline)
+		o=$(run_ours); f=$(run_fold); b=$(run_baseline)
 	fi
-	echo "round $round: GROUP BY + percentile_cont $b ms, process_pending with 3 definitions $o ms"
+	echo "round $round: GROUP BY + percentile_cont $b ms, fold_definitions (the fold alone) $f ms, process_pending with 3 definitions $o ms"
 	if [ -z "$base_ms" ] || [ "$b" -lt "$base_ms" ]; then base_ms=$b; fi
+	if [ -z "$fold_ms" ] || [ "$f" -lt "$fold_ms" ]; then fold_ms=$f; fi
 	if [ -z "$ours_ms" ] || [ "$o" -lt "$ours_ms" ]; then ours_ms=$o; fi
 done
 
 # Both sides agree on the counts and sums; the p95s within 1% of percentile_disc.
 check_ext=$(q -d bench_ext -At -c "SELECT sum(count) FILTER (WHERE metric_name = 'api_calls'), round(sum(sum) FILTER (WHERE metric_name = 'api_latency_sum')::numeric, 0), count(*) FILTER (WHERE metric_name = 'api_p95') FROM metric_anomaly.metric_points")
 check_sql=$(q -d bench_sql -At -c "SELECT sum(value) FILTER (WHERE metric = 'api_calls'), round(sum(value) FILTER (WHERE metric = 'api_latency_sum')::numeric, 0), count(*) FILTER (WHERE metric = 'api_p95') FROM figures")
-echo "check (calls|latency sum|p95 points): extension $check_ext, SQL $check_sql"
-[ "$check_ext" = "$check_sql" ] || { echo "the two sides disagree" >&2; exit 1; }
-echo "folding $N events, 3 definitions: GROUP BY + percentile_cont ${base_ms} ms, process_pending ${ours_ms} ms (best of $ROUNDS)"
-echo "TABLE|metrics: fold $N events, 3 definitions|SQL GROUP BY+percentile_cont ${base_ms} ms|process_pending ${ours_ms} ms|"
+check_fold=$(q -d bench_fold -At -c "SELECT sum(count) FILTER (WHERE metric_name = 'api_calls'), round(sum(sum) FILTER (WHERE metric_name = 'api_latency_sum')::numeric, 0), count(*) FILTER (WHERE metric_name = 'api_p95') FROM metric_anomaly.metric_points")
+echo "check (calls|latency sum|p95 points): process_pending $check_ext, fold_definitions $check_fold, SQL $check_sql"
+[ "$check_ext" = "$check_sql" ] && [ "$check_fold" = "$check_sql" ] || { echo "the sides disagree" >&2; exit 1; }
+q -d postgres -c "DROP DATABASE bench_fold"
+echo "folding $N events, 3 definitions: GROUP BY + percentile_cont ${base_ms} ms, fold_definitions ${fold_ms} ms, process_pending ${ours_ms} ms (best of $ROUNDS)"
+echo "TABLE|metrics: fold $N events, 3 definitions|SQL GROUP BY+percentile_cont ${base_ms} ms|fold ${fold_ms} ms, process_pending ${ours_ms} ms|"
 
 # 2. Quantile accuracy and speed over the day, all series merged per minute.
 q -d bench_ext -c "CREATE EXTENSION tdigest" >/dev/null
