@@ -54,7 +54,8 @@ static MaStatement pending_stmt = {
 	" s AS ("
 	"    SELECT d.metric_name, d.dirty,"
 	"           d.dirty[1] AS lo, d.dirty[array_upper(d.dirty, 1)] AS hi,"
-	"           coalesce(c.window_size, $2) AS win,"
+	"           coalesce(c.window_size, CASE WHEN coalesce(c.method, 'robust') = 'robust'"
+	"                                        THEN $7 ELSE $2 END) AS win,"
 	"           coalesce(c.enabled, true) AS enabled,"
 	"           coalesce(pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.-) 'metric_name'"
 	"                    OPERATOR(pg_catalog.-) 'enabled'"
@@ -98,7 +99,7 @@ static MaStatement pending_stmt = {
 	"                              generate_series(-$6, $6) AS j))"
 	"                 ORDER BY a.metric_timestamp) o) z"
 	" ORDER BY p.metric_name",
-	6, {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID}
+	7, {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID}
 };
 
 static MaStatement verdict_stmt = {
@@ -240,7 +241,7 @@ series_evaluate(Series *s, Verdicts *v)
 			verdicts_add(v, s, i, NULL);
 			continue;
 		}
-		first = Max(0, i - s->settings.window);
+		first = Max(0, i - ma_detect_window(&s->settings));
 		ma_detect_point(&s->settings, &s->values[first], i - first,
 						s->sts, s->svals, s->sn, s->ts[i], s->values[i], &r);
 		verdicts_add(v, s, i, &r);
@@ -342,7 +343,7 @@ ma_evaluate_pending(TimestampTz last_closed)
 	MemoryContext cxt;
 	MemoryContext series_cxt;
 	MemoryContext old;
-	Datum		args[6];
+	Datum		args[7];
 	Portal		portal;
 	Verdicts	v = {0};
 	int64		evaluated = 0;
@@ -360,6 +361,7 @@ ma_evaluate_pending(TimestampTz last_closed)
 	args[3] = Int32GetDatum(MA_SEASON_STEP_S);
 	args[4] = Int32GetDatum(MA_SEASONS_BACK);
 	args[5] = Int32GetDatum(MA_SEASON_HALF);
+	args[6] = Int32GetDatum(MA_ROBUST_WINDOW);
 	portal = ma_open_cursor(&pending_stmt, args, NULL);
 
 	for (;;)
