@@ -169,75 +169,75 @@ ma_channel_accept_any(const MaChannel *ch, const MaAlertMessage *msg, int step, 
 /* U+2060 WORD JOINER: invisible, but no parser sees a word boundary there. */
 #define WORD_JOINER "\xE2\x81\xA0"
 
+/* A byte of markup and the text that stands for it in one format. */
+typedef struct MaEscape
+{
+	char		c;
+	const char *with;
+} MaEscape;
+
+/* e-mail HTML: entities */
+static const MaEscape html_escapes[] = {
+	{'&', "&amp;"}, {'<', "&lt;"}, {'>', "&gt;"}, {'"', "&quot;"}, {'\'', "&#39;"}, {0, NULL}
+};
+
+/* Slack mrkdwn: the three entities Slack documents */
+static const MaEscape slack_escapes[] = {
+	{'&', "&amp;"}, {'<', "&lt;"}, {'>', "&gt;"}, {0, NULL}
+};
+
 /*
- * Appends the replacement of *p for fmt and returns true, or returns false
- * when *p stays as it is.  See ma_channel_escape().
+ * WeCom and DingTalk markdown: full-width look-alikes (U+FF1C, U+FF1E,
+ * U+FF3B, U+FF3D, U+FF06), since their renderers decode entities.
+ */
+static const MaEscape markdown_escapes[] = {
+	{'<', "\xEF\xBC\x9C"}, {'>', "\xEF\xBC\x9E"}, {'[', "\xEF\xBC\xBB"},
+	{']', "\xEF\xBC\xBD"}, {'&', "\xEF\xBC\x86"}, {0, NULL}
+};
+
+/* Feishu text: the same look-alikes; & is not markup there */
+static const MaEscape feishu_escapes[] = {
+	{'<', "\xEF\xBC\x9C"}, {'>', "\xEF\xBC\x9E"}, {'[', "\xEF\xBC\xBB"},
+	{']', "\xEF\xBC\xBD"}, {0, NULL}
+};
+
+/* e-mail text: no markup, only the rules common to every format */
+static const MaEscape plain_escapes[] = {{0, NULL}};
+
+static const MaEscape *
+format_escapes(MaTextFormat fmt)
+{
+	switch (fmt)
+	{
+		case MA_TEXT_HTML:
+			return html_escapes;
+		case MA_TEXT_SLACK:
+			return slack_escapes;
+		case MA_TEXT_MARKDOWN:
+			return markdown_escapes;
+		case MA_TEXT_FEISHU:
+			return feishu_escapes;
+		case MA_TEXT_PLAIN:
+		case MA_TEXT_JSON:
+			break;
+	}
+	return plain_escapes;
+}
+
+/*
+ * Appends the replacement of *p and returns true, or returns false when *p
+ * stays as it is: first the format's markup, then the rules common to every
+ * format.  See ma_channel_escape().
  */
 static bool
-escape_char(StringInfo buf, const char *p, MaTextFormat fmt)
+escape_char(StringInfo buf, const char *p, const MaEscape *escapes)
 {
-	if (fmt == MA_TEXT_HTML)
+	for (const MaEscape *e = escapes; e->c; e++)
 	{
-		switch (*p)
+		if (*p == e->c)
 		{
-			case '&':
-				appendStringInfoString(buf, "&amp;");
-				return true;
-			case '<':
-				appendStringInfoString(buf, "&lt;");
-				return true;
-			case '>':
-				appendStringInfoString(buf, "&gt;");
-				return true;
-			case '"':
-				appendStringInfoString(buf, "&quot;");
-				return true;
-			case '\'':
-				appendStringInfoString(buf, "&#39;");
-				return true;
-		}
-	}
-	else if (fmt == MA_TEXT_PLAIN)
-	{
-		/* no markup: only the rules common to every format below */
-	}
-	else if (fmt == MA_TEXT_SLACK)
-	{
-		switch (*p)
-		{
-			case '&':
-				appendStringInfoString(buf, "&amp;");
-				return true;
-			case '<':
-				appendStringInfoString(buf, "&lt;");
-				return true;
-			case '>':
-				appendStringInfoString(buf, "&gt;");
-				return true;
-		}
-	}
-	else
-	{
-		/* full-width look-alikes: the markdown renderers decode entities */
-		switch (*p)
-		{
-			case '<':
-				appendStringInfoString(buf, "\xEF\xBC\x9C");	/* U+FF1C */
-				return true;
-			case '>':
-				appendStringInfoString(buf, "\xEF\xBC\x9E");	/* U+FF1E */
-				return true;
-			case '[':
-				appendStringInfoString(buf, "\xEF\xBC\xBB");	/* U+FF3B */
-				return true;
-			case ']':
-				appendStringInfoString(buf, "\xEF\xBC\xBD");	/* U+FF3D */
-				return true;
-			case '&':
-				if (fmt != MA_TEXT_MARKDOWN)
-					return false;
-				appendStringInfoString(buf, "\xEF\xBC\x86");	/* U+FF06 */
-				return true;
+			appendStringInfoString(buf, e->with);
+			return true;
 		}
 	}
 	switch (*p)
@@ -286,14 +286,16 @@ escape_char(StringInfo buf, const char *p, MaTextFormat fmt)
 char *
 ma_channel_escape(const char *s, MaTextFormat fmt)
 {
+	const MaEscape *escapes;
 	StringInfoData buf;
 
 	if (fmt == MA_TEXT_JSON)
 		return pstrdup(s);
+	escapes = format_escapes(fmt);
 	initStringInfo(&buf);
 	for (const char *p = s; *p; p++)
 	{
-		if (!escape_char(&buf, p, fmt))
+		if (!escape_char(&buf, p, escapes))
 			appendStringInfoChar(&buf, *p);
 	}
 	return buf.data;

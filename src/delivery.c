@@ -923,11 +923,7 @@ delivery_turn(Worker *w, MemoryContext loop_ctx)
 	{
 		MemoryContextSwitchTo(loop_ctx);
 		/* stepping aside leaves rows in flight: sent again, same key */
-		if (ma_worker_stepping_aside())
-		{
-			FlushErrorState();
-			ma_worker_step_aside_exit();
-		}
+		ma_worker_leave_if_stepping_aside();
 		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
@@ -965,14 +961,7 @@ ma_delivery_main(Datum main_arg)
 
 	for (;;)
 	{
-		if (ma_worker_stepping_aside())
-			ma_worker_step_aside_exit();
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		(void) ma_worker_loop_top();
 		MemoryContextReset(loop_ctx);
 		delivery_turn(&w, loop_ctx);
 	}

@@ -387,11 +387,35 @@ handle_step_aside(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-/* True once the worker has been asked to step aside. */
+/*
+ * The top of every worker's loop: leaves if a database command asked it to
+ * step aside, serves interrupts, and rereads the configuration after a
+ * SIGHUP.  Returns true when it reread it.
+ */
 bool
-ma_worker_stepping_aside(void)
+ma_worker_loop_top(void)
 {
-	return step_aside_pending;
+	if (step_aside_pending)
+		ma_worker_step_aside_exit();
+	CHECK_FOR_INTERRUPTS();
+	if (!ConfigReloadPending)
+		return false;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	return true;
+}
+
+/*
+ * For a worker's error handling: the error a step-aside raised (its
+ * cancel) ends the worker quietly instead of being reported.
+ */
+void
+ma_worker_leave_if_stepping_aside(void)
+{
+	if (!step_aside_pending)
+		return;
+	FlushErrorState();
+	ma_worker_step_aside_exit();
 }
 
 /*
@@ -547,11 +571,7 @@ run_pass_safely(MemoryContext loop_cxt)
 		ErrorData  *edata;
 
 		MemoryContextSwitchTo(loop_cxt);
-		if (ma_worker_stepping_aside())
-		{
-			FlushErrorState();
-			ma_worker_step_aside_exit();
-		}
+		ma_worker_leave_if_stepping_aside();
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
@@ -592,18 +612,10 @@ ma_worker_main(Datum main_arg)
 	{
 		TimestampTz now;
 
-		if (ma_worker_stepping_aside())
-			ma_worker_step_aside_exit();
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
+		if (ma_worker_loop_top() && ma_interval_s != interval_s)
 		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			if (ma_interval_s != interval_s)
-			{
-				interval_s = ma_interval_s;
-				next = next_boundary(GetCurrentTimestamp(), interval_s);
-			}
+			interval_s = ma_interval_s;
+			next = next_boundary(GetCurrentTimestamp(), interval_s);
 		}
 
 		now = GetCurrentTimestamp();

@@ -41,7 +41,8 @@ extern void ma_register_launcher(void);
 extern void ma_worker_connect(Oid dboid, const char *type);
 extern bool ma_worker_claim(MaLockKind kind, bool *reported);
 extern void ma_worker_set_busy(bool busy);
-extern bool ma_worker_stepping_aside(void);
+extern bool ma_worker_loop_top(void);
+extern void ma_worker_leave_if_stepping_aside(void);
 extern void ma_worker_step_aside_exit(void) pg_attribute_noreturn();
 
 /* The utility hook that makes the workers give way (step_aside.c). */

@@ -19,64 +19,17 @@
 # Core Perl modules only, so it runs on a fresh Debian.
 use strict;
 use warnings;
-use IO::Socket::INET;
-use POSIX ();
+use FindBin;
+use lib $FindBin::Bin;
+use ScriptedServer qw(serve_forever write_file script_line);
 
 my ($dir, $port) = @ARGV;
 die "usage: receiver.pl DIR [PORT]\n" unless defined $dir && -d $dir;
-$port //= 0;
-
-my $server = IO::Socket::INET->new(
-	LocalAddr => '127.0.0.1',
-	LocalPort => $port,
-	Proto     => 'tcp',
-	Listen    => 64,
-	ReuseAddr => 1) or die "cannot listen on 127.0.0.1:$port: $!\n";
-
-write_file("$dir/port", $server->sockport . "\n");
-$SIG{CHLD} = sub { 1 while waitpid(-1, POSIX::WNOHANG()) > 0 };
-$SIG{TERM} = sub { exit 0 };
-
-my $seq = 0;
-for (;;)
-{
-	my $client = $server->accept or next;
-	$seq++;
-	my $pid = fork;
-	if (!defined $pid) { close $client; next; }
-	if ($pid == 0)
-	{
-		close $server;
-		handle($client, $seq);
-		exit 0;
-	}
-	close $client;
-}
-
-sub write_file
-{
-	my ($path, $data) = @_;
-	open my $fh, '>', "$path.tmp" or die "$path.tmp: $!";
-	binmode $fh;
-	print $fh $data;
-	close $fh;
-	rename "$path.tmp", $path or die "rename $path: $!";
-}
-
-sub action_for
-{
-	my ($n) = @_;
-	open my $fh, '<', "$dir/script" or return '200';
-	my @lines = grep { /\S/ } map { s/\r?\n$//r } <$fh>;
-	close $fh;
-	return '200' unless @lines;
-	return $n <= @lines ? $lines[$n - 1] : $lines[-1];
-}
+serve_forever($dir, $port, \&handle);
 
 sub handle
 {
 	my ($c, $n) = @_;
-	binmode $c;
 	my $buf = '';
 	while ($buf !~ /\r\n\r\n/)
 	{
@@ -97,7 +50,7 @@ sub handle
 	write_file("$dir/req-$id.body", $rest);
 	write_file("$dir/req-$id.head", join("\n", "$method $path", @hdrs) . "\n");
 
-	my $action = action_for($n);
+	my $action = script_line($dir, $n, '200');
 	write_file("$dir/req-$id.answer", "$action\n");
 	if ($action eq 'hang')
 	{

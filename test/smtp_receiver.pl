@@ -23,50 +23,14 @@
 use strict;
 use warnings;
 use Fcntl qw(:flock);
-use IO::Socket::INET;
+use FindBin;
+use lib $FindBin::Bin;
 use MIME::Base64 qw(decode_base64);
-use POSIX ();
+use ScriptedServer qw(serve_forever write_file script_line);
 
 my ($dir, $port) = @ARGV;
 die "usage: smtp_receiver.pl DIR [PORT]\n" unless defined $dir && -d $dir;
-$port //= 0;
-
-my $server = IO::Socket::INET->new(
-	LocalAddr => '127.0.0.1',
-	LocalPort => $port,
-	Proto     => 'tcp',
-	Listen    => 64,
-	ReuseAddr => 1) or die "cannot listen on 127.0.0.1:$port: $!\n";
-
-write_file("$dir/port", $server->sockport . "\n");
-$SIG{CHLD} = sub { 1 while waitpid(-1, POSIX::WNOHANG()) > 0 };
-$SIG{TERM} = sub { exit 0 };
-
-my $session = 0;
-for (;;)
-{
-	my $client = $server->accept or next;
-	$session++;
-	my $pid = fork;
-	if (!defined $pid) { close $client; next; }
-	if ($pid == 0)
-	{
-		close $server;
-		serve($client, sprintf('%04d', $session));
-		exit 0;
-	}
-	close $client;
-}
-
-sub write_file
-{
-	my ($path, $data) = @_;
-	open my $fh, '>', "$path.tmp" or die "$path.tmp: $!";
-	binmode $fh;
-	print $fh $data;
-	close $fh;
-	rename "$path.tmp", $path or die "rename $path: $!";
-}
+serve_forever($dir, $port, sub { serve($_[0], sprintf('%04d', $_[1])) });
 
 sub append_file
 {
@@ -89,21 +53,10 @@ sub next_message
 	return $n;
 }
 
-sub reply_for
-{
-	my ($n) = @_;
-	open my $fh, '<', "$dir/script" or return '250 OK';
-	my @lines = grep { /\S/ } map { s/\r?\n$//r } <$fh>;
-	close $fh;
-	return '250 OK' unless @lines;
-	return $n <= @lines ? $lines[$n - 1] : $lines[-1];
-}
-
 sub serve
 {
 	my ($c, $id) = @_;
 	my $log = "$dir/session-$id.log";
-	binmode $c;
 	$c->autoflush(1);
 	my $say = sub { print $c "$_[0]\r\n" };
 	my $line = sub { my $l = <$c>; $l =~ s/\r?\n$// if defined $l; return $l };
@@ -153,7 +106,7 @@ sub serve
 			my $m = sprintf('%04d', $n);
 			write_file("$dir/msg-$m.env", join("\n", "from $from", map { "rcpt $_" } @rcpt) . "\n");
 			write_file("$dir/msg-$m.eml", $data);
-			$say->(reply_for($n));
+			$say->(script_line($dir, $n, '250 OK'));
 		}
 		elsif ($cmd =~ /^(RSET|NOOP)$/i) { ($from, @rcpt) = (); $say->('250 OK'); }
 		elsif ($cmd =~ /^QUIT$/i) { $say->('221 Bye'); last; }
