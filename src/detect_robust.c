@@ -2,10 +2,16 @@
  * detect_robust.c
  *		The robust method, the default: pure statistics, no SPI.
  *
- * A point is judged by up to three baselines, each a median and a robust
+ * A point is judged by up to three baselines, each a level and a robust
  * sigma (1.4826 * MAD) of its values:
  *
- *	- recent: the previous window points (at least min_points of them);
+ *	- recent: the previous window points (at least min_points of them),
+ *	  fitted with a resistant line (baseline_fit) so that the level follows
+ *	  a trend or a daily cycle: a median over 360 points lags a cycle by
+ *	  half its window (on the demo's day replayed at 24 phases and seeds, a
+ *	  300-point median gave 16 false alerts on normal series, the line
+ *	  none), and the line over 360 points took NAB from 48.29 to 51.36
+ *	  standard and 14.2 to 9.4 false flags per 10,000 (README);
  *	- daily and weekly: lag samples at the same time of day (of week) in
  *	  each of the last MA_SEASONS_BACK seasons, MA_SEASON_HALF samples
  *	  MA_SEASON_STEP_S apart either side; used once at least
@@ -13,7 +19,7 @@
  *	  judged by the baselines it has: the fallback is the recent baseline.
  *
  * The point is anomalous when EVERY baseline used puts it outside its band
- * median +- sensitivity * scale, on the same watched side: a level a
+ * level +- sensitivity * scale, on the same watched side: a level a
  * seasonal baseline expects at this hour is not flagged because the last
  * hours were lower, and a new level that has lasted half a window is not
  * flagged because the same hour last week was different.
@@ -31,15 +37,16 @@
  * 48.88 -> 48.29 standard (README).  The novelty guard then compares with
  * the least extreme point of the run.
  *
- * score = (value - median) / scale of the nearest baseline (the one of
+ * score = (value - level) / scale of the nearest baseline (the one of
  * smallest |score|), so |score| > sensitivity exactly when the point is
  * anomalous (on a watched side); expected, lower and upper are that
  * baseline's.
  *
  * The novelty guard: a point outside every band is still normal when the
- * recent window, less its newest MA_NOVELTY_SKIP points, holds
- * MA_NOVELTY_REPEATS or more separate excursions (runs of consecutive
- * points) at least as far on the same side: what the series has done
+ * recent window's residuals from its line, less the newest
+ * MA_NOVELTY_SKIP points, hold MA_NOVELTY_REPEATS or more separate
+ * excursions (runs of consecutive points) at least as far on the same
+ * side: what the series has done
  * twice within the window (an idle machine's recurring bursts) is its
  * behaviour, however far from the median.  One earlier incident does not
  * count as behaviour, so a second collapse within the window is flagged;
@@ -48,7 +55,8 @@
  * false alerts by about two thirds (README).
  *
  * The contamination guard is the median: an anomaly shifts neither the
- * median nor the MAD by more than one rank, whatever its size, so a
+ * median nor the MAD by more than one rank, whatever its size (nor the
+ * line's slope by more than a rank of the last third's median), so a
  * collapse does not widen the band that judges the minutes after it (mean
  * and standard deviation of the 3-sigma rule let a 10-minute collapse widen
  * the demo's band fourfold for three hours).  A new level takes over once
@@ -56,7 +64,7 @@
  *
  * Floors of the scale:
  *	- counts (every recent value a non-negative integer): the Poisson
- *	  deviation sqrt(max(median, 1)), so a series of 0 to 5 events a minute
+ *	  deviation sqrt(max(level, 1)), so a series of 0 to 5 events a minute
  *	  is not flagged at every blip, while 40 a minute falling to 0 still is;
  *	- MAD 0 (more than half the values equal): 1.2533 * the mean absolute
  *	  deviation from the median (the normal-consistent constant);
