@@ -142,6 +142,57 @@ SELECT metric_anomaly.heatmap(i::text, j::text, i * j, '{"width": 100, "height":
   FROM generate_series(1, 50) i, generate_series(1, 50) j;
 \set VERBOSITY terse
 
+-- The sample form: one row per raw sample, each cell the quantile of its
+-- samples, exactly percentile_cont's (the same PNG as percentile_cont per
+-- cell drawn by the cell form, bytes and all; the scale's ends equal to the
+-- last digit).  Samples with ties, a cell of one sample, a cell of even
+-- size; NULL and NaN samples skipped, a cell with only those empty.
+CREATE TEMP TABLE samples (v text, e text, ms float8);
+INSERT INTO samples
+SELECT 'v' || (i % 3), '/e' || (i % 4),
+       CASE WHEN i % 3 = 2 AND i % 4 = 1 THEN 1000 + (i * 7919) % 113 ELSE (i * 104729) % 997 / 7.0 END
+  FROM generate_series(1, 4000) i
+UNION ALL VALUES ('v9', '/e0', 42.5), ('v9', '/e1', 1), ('v9', '/e1', 2), ('v9', '/e2', NULL),
+                 ('v9', '/e2', 'NaN'), ('v9', '/e3', 7), ('v9', '/e3', NULL);
+CREATE TEMP TABLE exact AS
+SELECT q, (SELECT metric_anomaly.heatmap(v, e, ms, q, '{"title": "t"}') FROM samples) AS raw,
+       (SELECT metric_anomaly.heatmap(v, e, p, '{"title": "t"}')
+          FROM (SELECT v, e, percentile_cont(q) WITHIN GROUP (ORDER BY ms) AS p
+                  FROM samples WHERE ms <> 'NaN' OR ms IS NULL GROUP BY v, e) c) AS sql,
+       (SELECT array[min(p), max(p)]
+          FROM (SELECT percentile_cont(q) WITHIN GROUP (ORDER BY ms) AS p
+                  FROM samples WHERE ms <> 'NaN' GROUP BY v, e) c) AS ends
+  FROM unnest('{0, 0.25, 0.5, 0.95, 0.999, 1}'::float8[]) q;
+SELECT q, raw = sql AS same_png, (pg_temp.grid(raw))[5:6] AS rows_cols,
+       (pg_temp.grid(raw))[7:8] = ends AS ends_exact, length(raw) > 0 AS drawn
+  FROM exact ORDER BY q;
+-- Selection on the orders that trouble it: all equal, sorted, reversed,
+-- organ pipe, few distinct values (5,000 samples a cell, inserted in order).
+CREATE TEMP TABLE ordered AS
+SELECT 'r' AS v, shape AS e,
+       CASE shape WHEN 'equal' THEN 3 WHEN 'sorted' THEN i WHEN 'reversed' THEN -i
+                  WHEN 'pipe' THEN least(i, 5001 - i) ELSE i % 3 END::float8 AS ms
+  FROM unnest('{equal,sorted,reversed,pipe,few}'::text[]) shape, generate_series(1, 5000) i
+ ORDER BY shape, i;
+SELECT q, metric_anomaly.heatmap(v, e, ms, q, NULL) =
+          (SELECT metric_anomaly.heatmap(v, e, p, NULL)
+             FROM (SELECT v, e, percentile_cont(q) WITHIN GROUP (ORDER BY ms) AS p FROM ordered GROUP BY v, e) c) AS same_png
+  FROM ordered, unnest('{0.01, 0.5, 0.95}'::float8[]) q GROUP BY q ORDER BY q;
+-- v9: /e1 (1, 2) at p50 is 1.5; /e2 (NULL, NaN only) is empty; the hot
+-- cell (v2, /e1) the darkest.
+SELECT pg_temp.cell_color(raw, 3, 2) AS only_null_nan, pg_temp.cell_color(raw, 2, 1) AS hot
+  FROM exact WHERE q = 0.5;
+SELECT (pg_temp.grid(metric_anomaly.heatmap(v, e, ms, 0.5, NULL)))[7:8] AS v9_e1_median
+  FROM samples WHERE v = 'v9' AND e = '/e1';
+SELECT metric_anomaly.heatmap(v, e, ms, 0.5, NULL) IS NULL AS no_rows FROM samples WHERE false;
+\set VERBOSITY default
+SELECT metric_anomaly.heatmap(v, e, ms, 1.5, NULL) FROM samples;
+SELECT metric_anomaly.heatmap(v, e, ms, NULL::float8, NULL) FROM samples;
+SELECT metric_anomaly.heatmap(v, e, ms, CASE WHEN ms > 100 THEN 0.9 ELSE 0.5 END, NULL) FROM samples;
+SELECT metric_anomaly.heatmap(i::text, 'c', i, 0.5, NULL) FROM generate_series(1, 51) i;
+SELECT metric_anomaly.heatmap('r', repeat('x', 65), 1, 0.5, NULL);
+\set VERBOSITY terse
+
 -- render_heatmap over a quantile definition: p95 per (app_v, endpoint)
 -- merged from the stored sketches, equal to quantile() of the cell.
 INSERT INTO metric_anomaly.metric_definitions (metric_name, event_types, aggregate, value_path, quantile, dimensions)

@@ -1952,6 +1952,10 @@ CREATE FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precis
 RETURNS internal
 LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_accum';
+CREATE FUNCTION metric_anomaly.heatmap_sample_accum(internal, text, text, double precision, double precision, jsonb)
+RETURNS internal
+LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_heatmap_sample_accum';
 CREATE FUNCTION metric_anomaly.heatmap_final(internal)
 RETURNS bytea
 LANGUAGE c PARALLEL SAFE
@@ -1961,6 +1965,8 @@ COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double pr
     'Transition function of heatmap.';
 COMMENT ON FUNCTION metric_anomaly.heatmap_accum(internal, text, text, double precision, boolean, jsonb) IS
     'Transition function of heatmap.';
+COMMENT ON FUNCTION metric_anomaly.heatmap_sample_accum(internal, text, text, double precision, double precision, jsonb) IS
+    'Transition function of heatmap from raw samples.';
 COMMENT ON FUNCTION metric_anomaly.heatmap_final(internal) IS
     'Final function of heatmap: draws the collected cells as a PNG.';
 
@@ -1976,25 +1982,37 @@ CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, cell 
     FINALFUNC = metric_anomaly.heatmap_final
 );
 
+CREATE AGGREGATE metric_anomaly.heatmap(row_value text, column_value text, sample double precision,
+                                        quantile double precision, options jsonb) (
+    SFUNC = metric_anomaly.heatmap_sample_accum,
+    STYPE = internal,
+    FINALFUNC = metric_anomaly.heatmap_final
+);
+
 COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, jsonb) IS
     'PNG heatmap of (row, column, value) rows, one row per cell: rows and columns sorted, at most 50 of each, labels of at most 64 characters (NULL is "unknown"), a NULL value an empty cell; yellow-orange-red scale with a colour bar, each value written in a colour readable on its cell.  Options: title, x_label, y_label, value_label, width, height (100 to 4000).  No rows give NULL.';
 COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, boolean, jsonb) IS
     'heatmap with a flag per cell: cells whose flag is true are outlined (render_heatmap outlines series that are anomalous now).';
+COMMENT ON AGGREGATE metric_anomaly.heatmap(text, text, double precision, double precision, jsonb) IS
+    'heatmap of raw samples, one row per sample: each cell the quantile (0 to 1, the same in every row) of its samples, exactly as percentile_cont computes it; NULL, NaN and infinite samples are skipped; at most 10000000 samples.  Options as the other forms''.';
 
 /*
  * The heatmap of a metric definition over [since, until): rows and columns
  * are the values of two of its dimensions, each cell the metric merged over
  * every series with those two values (a quantile from the merged sketches,
  * counts and sums added, an average as sum over count).  A cell is outlined
- * when one of its series is anomalous in its newest evaluated minute.
+ * when one of its series is anomalous in its newest evaluated minute.  The
+ * title is "<metric> <what> by <row> and <column>" unless one is given (a
+ * report's, with its totals).  A NULL argument other than the title gives
+ * NULL, as if the function were strict.
  */
 CREATE FUNCTION metric_anomaly.render_heatmap(
     metric_name text, row_dimension text, column_dimension text,
     since timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) interval '15 minutes',
     until timestamptz DEFAULT pg_catalog.now(),
-    width integer DEFAULT 1200, height integer DEFAULT 600)
+    width integer DEFAULT 1200, height integer DEFAULT 600, title text DEFAULT NULL)
 RETURNS bytea
-LANGUAGE plpgsql STABLE STRICT PARALLEL RESTRICTED
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -2002,6 +2020,10 @@ DECLARE
     what text;
     png bytea;
 BEGIN
+    IF metric_name IS NULL OR row_dimension IS NULL OR column_dimension IS NULL
+       OR since IS NULL OR until IS NULL OR width IS NULL OR height IS NULL THEN
+        RETURN NULL;
+    END IF;
     SELECT * INTO def FROM metric_anomaly.metric_definitions d
      WHERE d.metric_name = render_heatmap.metric_name;
     IF NOT FOUND THEN
@@ -2064,7 +2086,8 @@ BEGIN
                                         ORDER BY a.metric_timestamp DESC LIMIT 1) latest
                         WHERE latest.is_anomaly),
                pg_catalog.jsonb_build_object(
-                   'title', format('%s %s by %s and %s', def.metric_name, what, row_dimension, column_dimension),
+                   'title', coalesce(render_heatmap.title,
+                                     format('%s %s by %s and %s', def.metric_name, what, row_dimension, column_dimension)),
                    'x_label', column_dimension, 'y_label', row_dimension,
                    'value_label', what || ' ' || def.metric_name,
                    'width', width, 'height', height))
@@ -2074,8 +2097,8 @@ BEGIN
 END
 $fn$;
 
-COMMENT ON FUNCTION metric_anomaly.render_heatmap(text, text, text, timestamptz, timestamptz, integer, integer) IS
-    'PNG heatmap of a metric definition over the buckets starting in [since, until): one cell per value of row_dimension and column_dimension, the metric merged from the stored series state (quantiles from the sketches), cells of series anomalous now outlined; NULL when the range holds no point.  Limits as the heatmap aggregate''s.';
+COMMENT ON FUNCTION metric_anomaly.render_heatmap(text, text, text, timestamptz, timestamptz, integer, integer, text) IS
+    'PNG heatmap of a metric definition over the buckets starting in [since, until): one cell per value of row_dimension and column_dimension, the metric merged from the stored series state (quantiles from the sketches), cells of series anomalous now outlined; NULL when the range holds no point (or an argument but title is NULL).  The title defaults to "<metric> <quantile or aggregate> by <row> and <column>".  Limits as the heatmap aggregate''s.';
 
 ------------------------------------------------------------------------------
 -- Scheduled reports (reports wing)
@@ -2117,11 +2140,11 @@ CREATE TABLE metric_anomaly.reports (
 );
 
 COMMENT ON TABLE metric_anomaly.reports IS
-    'Charts the worker renders on a schedule and delivers through the alert outbox (an alerts row of state report, one delivery per channel): metric_chart (render_metric_chart of metrics[1]), line_chart (the series of metrics, those in right_axis on the right axis dashed, the others solid with markers, totals in the title) or heatmap (render_heatmap of metric definition metrics[1] by dimensions[1] x dimensions[2]); over the range ending at the run''s slot.  Runs at every multiple of run_every on the wall clock (since the Unix epoch, UTC); a report that was due several times while the worker was stopped runs once.  Below min_samples the run is skipped and recorded.';
+    'Charts the worker renders on a schedule and delivers through the alert outbox (an alerts row of state report, one delivery per channel): metric_chart (render_metric_chart of metrics[1]), line_chart (the series of metrics, those in right_axis on the right axis dashed, the others solid with markers) or heatmap (render_heatmap of metric definition metrics[1] by dimensions[1] x dimensions[2]); over the range ending at the run''s slot, the title with the totals of the range on the chart of every kind and in the message.  Runs at every multiple of run_every on the wall clock (since the Unix epoch, UTC); a report that was due several times while the worker was stopped runs once.  Below min_samples the run is skipped and recorded.';
 COMMENT ON COLUMN metric_anomaly.reports.metrics IS
     'Series names of aggregated_metrics (metric_chart, line_chart), or the metric definition (heatmap).';
 COMMENT ON COLUMN metric_anomaly.reports.title IS
-    'Title of the chart and the message; the totals of the range (per series, or the samples of a heatmap) are appended.';
+    'Title of the chart (of every kind) and the message, the report''s name when NULL; the totals of the range (per series, or the samples of a heatmap) are appended, e.g. "Orders (totals: orders 120, amount 6030)".';
 COMMENT ON COLUMN metric_anomaly.reports.channels IS
     'Names of alert_channels the report goes to; a name that is not a channel, or a disabled channel, gets nothing.';
 COMMENT ON COLUMN metric_anomaly.reports.keep_for IS
@@ -2151,6 +2174,20 @@ CREATE INDEX report_runs_alert_idx ON metric_anomaly.report_runs (alert_id);
 
 COMMENT ON TABLE metric_anomaly.report_runs IS
     'One row per run of a report: rendered (png, and alert_id, the outbox row delivering it), skipped (fewer samples than min_samples) or failed (error).  Rows older than the report''s keep_for are deleted, except the newest rendered one.';
+
+/*
+ * render_metric_chart with the title given instead of the series name: a
+ * report's, with the totals of its range.
+ */
+CREATE FUNCTION metric_anomaly.render_metric_chart(
+    metric_name text, since timestamptz, until timestamptz, width integer, height integer, title text)
+RETURNS bytea
+LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'metric_anomaly_render_metric_chart';
+
+COMMENT ON FUNCTION metric_anomaly.render_metric_chart(text, timestamptz, timestamptz, integer, integer, text) IS
+    'render_metric_chart(metric_name, since, until, width, height) titled title instead of the series name (scheduled reports put their totals there); every argument is required.';
 
 /*
  * Runs every enabled report due at as_of: one whose last slot is before
@@ -2225,10 +2262,10 @@ BEGIN
             ELSE
                 IF r.kind = 'metric_chart' THEN
                     png := metric_anomaly.render_metric_chart(r.metrics[1], since,
-                               slot OPERATOR(pg_catalog.-) interval '1 microsecond', r.width, r.height);
+                               slot OPERATOR(pg_catalog.-) interval '1 microsecond', r.width, r.height, full_title);
                 ELSIF r.kind = 'heatmap' THEN
                     png := metric_anomaly.render_heatmap(r.metrics[1], r.dimensions[1], r.dimensions[2],
-                                                         since, slot, r.width, r.height);
+                                                         since, slot, r.width, r.height, full_title);
                 ELSE
                     right_present := ARRAY(SELECT DISTINCT a.metric_name FROM metric_anomaly.aggregated_metrics a
                                             WHERE a.metric_name = ANY (r.right_axis)

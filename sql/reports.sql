@@ -88,6 +88,54 @@ SELECT report_name, slot, status FROM metric_anomaly.report_runs ORDER BY report
 
 SELECT pg_temp.png_info(metric_anomaly.latest_report('orders_chart')) AS kept_while_disabled;
 
+-- The title with the totals is on the chart of every kind: each stored PNG
+-- is, byte for byte, the chart drawn with exactly that title, and not the
+-- chart with the default title.
+SELECT r.report_name, r.slot, r.title,
+       r.png = metric_anomaly.render_metric_chart('orders', r.slot - interval '3 hours',
+                   r.slot - interval '1 microsecond', 1200, 600, 'orders_chart (totals: orders 240)') AS titled,
+       r.png <> metric_anomaly.render_metric_chart('orders', r.slot - interval '3 hours',
+                   r.slot - interval '1 microsecond', 1200, 600) AS not_default
+  FROM metric_anomaly.report_runs r WHERE r.report_name = 'orders_chart' AND r.status = 'rendered';
+SELECT r.report_name, r.slot, r.title,
+       r.png = (SELECT metric_anomaly.line_chart(a.metric_timestamp, a.metric_value, a.metric_name,
+                           jsonb_build_object('title', t, 'width', 1200, 'height', 600,
+                                              'right_axis', '["amount"]'::jsonb, 'dashed', '["amount"]'::jsonb,
+                                              'markers', '["orders"]'::jsonb, 'y_label', 'orders', 'y2_label', 'amount'))
+                  FROM metric_anomaly.aggregated_metrics a
+                 WHERE a.metric_name = ANY ('{orders,amount}')
+                   AND a.metric_timestamp >= r.slot - interval '1 hour' AND a.metric_timestamp < r.slot) AS titled
+  FROM metric_anomaly.report_runs r,
+       (VALUES ('Orders and amount, last hour (totals: orders 120, amount 6030)')) v(t)
+ WHERE r.report_name = 'sales' AND r.status = 'rendered';
+-- A heatmap report: p95 latency by app version and endpoint over the last
+-- 15 minutes, titled with the samples.
+INSERT INTO metric_anomaly.metric_definitions (metric_name, event_types, aggregate, value_path, quantile, dimensions)
+VALUES ('api_p95', '{api}', 'quantile', '{latency_ms}', 0.95, '{app_v,endpoint}');
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
+SELECT 'api', '2026-11-20 03:00:00+00'::timestamptz + (i % 600) * interval '1 second',
+       jsonb_build_object('app_v', 'v' || (i % 2), 'endpoint', '/e' || (i % 3), 'latency_ms', i % 97)
+  FROM generate_series(1, 600) AS i;
+SELECT metric_anomaly.process_pending('2026-11-20 03:20:00+00') > 0 AS folded;
+INSERT INTO metric_anomaly.reports (name, kind, metrics, dimensions, range, title, channels, run_every)
+VALUES ('api_heat', 'heatmap', '{api_p95}', '{app_v,endpoint}', '15 minutes', 'API p95', '{ops}', '5 minutes');
+UPDATE metric_anomaly.reports SET enabled = false WHERE name <> 'api_heat';
+SELECT metric_anomaly.run_due_reports('2026-11-20 03:15:00+00') AS runs;
+SELECT r.report_name, r.slot, r.status, r.samples, r.title, pg_temp.png_info(r.png),
+       r.png = metric_anomaly.render_heatmap('api_p95', 'app_v', 'endpoint', r.slot - interval '15 minutes', r.slot,
+                                             1200, 600, 'API p95 (600 samples)') AS titled,
+       r.png <> metric_anomaly.render_heatmap('api_p95', 'app_v', 'endpoint', r.slot - interval '15 minutes', r.slot,
+                                              1200, 600) AS not_default,
+       (SELECT summary FROM metric_anomaly.alerts a WHERE a.id = r.alert_id) AS message
+  FROM metric_anomaly.report_runs r WHERE r.report_name = 'api_heat';
+-- render_heatmap gives NULL for a NULL argument but the title.
+SELECT metric_anomaly.render_heatmap(NULL, 'app_v', 'endpoint') IS NULL AS null_metric,
+       metric_anomaly.render_heatmap('api_p95', 'app_v', 'endpoint', NULL, '2026-11-20 03:15+00') IS NULL AS null_since,
+       metric_anomaly.render_heatmap('api_p95', 'app_v', 'endpoint', '2026-11-20 03:00+00', '2026-11-20 03:15+00',
+                                     1200, 600, NULL)
+     = metric_anomaly.render_heatmap('api_p95', 'app_v', 'endpoint', '2026-11-20 03:00+00', '2026-11-20 03:15+00')
+       AS null_title_default;
+
 -- Reports are for admins.
 CREATE ROLE report_reader;
 SET ROLE report_reader;

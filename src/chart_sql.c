@@ -481,7 +481,8 @@ metric_anomaly_render_metric_chart(PG_FUNCTION_ARGS)
 	memset(&spec, 0, sizeof(spec));
 	spec.width = width;
 	spec.height = height;
-	spec.title = name_str;
+	/* a sixth argument, the title, is the reports' (with their totals) */
+	spec.title = PG_NARGS() > 5 ? text_to_cstring(PG_GETARG_TEXT_PP(5)) : name_str;
 	spec.subtitle = subtitle;
 	spec.y_label = "value per minute";
 	spec.t_min = timestamp_to_unix(since);
