@@ -543,6 +543,7 @@ CREATE TABLE metric_anomaly.metric_definitions (
     dedup_horizon interval NOT NULL DEFAULT '1 day',
     numerator     text,
     denominator   text,
+    detection     jsonb,
     enabled       boolean NOT NULL DEFAULT true,
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -555,6 +556,16 @@ COMMENT ON COLUMN metric_anomaly.metric_definitions.business_key IS
     'Path of a business key (e.g. {order_id}): an event whose key the metric already counted is skipped as a duplicate, as long as the key is remembered: until the metric counts a keyed event dated dedup_horizon after the first one.';
 COMMENT ON COLUMN metric_anomaly.metric_definitions.max_series IS
     'Most series (distinct dimension values) of the metric; events of further ones go to the series {"_other": true}.';
+COMMENT ON COLUMN metric_anomaly.metric_definitions.detection IS
+    'Detection and alerting settings of every series of the metric, as a JSON object with the keys detect_series() takes (method, sigma, sensitivity, window_size, min_points, direction, seasonality, alert_after, alert_window); NULL or a missing key takes the default, and a row of metric_anomaly.metrics under a series name overrides its non-NULL columns for that series (metric_anomaly.series_settings()).';
+
+CREATE FUNCTION metric_anomaly.check_detection_settings(settings jsonb)
+RETURNS void
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'metric_anomaly_check_detection_settings';
+
+COMMENT ON FUNCTION metric_anomaly.check_detection_settings(jsonb) IS
+    'Raises the error detect_series() raises for these settings (an unknown key, a value of the wrong type or out of bounds); returns nothing for valid ones.';
 
 /*
  * Refuses a definition that cannot be computed, saying what is wrong and
@@ -706,6 +717,22 @@ BEGIN
             MESSAGE = format('dedup_horizon of metric "%s" must be between 1 minute and 30 days', NEW.metric_name),
             HINT = 'Business keys are remembered until an event dated this much later is counted.';
     END IF;
+    -- The worker's own parser, so what is accepted here is what it applies.
+    IF NEW.detection IS NOT NULL THEN
+        DECLARE
+            problem text;
+            advice text;
+        BEGIN
+            PERFORM metric_anomaly.check_detection_settings(NEW.detection);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS problem = MESSAGE_TEXT, advice = PG_EXCEPTION_HINT;
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('detection of metric "%s": %s', NEW.metric_name, problem),
+                DETAIL = 'detection takes the settings detect_series() takes; every series of the metric is judged with them.',
+                HINT = advice;
+        END;
+    END IF;
     IF TG_OP = 'UPDATE'
        AND (NEW.metric_name, NEW.event_types, NEW.aggregate, NEW.quantile, NEW.threshold, NEW.value_path,
             NEW.dimensions, NEW.filter, NEW.resolution, NEW.business_key, NEW.numerator, NEW.denominator)
@@ -715,7 +742,7 @@ BEGIN
        AND EXISTS (SELECT 1 FROM metric_anomaly.metric_points p WHERE p.metric_name = OLD.metric_name) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'feature_not_supported',
-            MESSAGE = format('metric "%s" has stored points, so only enabled, max_series and dedup_horizon can change', OLD.metric_name),
+            MESSAGE = format('metric "%s" has stored points, so only enabled, max_series, dedup_horizon and detection can change', OLD.metric_name),
             DETAIL = 'The stored state was computed under the old definition.',
             HINT = 'Define a metric under a new name (it backfills from the retained events with metric_anomaly.backfill_metric()), or delete this one first.';
     END IF;
@@ -724,7 +751,7 @@ END
 $fn$;
 
 COMMENT ON FUNCTION metric_anomaly.metric_definitions_check() IS
-    'Trigger function validating metric_definitions: name, aggregate and its parameters, value path, dimensions, filter, resolution, caps, derived metrics; refuses to reshape a metric with stored points.';
+    'Trigger function validating metric_definitions: name, aggregate and its parameters, value path, dimensions, filter, resolution, caps, derived metrics, detection settings; refuses to reshape a metric with stored points.';
 
 CREATE TRIGGER metric_definitions_check
     BEFORE INSERT OR UPDATE ON metric_anomaly.metric_definitions
@@ -1254,11 +1281,125 @@ COMMENT ON FUNCTION metric_anomaly.aggregate_value(text, jsonb, timestamptz, tim
     'count, sum, avg, min, max or rate of a metric over the buckets starting in [since, until) of every series whose dimensions contain the given ones, merged from the stored points (never the raw events); for a ratio metric agg ratio, for a backlog agg backlog (entered minus left over the range).';
 
 /*
+ * Backfills a ratio or backlog (enabled or not) from the stored points of
+ * its numerator and denominator, as fold_derived() computes the points a
+ * transaction touched, over every bucket at once: a ratio at each bucket
+ * either has a point in, where both have a value and the denominator's is
+ * not 0; a backlog at each such bucket, the running sum of entered minus
+ * left per dimension values from the first bucket on.  Rewriting a value
+ * with itself is harmless, so it may run again; both must be enabled (a
+ * disabled one has no points yet, or no new ones).  Called by
+ * backfill_metric() under the pass lock; enables the metric.
+ */
+CREATE FUNCTION metric_anomaly.backfill_derived(metric text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    def metric_anomaly.metric_definitions;
+    disabled text;
+    points bigint;
+BEGIN
+    SELECT * INTO STRICT def FROM metric_anomaly.metric_definitions d
+     WHERE d.metric_name = backfill_derived.metric AND d.aggregate IN ('ratio', 'backlog');
+    SELECT d.metric_name INTO disabled
+      FROM metric_anomaly.metric_definitions d
+     WHERE d.metric_name IN (def.numerator, def.denominator) AND NOT d.enabled
+     ORDER BY d.metric_name = def.denominator
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('metric "%s" derives from "%s", which is disabled', def.metric_name, disabled),
+            DETAIL = format('A %s is computed from the stored points of its numerator and denominator.', def.aggregate),
+            HINT = format('Backfill it first (SELECT metric_anomaly.backfill_metric(%L)), or enable it.', disabled);
+    END IF;
+    IF def.aggregate = 'ratio' THEN
+        INSERT INTO metric_anomaly.aggregated_metrics AS a
+               (metric_name, metric_timestamp, metric_value, sample_count)
+        SELECT def.metric_name || t.suffix, t.bucket, num.metric_value / den.metric_value, den.sample_count
+          FROM (SELECT DISTINCT p.bucket,
+                       pg_catalog.substr(p.series_name, pg_catalog.length(p.metric_name) + 1) AS suffix
+                  FROM metric_anomaly.metric_points p
+                 WHERE p.metric_name IN (def.numerator, def.denominator)) t
+          JOIN metric_anomaly.aggregated_metrics num
+            ON num.metric_name = def.numerator || t.suffix AND num.metric_timestamp = t.bucket
+          JOIN metric_anomaly.aggregated_metrics den
+            ON den.metric_name = def.denominator || t.suffix AND den.metric_timestamp = t.bucket
+         WHERE den.metric_value <> 0
+            ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
+           SET metric_value = excluded.metric_value, sample_count = excluded.sample_count,
+               needs_eval = a.needs_eval OR a.metric_value IS DISTINCT FROM excluded.metric_value;
+    ELSE
+        WITH steps AS (
+            SELECT p.dimensions,
+                   pg_catalog.substr(p.series_name, pg_catalog.length(p.metric_name) + 1) AS suffix,
+                   p.bucket,
+                   pg_catalog.sum(CASE WHEN p.metric_name = def.numerator THEN p.count ELSE -p.count END) AS delta,
+                   pg_catalog.sum(p.count) AS n
+              FROM metric_anomaly.metric_points p
+             WHERE p.metric_name IN (def.numerator, def.denominator)
+             GROUP BY 1, 2, 3)
+        INSERT INTO metric_anomaly.aggregated_metrics AS a
+               (metric_name, metric_timestamp, metric_value, sample_count)
+        SELECT def.metric_name || s.suffix, s.bucket,
+               pg_catalog.sum(s.delta) OVER (PARTITION BY s.dimensions ORDER BY s.bucket), s.n
+          FROM steps s
+            ON CONFLICT (metric_name, metric_timestamp) DO UPDATE
+           SET metric_value = excluded.metric_value, sample_count = excluded.sample_count,
+               needs_eval = a.needs_eval OR a.metric_value IS DISTINCT FROM excluded.metric_value;
+    END IF;
+    GET DIAGNOSTICS points = ROW_COUNT;
+    UPDATE metric_anomaly.metric_definitions d SET enabled = true
+     WHERE d.metric_name = def.metric_name AND NOT d.enabled;
+    RETURN points;
+END
+$fn$;
+
+COMMENT ON FUNCTION metric_anomaly.backfill_derived(text) IS
+    'Internal to backfill_metric(): writes every series point of a ratio or backlog from the stored points of its numerator and denominator and enables it; returns the points written.';
+
+/*
+ * The detection settings a series is judged with, as jsonb for
+ * ma_detect_settings_apply(): the detection of its metric definition, then
+ * the non-NULL columns of its row in metric_anomaly.metrics (so a row
+ * overrides single keys; its direction is never NULL, so a row always
+ * sets it).  A series belongs to a definition when it is one of the
+ * definition's series (for a ratio or backlog: its numerator has the
+ * series with the same dimensions), not merely because its name starts
+ * like the definition's: an event type named "orders{eu}" keeps its own
+ * settings beside a definition "orders".  Two index probes per series.
+ */
+CREATE FUNCTION metric_anomaly.series_settings(series_name text)
+RETURNS jsonb
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce((SELECT d.detection
+                   FROM metric_anomaly.metric_definitions d
+                  WHERE d.metric_name = pg_catalog.split_part(series_settings.series_name, '{', 1)
+                    AND EXISTS (SELECT 1 FROM metric_anomaly.metric_series s
+                                 WHERE s.series_name = coalesce(d.numerator, d.metric_name)
+                                       || pg_catalog.substr(series_settings.series_name, pg_catalog.length(d.metric_name) + 1)
+                                   AND s.metric_name = coalesce(d.numerator, d.metric_name))), '{}')
+       || coalesce((SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.to_jsonb(c) - 'metric_name' - 'enabled' - 'description')
+                      FROM metric_anomaly.metrics c
+                     WHERE c.metric_name = series_settings.series_name), '{}')
+$$;
+
+COMMENT ON FUNCTION metric_anomaly.series_settings(text) IS
+    'The detection and alerting settings the worker, evaluate_alerts() and backtest() judge a series with: its metric definition''s detection, overridden key by key by the non-NULL columns of its metric_anomaly.metrics row; missing keys take the defaults.';
+
+GRANT EXECUTE ON FUNCTION metric_anomaly.series_settings(text) TO PUBLIC;
+
+/*
  * Backfills a disabled definition from the events still retained that the
  * position has folded, and enables it, in one transaction under the pass
  * lock: events folded before are counted here, every later one by the
  * passes, so each exactly once.  Refused while a round is under way (its
- * first batches ran without the definition).
+ * first batches ran without the definition).  A ratio or backlog reads no
+ * events: backfill_derived() writes it from the stored points.
  */
 CREATE FUNCTION metric_anomaly.backfill_metric(metric text)
 RETURNS bigint
@@ -1280,12 +1421,14 @@ BEGIN
             MESSAGE = format('metric "%s" is not defined', metric),
             HINT = 'See metric_anomaly.metric_definitions.';
     END IF;
-    IF def.enabled OR def.event_types IS NULL THEN
+    IF def.aggregate IN ('ratio', 'backlog') THEN
+        RETURN metric_anomaly.backfill_derived(def.metric_name);
+    END IF;
+    IF def.enabled THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('metric "%s" cannot be backfilled', metric),
-            DETAIL = CASE WHEN def.enabled THEN 'It is enabled, so passes may already have folded events into it.'
-                          ELSE 'A ratio or backlog derives from stored points: aggregate_value() answers it over any range.' END,
+            DETAIL = 'It is enabled, so passes may already have folded events into it.',
             HINT = 'Insert the definition with enabled = false, then call backfill_metric(), which enables it.';
     END IF;
     SELECT * INTO pos FROM metric_anomaly.worker_state FOR UPDATE;
@@ -1306,7 +1449,7 @@ END
 $fn$;
 
 COMMENT ON FUNCTION metric_anomaly.backfill_metric(text) IS
-    'Folds the retained events that passes have already folded into a new, disabled definition, then enables it (one transaction, under the pass lock); returns the series points written.  Events purged by metric_anomaly.event_retention cannot be backfilled.';
+    'Folds the retained events that passes have already folded into a new, disabled definition, then enables it (one transaction, under the pass lock); a ratio or backlog (enabled or not) is written from the stored points of its numerator and denominator instead.  Returns the series points written.  Events purged by metric_anomaly.event_retention cannot be backfilled.';
 
 REVOKE ALL ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
               metric_anomaly.metric_points, metric_anomaly.metric_skipped_events,
@@ -1314,6 +1457,7 @@ REVOKE ALL ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
 REVOKE ALL ON FUNCTION metric_anomaly.metric_definitions_check() FROM PUBLIC;
 REVOKE ALL ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION metric_anomaly.backfill_metric(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION metric_anomaly.backfill_derived(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION metric_anomaly.fold_derived() FROM PUBLIC;
 -- The read side is public, like aggregated_metrics.
 GRANT SELECT ON metric_anomaly.metric_definitions, metric_anomaly.metric_series,
@@ -1325,7 +1469,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE
       metric_anomaly.metric_seen_keys TO metric_anomaly_admin;
 GRANT EXECUTE ON FUNCTION metric_anomaly.fold_definitions(pg_snapshot, pg_snapshot, xid8, bigint, xid8, bigint, text),
                           metric_anomaly.fold_derived(),
-                          metric_anomaly.backfill_metric(text) TO metric_anomaly_admin;
+                          metric_anomaly.backfill_metric(text),
+                          metric_anomaly.backfill_derived(text) TO metric_anomaly_admin;
 
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_definitions', '');
 SELECT pg_catalog.pg_extension_config_dump('metric_anomaly.metric_series', '');

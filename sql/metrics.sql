@@ -269,7 +269,18 @@ SELECT p.dimensions, p.bucket, p.count, p.sum, q.count AS other_count, q.sum AS 
     ON q.metric_name = 'push_sum' AND q.dimensions = p.dimensions AND q.bucket = p.bucket
  WHERE p.metric_name = 'push_sum_later'
  ORDER BY 1, 2;
-SELECT metric_anomaly.backfill_metric('push_ok_rate');
+-- A ratio or backlog backfills from the stored points of its numerator
+-- and denominator, enabled or not: here it rewrites the values the passes
+-- wrote (definitions.sql backfills ones defined later).
+CREATE TEMP TABLE rate_before AS
+SELECT metric_name, metric_timestamp, metric_value, sample_count
+  FROM metric_anomaly.aggregated_metrics WHERE metric_name LIKE 'push\_ok\_rate%';
+SELECT metric_anomaly.backfill_metric('push_ok_rate') AS points;
+SELECT count(*) AS rows, count(b.metric_name) AS before,
+       count(*) FILTER (WHERE (b.metric_value, b.sample_count) = (a.metric_value, a.sample_count)) AS unchanged
+  FROM metric_anomaly.aggregated_metrics a
+  LEFT JOIN rate_before b USING (metric_name, metric_timestamp)
+ WHERE a.metric_name LIKE 'push\_ok\_rate%';
 SELECT metric_anomaly.backfill_metric('nope');
 
 DROP EXTENSION metric_anomaly;

@@ -618,12 +618,17 @@ metric_anomaly_evaluate_alerts(PG_FUNCTION_ARGS)
 	values[1] = PG_GETARG_DATUM(1);
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	ret = SPI_execute_with_args("SELECT m.metric_name, m.metric_timestamp, m.metric_value,"
+	/* settings as the worker reads them, once per series */
+	ret = SPI_execute_with_args("WITH c AS ("
+								"  SELECT n.metric_name, metric_anomaly.series_settings(n.metric_name) AS s"
+								"    FROM (SELECT DISTINCT a.metric_name FROM metric_anomaly.aggregated_metrics a"
+								"           WHERE a.metric_timestamp >= $1 AND a.metric_timestamp < $2) n)"
+								"SELECT m.metric_name, m.metric_timestamp, m.metric_value,"
 								"       m.anomaly_context IS NOT NULL, m.is_anomaly, m.anomaly_context,"
-								"       coalesce(m.anomaly_context ->> 'method', c.method, 'robust'),"
-								"       c.alert_after, c.alert_window"
+								"       coalesce(m.anomaly_context ->> 'method', c.s ->> 'method', 'robust'),"
+								"       (c.s ->> 'alert_after')::numeric::int, (c.s ->> 'alert_window')::numeric::int"
 								"  FROM metric_anomaly.aggregated_metrics m"
-								"  LEFT JOIN metric_anomaly.metrics c ON c.metric_name = m.metric_name"
+								"  JOIN c ON c.metric_name = m.metric_name"
 								" WHERE m.metric_timestamp >= $1 AND m.metric_timestamp < $2"
 								" ORDER BY m.metric_name COLLATE \"C\", m.metric_timestamp",
 								2, types, values, NULL, true, 0);

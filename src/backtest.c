@@ -183,9 +183,7 @@ warm_up(const MaDetectSettings *s)
 }
 
 static MaStatement metric_settings_stmt = {
-	"SELECT pg_catalog.to_jsonb(m) OPERATOR(pg_catalog.-) 'metric_name'"
-	"       OPERATOR(pg_catalog.-) 'enabled' OPERATOR(pg_catalog.-) 'description'"
-	"  FROM metric_anomaly.metrics m WHERE m.metric_name = $1",
+	"SELECT metric_anomaly.series_settings($1)",
 	1, {TEXTOID}
 };
 
@@ -200,8 +198,9 @@ static MaStatement backtest_rows_stmt = {
 
 /*
  * backtest(metric_name, since, until, settings): the stored minutes of a
- * metric in [since, until) replayed with its settings in
- * metric_anomaly.metrics overridden by settings; the minutes before since
+ * metric in [since, until) replayed with its settings (series_settings():
+ * its definition's detection, its metric_anomaly.metrics row) overridden
+ * by settings; the minutes before since
  * that a verdict may use are read as history, and alerting starts idle at
  * since.
  */

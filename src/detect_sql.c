@@ -23,6 +23,7 @@
 #include "metric_anomaly.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_three_sigma);
+PG_FUNCTION_INFO_V1(metric_anomaly_check_detection_settings);
 
 static void
 append_number(StringInfo buf, const char *key, double v)
@@ -358,4 +359,21 @@ ma_detect_settings_apply(MaDetectSettings *s, Jsonb *settings)
 	if (s->sigma == 0 || s->sensitivity == 0)
 		settings_error(s->sigma == 0 ? "sigma" : "sensitivity",
 					   "a number greater than 0 and at most 100");
+}
+
+/*
+ * check_detection_settings(settings jsonb): raises the error
+ * ma_detect_settings_apply() raises for settings detect_series() would
+ * refuse; the metric_definitions trigger checks a definition's detection
+ * with it, so a definition is refused when it is written, not when the
+ * worker first reads it.
+ */
+Datum
+metric_anomaly_check_detection_settings(PG_FUNCTION_ARGS)
+{
+	MaDetectSettings s;
+
+	ma_detect_settings_defaults(&s);
+	ma_detect_settings_apply(&s, PG_GETARG_JSONB_P(0));
+	PG_RETURN_VOID();
 }

@@ -13,8 +13,9 @@ VALUES ('push_volume',  '{push}',   'count',    NULL,           NULL, NULL, '{no
        ('push_p95',     '{push}',   'quantile', '{latency_ms}', 0.95, NULL, '{node}'),
        ('push_in_slo',  '{push}',   'rate',     '{latency_ms}', NULL, 500,  '{node}'),
        ('push_left',    '{pushed}', 'count',    NULL,           NULL, NULL, '{node}');
-INSERT INTO metric_anomaly.metric_definitions (metric_name, aggregate, numerator, denominator, dimensions)
-VALUES ('push_backlog', 'backlog', 'push_volume', 'push_left', '{node}');
+-- A backlog alerts when it grows: every node's series judged upward only.
+INSERT INTO metric_anomaly.metric_definitions (metric_name, aggregate, numerator, denominator, dimensions, detection)
+VALUES ('push_backlog', 'backlog', 'push_volume', 'push_left', '{node}', '{"direction": "up"}');
 -- Pushes: 20 to 40 a minute per node, latency 50 ms to 2 s (n2 slower).
 INSERT INTO metric_anomaly.business_events (event_type, event_timestamp, payload)
 SELECT 'push', t + (i * interval '1 second'),
