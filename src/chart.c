@@ -233,6 +233,18 @@ ttf_available(void)
 }
 
 /*
+ * The canvas of the last chart, kept for the next one of the same size
+ * when it has at most SPARE_MAX_PIXELS pixels (12 MB with its mask): a
+ * 1200 x 600 canvas allocated afresh costs a chart 5% of its time in
+ * calloc's zeroing and malloc/free of 600 rows (perf, render_metric_chart
+ * in the server).  Its mask is left clear by chart_canvas_release.
+ */
+#define SPARE_MAX_PIXELS	(2400 * 1200)
+
+static gdImagePtr spare_im;
+static unsigned char *spare_mask;
+
+/*
  * Creates a white-filled (or background-filled) canvas; false when out of
  * memory.
  */
@@ -240,15 +252,25 @@ bool
 chart_canvas_init(ChartCanvas *c, int width, int height, ChartColor background)
 {
 	memset(c, 0, sizeof(*c));
-	c->im = gdImageCreateTrueColor(width, height);
-	if (c->im == NULL)
-		return false;
-	c->mask = calloc((size_t) width * height + 16, 1);
-	if (c->mask == NULL)
+	if (spare_im && gdImageSX(spare_im) == width && gdImageSY(spare_im) == height)
 	{
-		gdImageDestroy(c->im);
-		c->im = NULL;
-		return false;
+		c->im = spare_im;
+		c->mask = spare_mask;
+		spare_im = NULL;
+		spare_mask = NULL;
+	}
+	else
+	{
+		c->im = gdImageCreateTrueColor(width, height);
+		if (c->im == NULL)
+			return false;
+		c->mask = calloc((size_t) width * height + 16, 1);
+		if (c->mask == NULL)
+		{
+			gdImageDestroy(c->im);
+			c->im = NULL;
+			return false;
+		}
 	}
 	c->width = width;
 	c->height = height;
@@ -263,14 +285,34 @@ chart_canvas_init(ChartCanvas *c, int width, int height, ChartColor background)
 	return true;
 }
 
-/* Frees what chart_canvas_init allocated; safe to call twice. */
+/*
+ * Frees what chart_canvas_init allocated, or keeps it as the spare canvas
+ * (see SPARE_MAX_PIXELS) with its mask cleared; safe to call twice.
+ */
 void
 chart_canvas_release(ChartCanvas *c)
 {
-	if (c->im)
-		gdImageDestroy(c->im);
+	if (c->im && c->mask && (size_t) c->width * c->height <= SPARE_MAX_PIXELS)
+	{
+		int			y;
+
+		/* strokes added but never finished: clear their part of the mask */
+		for (y = c->mask_y0; y <= c->mask_y1; y++)
+			memset(c->mask + (size_t) y * c->width + c->mask_x0, 0,
+				   c->mask_x1 - c->mask_x0 + 1);
+		if (spare_im)
+			gdImageDestroy(spare_im);
+		free(spare_mask);
+		spare_im = c->im;
+		spare_mask = c->mask;
+	}
+	else
+	{
+		if (c->im)
+			gdImageDestroy(c->im);
+		free(c->mask);
+	}
 	c->im = NULL;
-	free(c->mask);
 	c->mask = NULL;
 }
 
@@ -354,6 +396,137 @@ chart_vline(ChartCanvas *c, int x, int y0, int y1, ChartColor color,
 }
 
 /*
+ * One pixel column of a band: rows yt..yb, the top one at alpha at, the
+ * bottom one at ab and those between at the band's alpha (yt == yb: one
+ * pixel at at).
+ */
+typedef struct BandColumn
+{
+	int			col;
+	int			yt;
+	int			yb;
+	int			at;
+	int			ab;
+} BandColumn;
+
+#define BAND_BATCH	64			/* columns shaded together */
+
+/*
+ * Blends color at alpha over rows y0 .. y1 - 1 of column col; most pixels
+ * repeat the one above (the background), so the last blend is reused.
+ */
+static void
+band_rows(int **rows, int col, int y0, int y1, ChartColor color, int alpha)
+{
+	int			memo_src = -1,
+				memo_dst = 0,
+				y;
+
+	for (y = y0; y < y1; y++)
+	{
+		int		   *px = &rows[y][col];
+
+		if (*px != memo_src)
+		{
+			memo_src = *px;
+			blend_pixel(px, color, alpha);
+			memo_dst = *px;
+		}
+		else
+			*px = memo_dst;
+	}
+}
+
+/*
+ * Shades the columns of a batch (ascending).  Four adjacent columns share
+ * the rows all four cover, which are blended four pixels at a time (SSE2,
+ * exactly as blend_pixel: the band was 7% of render_metric_chart's time,
+ * one pixel per row pointer); the rest pixel by pixel.
+ */
+static void
+band_flush(ChartCanvas *c, const BandColumn *b, int n, ChartColor color,
+		   int alpha)
+{
+	int		  **rows = c->im->tpixels;
+	int			k = 0;
+#ifdef __SSE2__
+	const __m128i zero = _mm_setzero_si128();
+	const __m128i c128 = _mm_set1_epi16(128);
+	const __m128i na = _mm_set1_epi16((short) (255 - alpha));
+	__m128i		ca = _mm_mullo_epi16(_mm_unpacklo_epi8(_mm_set1_epi32((int) (color & 0xffffff)),
+													   zero),
+									 _mm_set1_epi16((short) alpha));
+#endif
+
+	while (k < n)
+	{
+		int			top = INT32_MIN,
+					bot = INT32_MAX,
+					j,
+					m = 1;
+
+#ifdef __SSE2__
+		if (k + 4 <= n && b[k + 3].col == b[k].col + 3 && alpha < 255)
+		{
+			for (j = k; j < k + 4; j++)
+			{
+				if (b[j].yt + 1 > top)
+					top = b[j].yt + 1;
+				if (b[j].yb < bot)
+					bot = b[j].yb;
+			}
+			if (top < bot)
+			{
+				__m128i		memo_src = _mm_set1_epi32(-1),
+							memo_dst = zero;
+				int			y;
+
+				for (y = top; y < bot; y++)
+				{
+					__m128i    *px = (__m128i *) (rows[y] + b[k].col);
+					__m128i		p = _mm_loadu_si128(px);
+
+					if (_mm_movemask_epi8(_mm_cmpeq_epi32(p, memo_src)) != 0xffff)
+					{
+						__m128i		lo = _mm_add_epi16(_mm_mullo_epi16(_mm_unpacklo_epi8(p, zero), na), ca),
+									hi = _mm_add_epi16(_mm_mullo_epi16(_mm_unpackhi_epi8(p, zero), na), ca);
+
+						/* DIV255 on unsigned 16-bit lanes */
+						lo = _mm_add_epi16(lo, c128);
+						lo = _mm_srli_epi16(_mm_add_epi16(lo, _mm_srli_epi16(lo, 8)), 8);
+						hi = _mm_add_epi16(hi, c128);
+						hi = _mm_srli_epi16(_mm_add_epi16(hi, _mm_srli_epi16(hi, 8)), 8);
+						memo_src = p;
+						memo_dst = _mm_packus_epi16(lo, hi);
+					}
+					_mm_storeu_si128(px, memo_dst);
+				}
+				m = 4;
+			}
+		}
+#endif
+		for (j = k; j < k + m; j++)
+		{
+			const BandColumn *bc = &b[j];
+
+			blend_pixel(&rows[bc->yt][bc->col], color, bc->at);
+			if (bc->yb == bc->yt)
+				continue;
+			blend_pixel(&rows[bc->yb][bc->col], color, bc->ab);
+			if (m == 4)
+			{
+				/* the rows above and below those shaded four at a time */
+				band_rows(rows, bc->col, bc->yt + 1, top, color, alpha);
+				band_rows(rows, bc->col, bot, bc->yb, color, alpha);
+			}
+			else
+				band_rows(rows, bc->col, bc->yt + 1, bc->yb, color, alpha);
+		}
+		k += m;
+	}
+}
+
+/*
  * Shades the area between two piecewise-linear curves given at increasing x
  * (y downwards, pixel space), clipped to clip_y0..clip_y1.  Each pixel
  * column is filled exactly once, so a translucent color blends evenly; the
@@ -364,11 +537,10 @@ chart_fill_between(ChartCanvas *c, const double *x, const double *ylo,
 				   const double *yhi, int n, int clip_y0, int clip_y1,
 				   ChartColor color, int alpha)
 {
+	BandColumn	batch[BAND_BATCH];
+	int			nbatch = 0;
 	int			i;
 	int			next_col = INT32_MIN;
-	int			memo_src = -1,
-				memo_dst = 0;
-	int		  **rows = c->im->tpixels;
 
 	if (clip_y0 < 0)
 		clip_y0 = 0;
@@ -394,9 +566,7 @@ chart_fill_between(ChartCanvas *c, const double *x, const double *ylo,
 			double		f,
 						top,
 						bot;
-			int			y,
-						yt,
-						yb;
+			BandColumn *bc;
 
 			if (col < 0 || col >= c->width)
 				continue;
@@ -420,35 +590,26 @@ chart_fill_between(ChartCanvas *c, const double *x, const double *ylo,
 				bot = clip_y1 + 1;
 			if (bot <= top)
 				continue;
-			yt = (int) floor(top);
-			yb = (int) ceil(bot) - 1;
-			if (yt == yb)
+			bc = &batch[nbatch++];
+			bc->col = col;
+			bc->yt = (int) floor(top);
+			bc->yb = (int) ceil(bot) - 1;
+			if (bc->yt == bc->yb)
+				bc->at = (int) (alpha * (bot - top) + 0.5);
+			else
 			{
-				blend_pixel(&rows[yt][col], color,
-							(int) (alpha * (bot - top) + 0.5));
-				continue;
+				bc->at = (int) (alpha * ((bc->yt + 1) - top) + 0.5);
+				bc->ab = (int) (alpha * (bot - bc->yb) + 0.5);
 			}
-			blend_pixel(&rows[yt][col], color,
-						(int) (alpha * ((yt + 1) - top) + 0.5));
-			blend_pixel(&rows[yb][col], color,
-						(int) (alpha * (bot - yb) + 0.5));
-			for (y = yt + 1; y < yb; y++)
+			if (nbatch == BAND_BATCH)
 			{
-				int		   *px = &rows[y][col];
-
-				/* most pixels repeat the last one: reuse its blend */
-				if (*px != memo_src)
-				{
-					memo_src = *px;
-					blend_pixel(px, color, alpha);
-					memo_dst = *px;
-				}
-				else
-					*px = memo_dst;
+				band_flush(c, batch, nbatch, color, alpha);
+				nbatch = 0;
 			}
 		}
 		next_col = col_end;
 	}
+	band_flush(c, batch, nbatch, color, alpha);
 }
 
 /*
@@ -485,6 +646,23 @@ iceil(double v)
 	return i + (v > i);
 }
 
+/* The same, for v known to lie within +-PIXEL_LIMIT. */
+static inline int
+ifloor_in(double v)
+{
+	int			i = (int) v;
+
+	return i - (v < i);
+}
+
+static inline int
+iceil_in(double v)
+{
+	int			i = (int) v;
+
+	return i + (v > i);
+}
+
 #define COV_TABLE_SIZE 1024
 static unsigned char cov_table[COV_TABLE_SIZE + 1];
 static double cov_table_r = -1;
@@ -497,7 +675,7 @@ static double cov_table_r = -1;
  */
 static inline void
 stroke_row_clear(unsigned char *mrow, int rx0, int rx1, double u0, double r,
-				 double perp)
+				 double perp, float r255, float p255)
 {
 	int			px;
 
@@ -505,11 +683,13 @@ stroke_row_clear(unsigned char *mrow, int rx0, int rx1, double u0, double r,
 	/*
 	 * Four pixels at a time; those past rx1 are out of reach and get 0,
 	 * which the max leaves alone (the mask has slack after its last row).
+	 * r255 and p255 are (float) (r * 255 + 0.5) and (float) (perp * 255),
+	 * converted once per segment.
 	 */
 	__m128		uv = _mm_add_ps(_mm_set1_ps((float) u0),
 								_mm_setr_ps(0.0f, 1.0f, 2.0f, 3.0f));
-	__m128		r255v = _mm_set1_ps((float) (r * 255 + 0.5));
-	__m128		pv = _mm_set1_ps((float) (perp * 255));
+	__m128		r255v = _mm_set1_ps(r255);
+	__m128		pv = _mm_set1_ps(p255);
 	__m128		absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
 
 	for (px = rx0; px <= rx1; px += 4)
@@ -592,7 +772,10 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	bool		steep,
 				fast,
 				has_len,
-				dashed;
+				dashed,
+				in_range;
+	float		r255,
+				p255;
 	int			bx0,
 				by0,
 				bx1,
@@ -666,6 +849,8 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 	 */
 	tstep = dx * inv_len2;
 	dpstep = dy * inv_len;
+	r255 = (float) (r * 255 + 0.5);
+	p255 = (float) (perp * 255);
 	{
 		double		cy0 = by0 + 0.5;
 
@@ -674,6 +859,18 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 		xc = x0 + (cy0 - y0) * slope;
 		ey0 = cy0 - y0;
 		ey1 = cy0 - y1;
+	}
+
+	/*
+	 * The row interval's ends need no clamping when the crossing stays far
+	 * inside +-PIXEL_LIMIT over the rows (ordinary charts: it is on the
+	 * canvas), which saves a chart 4% of the stroke's instructions.
+	 */
+	{
+		double		xc_end = xc + (by1 - by0) * slope;
+
+		in_range = fabs(xc) + half < PIXEL_LIMIT / 2 &&
+			fabs(xc_end) + half < PIXEL_LIMIT / 2;
 	}
 	for (py = by0; py <= by1;
 		 py++, tbase += dy * inv_len2, dpbase -= dx * inv_len, xc += slope,
@@ -691,8 +888,8 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 			 * Pixel centres within r of the segment lie within r of the
 			 * infinite line, i.e. within this interval of the row.
 			 */
-			int			lo = iceil(xc - half - 0.5),
-						hi = ifloor(xc + half - 0.5);
+			int			lo = in_range ? iceil_in(xc - half - 0.5) : iceil(xc - half - 0.5),
+						hi = in_range ? ifloor_in(xc + half - 0.5) : ifloor(xc + half - 0.5);
 
 			if (lo > rx0)
 				rx0 = lo;
@@ -702,7 +899,7 @@ chart_stroke_segment(ChartCanvas *c, double x0, double y0, double x1,
 		/* rows clear of the end caps: the crossing is tmargin inside */
 		if (fast && ey0 * inv_dy >= tmargin && ey0 * inv_dy <= 1.0 - tmargin)
 		{
-			stroke_row_clear(mrow, rx0, rx1, rx0 + 0.5 - xc, r, perp);
+			stroke_row_clear(mrow, rx0, rx1, rx0 + 0.5 - xc, r, perp, r255, p255);
 			continue;
 		}
 		t = tbase + rx0 * tstep;

@@ -63,18 +63,19 @@ extern unsigned char *chart_png_encode_rgb(const ChartCanvas *c,
 										   int ntext, size_t *len);
 
 /*
- * Appends nbits (<= 32) bits of v, least significant first (deflate bit
- * order).  The caller has reserved room (see the per-row reservation): this
- * stores eight bytes every time and keeps the whole ones, which costs less
- * than a branch that is taken at random.
+ * Appends nbits (<= 56) bits of v, least significant first (deflate bit
+ * order): up to a whole match (length code and extra bits, distance code
+ * and extra bits: at most 48) at once.  The caller has reserved room (see
+ * the per-row reservation): this stores eight bytes every time and keeps
+ * the whole ones, which costs less than a branch that is taken at random.
  */
 static inline void
-put_bits(BitSink *bs, uint32_t v, int nbits)
+put_bits(BitSink *bs, uint64_t v, int nbits)
 {
 	uint64_t	le;
 	int			whole;
 
-	bs->bits |= (uint64_t) v << bs->nbits;
+	bs->bits |= v << bs->nbits;
 	bs->nbits += nbits;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 	le = __builtin_bswap64(bs->bits);
@@ -82,7 +83,7 @@ put_bits(BitSink *bs, uint32_t v, int nbits)
 	le = bs->bits;
 #endif
 	memcpy(bs->p, &le, 8);
-	whole = bs->nbits >> 3;		/* at most 5: fewer than 8 bits were left */
+	whole = bs->nbits >> 3;		/* at most 7: fewer than 8 bits were left */
 	bs->p += whole;
 	bs->bits >>= 8 * whole;
 	bs->nbits &= 7;

@@ -48,6 +48,7 @@ typedef struct ColorTable
 		uint32_t	count;		/* next to the key: one cache line */
 	}			slot[PAL_SLOTS];
 	uint8_t		index[PAL_SLOTS];
+	uint32_t	lit_code[PAL_SLOTS];	/* used slots: see put_deflate */
 	int			n;
 	int			slot_of[PAL_MAX_COLORS];	/* insertion order */
 } ColorTable;
@@ -62,19 +63,46 @@ color_slot(const ColorTable *t, int color)
 	return (int) h;
 }
 
-/* Orders slots by falling count, then colour, so palettes are stable. */
-static const ColorTable *sort_table;
-
-static int
-cmp_count(const void *a, const void *b)
+/*
+ * Sorts n keys ascending (tmp: room for n more), merging runs bottom-up:
+ * the sort keys of the palette and the Huffman codes pack every field into
+ * one integer, compared inline (qsort's callbacks were 2% of a chart).
+ */
+static void
+sort_u64(uint64_t *a, uint64_t *tmp, int n)
 {
-	int			sa = *(const int *) a,
-				sb = *(const int *) b;
+	uint64_t   *src = a,
+			   *dst = tmp;
+	int			width;
 
-	if (sort_table->slot[sa].count != sort_table->slot[sb].count)
-		return sort_table->slot[sa].count > sort_table->slot[sb].count ? -1 : 1;
-	return sort_table->slot[sa].key < sort_table->slot[sb].key ? -1 :
-		sort_table->slot[sa].key > sort_table->slot[sb].key;
+	for (width = 1; width < n; width *= 2)
+	{
+		int			lo;
+
+		for (lo = 0; lo < n; lo += 2 * width)
+		{
+			int			mid = lo + width < n ? lo + width : n,
+						hi = lo + 2 * width < n ? lo + 2 * width : n,
+						i = lo,
+						j = mid,
+						k = lo;
+
+			while (i < mid && j < hi)
+				dst[k++] = src[j] < src[i] ? src[j++] : src[i++];
+			while (i < mid)
+				dst[k++] = src[i++];
+			while (j < hi)
+				dst[k++] = src[j++];
+		}
+		{
+			uint64_t   *x = src;
+
+			src = dst;
+			dst = x;
+		}
+	}
+	if (src != a)
+		memcpy(a, src, sizeof(uint64_t) * n);
 }
 
 /*
@@ -138,12 +166,24 @@ static int
 choose_palette(ColorTable *t, int *pal)
 {
 	int			order[PAL_MAX_COLORS];
+	uint64_t	keys[2 * PAL_MAX_COLORS];
 	int			n = t->n > 256 ? 256 : t->n;
 	int			i;
 
-	memcpy(order, t->slot_of, sizeof(int) * t->n);
-	sort_table = t;
-	qsort(order, t->n, sizeof(int), cmp_count);
+	/*
+	 * Slots by falling count, then colour, so palettes are stable: a count
+	 * is below 2^24 (4000 x 4000 pixels at most), a colour 31 bits.
+	 */
+	for (i = 0; i < t->n; i++)
+	{
+		int			sl = t->slot_of[i];
+
+		keys[i] = (uint64_t) (0xffffffu - t->slot[sl].count) << 31 |
+			(uint32_t) t->slot[sl].key;
+	}
+	sort_u64(keys, keys + PAL_MAX_COLORS, t->n);
+	for (i = 0; i < t->n; i++)
+		order[i] = color_slot(t, (int) (keys[i] & 0x7fffffff));
 	for (i = 0; i < n; i++)
 	{
 		pal[i] = t->slot[order[i]].key;
@@ -241,6 +281,31 @@ typedef struct TokenBuf
 	uint32_t	len_freq[259][2];	/* matches by length and distance */
 } TokenBuf;
 
+/*
+ * Makes room for more tokens; false (and tb->failed) when out of memory.
+ * A row takes at most one token per byte, so scan_canvas reserves a row's
+ * worth before each row and add_token need not check.
+ */
+static bool
+reserve_tokens(TokenBuf *tb, size_t more)
+{
+	if (tb->n + more > tb->cap)
+	{
+		size_t		cap = tb->cap * 2 + more + 4096;
+		uint32_t   *nt = tb->failed ? NULL : realloc(tb->t, cap * sizeof(uint32_t));
+
+		if (nt == NULL)
+		{
+			tb->failed = true;
+			return false;
+		}
+		tb->t = nt;
+		tb->cap = cap;
+	}
+	return true;
+}
+
+/* Appends a token, in room reserved by reserve_tokens. */
 static inline void
 add_token(TokenBuf *tb, uint32_t tok)
 {
@@ -253,19 +318,6 @@ add_token(TokenBuf *tb, uint32_t tok)
 	}
 	else
 		tb->len_freq[TOKEN_LEN(tok)][TOKEN_FAR(tok)]++;
-	if (tb->n == tb->cap)
-	{
-		size_t		cap = tb->cap * 2 + 4096;
-		uint32_t   *nt = tb->failed ? NULL : realloc(tb->t, cap * sizeof(uint32_t));
-
-		if (nt == NULL)
-		{
-			tb->failed = true;
-			return;
-		}
-		tb->t = nt;
-		tb->cap = cap;
-	}
 	tb->t[tb->n++] = tok;
 }
 
@@ -362,6 +414,7 @@ huffman_lengths(const uint32_t *freq_in, int n, int maxbits, uint8_t *len)
 {
 	uint32_t	freq[320];
 	int			sym[320];
+	uint64_t	keys[640];
 	uint64_t	weight[640];
 	int			parent[640];
 	int			depth[640];
@@ -381,24 +434,14 @@ huffman_lengths(const uint32_t *freq_in, int n, int maxbits, uint8_t *len)
 					next,
 					maxd = 0;
 
+		/* leaves by rising frequency, then symbol */
 		m = 0;
 		for (i = 0; i < n; i++)
 			if (freq[i] > 0)
-				sym[m++] = i;
-		/* leaves by rising frequency, then symbol (insertion sort: n <= 288) */
-		for (i = 1; i < m; i++)
-		{
-			int			s = sym[i],
-						j = i;
-
-			while (j > 0 && (freq[sym[j - 1]] > freq[s] ||
-							 (freq[sym[j - 1]] == freq[s] && sym[j - 1] > s)))
-			{
-				sym[j] = sym[j - 1];
-				j--;
-			}
-			sym[j] = s;
-		}
+				keys[m++] = (uint64_t) freq[i] << 9 | (uint64_t) i;
+		sort_u64(keys, keys + 320, m);
+		for (i = 0; i < m; i++)
+			sym[i] = (int) (keys[i] & 0x1ff);
 		for (i = 0; i < m; i++)
 			weight[i] = freq[sym[i]];
 		/* two queues: leaves 0..m-1 and internal nodes m.. in creation order */
@@ -600,9 +643,10 @@ put_dynamic_header(BitSink *bs, const uint8_t *ll_len, int hlit,
  * (adler: the Adler-32 of the raw bytes), into o.
  */
 static void
-put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
+put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
 			int stride, uint8_t *img, size_t img_len)
 {
+	const uint8_t *slot_index = t->index;
 	size_t		pos = 0;
 	uint64_t	a = 1,
 				b = 0;
@@ -619,6 +663,12 @@ put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
 	uint32_t	dxb[2];
 	size_t		i;
 	BitSink		bs = {0};
+	uint32_t	filter_code;
+	struct
+	{
+		uint64_t	bits;
+		int			n;
+	}			match_code[259][2];
 
 	dist_sym(1, &dsym[0], &dxb[0], &dxn[0]);
 	dist_sym(stride, &dsym[1], &dxb[1], &dxn[1]);
@@ -662,6 +712,38 @@ put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
 	}
 	if (o->failed)
 		return;
+
+	/*
+	 * Each token's bits looked up whole: a colour slot's code, length and
+	 * palette index in one word, a match's four fields in one string of
+	 * bits (a tenth of the encoder's instructions went to assembling them).
+	 */
+	filter_code = ll_code[0] | (uint32_t) ll_len[0] << 16;
+	for (i = 0; i < (size_t) t->n; i++)
+	{
+		int			v = slot_index[t->slot_of[i]];
+
+		t->lit_code[t->slot_of[i]] = ll_code[v] | (uint32_t) ll_len[v] << 16 |
+			(uint32_t) v << 24;
+	}
+	for (i = 3; i <= 258; i++)
+	{
+		int			f;
+
+		for (f = 0; f < 2; f++)
+		{
+			int			ls = len_sym[i],
+						n = ll_len[ls];
+			uint64_t	bits = ll_code[ls] | (uint64_t) len_xbits[i] << n;
+
+			n += len_xn[i];
+			bits |= (uint64_t) d_code[dsym[f]] << n;
+			n += d_len[dsym[f]];
+			bits |= (uint64_t) dxb[f] << n;
+			match_code[i][f].bits = bits;
+			match_code[i][f].n = n + dxn[f];
+		}
+	}
 	{
 		unsigned char zh[2] = {0x78, 0x01};
 
@@ -671,20 +753,20 @@ put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
 	put_dynamic_header(&bs, ll_len, hlit, d_len, hdist);
 	for (i = 0; i < tb->n; i++)
 	{
-		uint32_t	t = tb->t[i];
-		int			l = (int) TOKEN_LEN(t);
+		uint32_t	tok = tb->t[i];
+		int			l = (int) TOKEN_LEN(tok);
 
 		if (l == 0)
 		{
-			int			v = (t & SLOT_FLAG) ? slot_index[t & (PAL_SLOTS - 1)] : 0;
+			uint32_t	e = (tok & SLOT_FLAG) ? t->lit_code[tok & (PAL_SLOTS - 1)] :
+				filter_code;
 
-			put_bits(&bs, ll_code[v], ll_len[v]);
-			img[pos++] = (uint8_t) v;
+			put_bits(&bs, e & 0xffff, (e >> 16) & 0xff);
+			img[pos++] = (uint8_t) (e >> 24);
 		}
 		else
 		{
-			int			ls = len_sym[l],
-						f = (int) TOKEN_FAR(t);
+			int			f = (int) TOKEN_FAR(tok);
 
 			/* the bytes, for the Adler-32: what inflate will rebuild */
 			if (f == 0)
@@ -699,11 +781,7 @@ put_deflate(PngOut *o, const TokenBuf *tb, const uint8_t *slot_index,
 					img[pos + k] = img[pos + k - stride];
 			}
 			pos += l;
-
-			put_bits(&bs, ll_code[ls] | (uint32_t) len_xbits[l] << ll_len[ls],
-					 ll_len[ls] + len_xn[l]);
-			put_bits(&bs, d_code[dsym[f]] | dxb[f] << d_len[dsym[f]],
-					 d_len[dsym[f]] + dxn[f]);
+			put_bits(&bs, match_code[l][f].bits, match_code[l][f].n);
 		}
 	}
 	put_bits(&bs, ll_code[256], ll_len[256]);
@@ -770,10 +848,13 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 				x,
 				y;
 
-	for (y = 0; y < c->height && !tb->failed; y++)
+	for (y = 0; y < c->height; y++)
 	{
 		const int  *row = c->im->tpixels[y];
 		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : NULL;
+
+		if (!reserve_tokens(tb, (size_t) stride + 1))
+			return false;
 
 		if (prev && stride >= 3 && same_prefix(row, prev, w) == w)
 		{
@@ -958,7 +1039,7 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 		chart_png_be32(&o, chart_png_crc(0xffffffffu, plte, 4 + 3 * npal) ^ 0xffffffffu);
 	}
 	idat_start = chart_png_begin_idat(&o);
-	put_deflate(&o, tb, t->index, stride, img, img_len);
+	put_deflate(&o, tb, t, stride, img, img_len);
 	free(t);
 	release_scratch(tb->t, tb->cap, img, img_cap);
 	free(tb);

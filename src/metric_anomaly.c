@@ -114,9 +114,9 @@ _PG_init(void)
 	ma_http_define_gucs();
 	ma_jwt_define_gucs();
 
+	ma_step_aside_install();
 	MarkGUCPrefixReserved("metric_anomaly");
 
-	ma_step_aside_install();
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
 		ma_register_launcher();
 }

@@ -19,6 +19,8 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "pg_compat.h"
+
 #define MAX_DIMENSION_CHARS	100
 
 PG_FUNCTION_INFO_V1(metric_anomaly_payload_dimensions);
@@ -62,8 +64,7 @@ metric_anomaly_payload_dimensions(PG_FUNCTION_ARGS)
 	Datum	   *kd;
 	bool	   *kn;
 	int			nkeys;
-	JsonbParseState *state = NULL;
-	JsonbValue *res;
+	JsonbInState state = {0};
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -101,6 +102,6 @@ metric_anomaly_payload_dimensions(PG_FUNCTION_ARGS)
 		pushJsonbValue(&state, WJB_KEY, &k);
 		pushJsonbValue(&state, WJB_VALUE, &v);
 	}
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(state.result));
 }

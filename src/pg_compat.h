@@ -100,6 +100,16 @@
 #endif
 
 /*
+ * 17 added AmBackgroundWorkerProcess() (MyBackendType == B_BG_WORKER), and
+ * 18 removed the IsBackgroundWorker flag it replaced; before 17 the flag
+ * is the same test.
+ */
+#if PG_VERSION_NUM < 170000
+#include "miscadmin.h"
+#define AmBackgroundWorkerProcess() IsBackgroundWorker
+#endif
+
+/*
  * 15 added common/pg_prng.h; before it random() was the backend's
  * generator.  MA_RANDOM_FRACTION() is uniform in [0, 1) on both.
  */
@@ -108,6 +118,32 @@
 #define MA_RANDOM_FRACTION() pg_prng_double(&pg_global_prng_state)
 #else
 #define MA_RANDOM_FRACTION() ((double) random() / ((double) MAX_RANDOM_VALUE + 1))
+#endif
+
+/*
+ * 19 made pushJsonbValue() build into a caller's JsonbInState (zeroed by
+ * the caller; the finished value is its result) and return nothing; before
+ * 19 it took a JsonbParseState ** and returned the value built so far,
+ * which after the last token closes the outermost container is the
+ * finished one.  The stand-in keeps the parse stack and that value in a
+ * JsonbInState of its own with the same two fields.
+ */
+#if PG_VERSION_NUM < 190000
+#include "utils/jsonb.h"
+
+typedef struct JsonbInState
+{
+	JsonbValue *result;			/* the value built so far */
+	JsonbParseState *parseState;	/* stack of open containers */
+} JsonbInState;
+
+static inline void
+ma_push_jsonb_value(JsonbInState *state, JsonbIteratorToken seq, JsonbValue *val)
+{
+	state->result = pushJsonbValue(&state->parseState, seq, val);
+}
+
+#define pushJsonbValue(state, seq, val) ma_push_jsonb_value(state, seq, val)
 #endif
 
 #endif							/* MA_PG_COMPAT_H */

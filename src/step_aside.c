@@ -25,6 +25,11 @@
  * The hook is in every backend when the library is preloaded.  Without
  * preloading, a backend that has not loaded the library does not have it,
  * and workers started by start_worker() are in the way (README).
+ *
+ * metric_anomaly.debug_hold_round, for tests only, stops the aggregation
+ * worker in the middle of a round until a command makes it step aside, so
+ * that a test meets a busy worker every time instead of hoping to catch
+ * one (ma_debug_hold_round()).
  */
 #include "postgres.h"
 
@@ -39,6 +44,7 @@
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "tcop/utility.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "metric_anomaly.h"
@@ -51,7 +57,14 @@
 #define STEP_ASIDE_POLL_MS		10
 #define STEP_ASIDE_RESIGNAL_MS	1000
 
+/* What a held worker shows as its query in pg_stat_activity. */
+#define HOLD_ACTIVITY \
+	"metric_anomaly aggregation pass: held mid-round (metric_anomaly.debug_hold_round)"
+
 static ProcessUtility_hook_type prev_utility_hook = NULL;
+
+/* metric_anomaly.debug_hold_round (see ma_step_aside_install()). */
+static bool hold_round = false;
 
 /*
  * The database a statement needs free of other sessions, or NULL; *verb
@@ -201,10 +214,57 @@ ma_utility_hook(MA_UTILITY_HOOK_ARGS)
 		MA_UTILITY_HOOK_CALL(standard_ProcessUtility);
 }
 
-/* Installs the hook; called from _PG_init. */
+/*
+ * Called by the pass after it has folded a batch of a round that has more
+ * events, the round's progress of an earlier batch already committed, and
+ * before this batch commits.  While metric_anomaly.debug_hold_round is on,
+ * the aggregation worker waits here, showing HOLD_ACTIVITY, until the
+ * setting is turned off (a reload) or a step-aside ends the worker: the
+ * batch then rolls back as any batch cut off does.  The backends that fold
+ * by process_pending() never wait.
+ *
+ * It reloads the configuration (ma_worker_loop_top()) inside the batch's
+ * transaction, as
+ * autovacuum does in vacuum_delay_point() from PostgreSQL 16 on: a value
+ * read here stays when the batch commits, and the worker leaves when it
+ * does not.
+ */
+void
+ma_debug_hold_round(void)
+{
+	if (!AmBackgroundWorkerProcess() || !hold_round)
+		return;
+	pgstat_report_activity(STATE_RUNNING, HOLD_ACTIVITY);
+	for (;;)
+	{
+		(void) ma_worker_loop_top();
+		if (!hold_round)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 STEP_ASIDE_RESIGNAL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	pgstat_report_activity(STATE_RUNNING, "metric_anomaly aggregation pass");
+}
+
+/*
+ * Installs the hook and defines the test setting; called from _PG_init,
+ * before the prefix is reserved.
+ */
 void
 ma_step_aside_install(void)
 {
+	DefineCustomBoolVariable("metric_anomaly.debug_hold_round",
+							 "Holds the aggregation worker in the middle of a round (tests only).",
+							 "While on, the worker waits after folding a batch of a round that has more "
+							 "events, before the batch commits, until the setting is turned off or a "
+							 "database command makes it step aside.",
+							 &hold_round,
+							 false,
+							 PGC_SIGHUP,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
 	prev_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = ma_utility_hook;
 }

@@ -47,6 +47,7 @@ extern void ma_worker_step_aside_exit(void) pg_attribute_noreturn();
 
 /* The utility hook that makes the workers give way (step_aside.c). */
 extern void ma_step_aside_install(void);
+extern void ma_debug_hold_round(void);
 
 /* Entry points named in BackgroundWorker.bgw_function_name. */
 extern PGDLLEXPORT void ma_launcher_main(Datum main_arg);

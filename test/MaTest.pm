@@ -8,7 +8,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Exporter 'import';
 
-our @EXPORT = qw(ma_node worker_pid count_matches);
+our @EXPORT = qw(ma_node worker_pid count_matches crash_kill);
 
 # A started node that preloads metric_anomaly, its worker serving $db
 # every $interval seconds.  Extra settings may follow.
@@ -47,6 +47,25 @@ sub count_matches
 	$log = substr($log, $offset // 0);
 	my @m = ($log =~ /$re/g);
 	return scalar @m;
+}
+
+# Kills server process $pid with SIGKILL and waits, polling the log with the
+# tests' deadline, until the postmaster's crash restart has ended.  A psql
+# started during the restart can exit before it reads its query, and
+# poll_query_until then dies of a broken pipe (002_crash, under load).
+sub crash_kill
+{
+	my ($node, $pid) = @_;
+	my $ready = qr/database system is ready to accept connections/;
+	my $before = count_matches($node, $ready);
+	my $deadline = time + ($PostgreSQL::Test::Utils::timeout_default // 180);
+	kill 'KILL', $pid;
+	while (count_matches($node, $ready) <= $before)
+	{
+		die "the server did not restart after the crash" if time > $deadline;
+		select(undef, undef, undef, 0.1);
+	}
+	return;
 }
 
 1;

@@ -18,8 +18,10 @@ build_and_install "$here" >/dev/null
 N="${1:-500}"
 ROUNDS="${2:-3}"
 NPEER=$(( N / 25 < 10 ? 10 : N / 25 ))
-peer="$(cd "$(dirname "$0")" && pwd)/../../../shared/reference/peer_charts.py"
-[ -f "$peer" ] || { echo "missing $peer" >&2; exit 1; }
+# ../shared next to the repository, or next to the worktrees' folder
+peer="${PEER_CHARTS:-$here/../shared/reference/peer_charts.py}"
+[ -f "$peer" ] || peer="$here/../../shared/reference/peer_charts.py"
+[ -f "$peer" ] || { echo "missing peer_charts.py (set PEER_CHARTS)" >&2; exit 1; }
 
 python=python3
 if ! "$python" -c 'import matplotlib' 2>/dev/null; then

@@ -30,7 +30,7 @@ my $pid = worker_pid($node, 'postgres');
 like($pid, qr/^\d+$/, 'worker pid known');
 my $done_before_kill = $node->safe_psql('postgres',
 	'SELECT total_events FROM metric_anomaly.worker_state');
-kill 'KILL', $pid;
+crash_kill($node, $pid);
 cmp_ok($done_before_kill, '<', $events,
 	"killed part-way ($done_before_kill of $events folded just before)");
 

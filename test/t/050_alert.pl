@@ -8,6 +8,7 @@ use Test::More;
 use MIME::Base64 qw(decode_base64);
 use Digest::SHA qw(hmac_sha256_hex);
 use MaAlert;
+use MaTest qw(crash_kill);
 
 my $node = alert_node('alert');
 my $rcv = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_alert", 0, "200\n");
@@ -162,7 +163,7 @@ wait_requests($rcv, 1);
 my $pid = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'metric_anomaly delivery'});
 ok($pid, 'delivery worker is sending');
-kill 'KILL', $pid;
+crash_kill($node, $pid);
 $node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
 # The launcher restarts the delivery worker; without one, start it here.
 sleep 3;

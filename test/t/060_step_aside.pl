@@ -14,8 +14,8 @@ use MaTest;
 use MaAlert qw(start_receiver stop_receiver requests wait_requests);
 
 my $rounds = 5;
-# Small batches make a backlog a long pass of many transactions, so the
-# commands below land in the middle of one.
+# Batches of 200: a backlog is a round of many batches, which the workers
+# are held in the middle of (below).
 my $node = ma_node('aside', database => 'app', interval => 1,
 	conf => "metric_anomaly.batch_size = 200\nmetric_anomaly.alert_timeout = '60s'\n"
 	  . "log_line_prefix = '%m [%p] %b: '\n");
@@ -124,6 +124,37 @@ for my $i (1 .. $rounds)
 log_is_quiet($offset, $rounds, 'waiting, template');
 
 # --- While they are busy ------------------------------------------------
+# metric_anomaly.debug_hold_round stops the aggregation worker in the
+# middle of a round: one batch of the round committed, the next folded and
+# not committed, until a command makes it step aside (its batch rolls
+# back).  So every command below meets a worker mid-round, however fast or
+# slow the machine.  The setting reaches the workers that start after the
+# reload for certain (the postmaster reloads before it starts any worker
+# asked for later), so app is dropped and made again after turning it on;
+# it stays on, and every worker that comes back holds again, until the
+# end, where turning it off lets the folding finish.
+sub hold_rounds
+{
+	my ($on) = @_;
+	$node->safe_psql('postgres',
+		"ALTER SYSTEM SET metric_anomaly.debug_hold_round = $on");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+}
+
+# The aggregation worker of app holds mid-round.
+sub wait_held
+{
+	my ($what) = @_;
+	ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity
+		 WHERE backend_type = 'metric_anomaly worker' AND datname = 'app'
+		   AND query = 'metric_anomaly aggregation pass: held mid-round (metric_anomaly.debug_hold_round)'}),
+		"busy: mid-round before $what");
+}
+
+hold_rounds('on');
+first_time('DROP DATABASE app', 'busy: DROP DATABASE before the first hold');
+first_time('CREATE DATABASE app', 'busy: CREATE DATABASE before the first hold');
 $node->safe_psql('app', 'CREATE EXTENSION metric_anomaly');
 ok($node->poll_query_until('app', q{
 	SELECT count(*) = 1 FROM metric_anomaly.worker_status WHERE running}),
@@ -132,19 +163,13 @@ ok($node->poll_query_until('app', q{
 $offset = -s $node->logfile;
 for my $i (1 .. $rounds)
 {
-	add_events(20000);
-	ok($node->poll_query_until('app', q{
-		SELECT pg_catalog.count(*) > 0 FROM metric_anomaly.business_events WHERE metric_anomaly.event_folded(xid, id)}),
-		"busy: the pass is under way before DROP $i");
+	add_events(1000);
+	wait_held("DROP $i");
 	first_time('DROP DATABASE app', "busy: DROP DATABASE $i");
+	is(workers_in('app'), '0', "busy: no worker after DROP $i");
 	first_time('CREATE DATABASE app', "busy: CREATE DATABASE $i");
 	$node->safe_psql('app', 'CREATE EXTENSION metric_anomaly');
-	$total = 0;
-	add_events(500);
-	wait_folded('app', "busy: recreated $i");
-	is(folded_count('app'), '500', "busy: recreated $i counts exactly");
-	$node->safe_psql('app', 'DELETE FROM metric_anomaly.business_events');
-	$node->safe_psql('app', 'DELETE FROM metric_anomaly.aggregated_metrics');
+	wait_workers("busy: workers back after recreate $i");
 	$total = 0;
 }
 log_is_quiet($offset, $rounds, 'busy, drop');
@@ -152,38 +177,38 @@ log_is_quiet($offset, $rounds, 'busy, drop');
 $offset = -s $node->logfile;
 for my $i (1 .. $rounds)
 {
-	# Folding only reads events: 20,000 of them pass in a fraction of a
-	# second, too quickly to be caught mid-round reliably.
-	add_events(100000);
-	ok($node->poll_query_until('app', q{
-		SELECT w.round_xid IS NOT NULL FROM metric_anomaly.worker_state w}),
-		"busy: mid-pass before RENAME $i");
+	add_events(1000);
+	wait_held("RENAME $i");
 	first_time('ALTER DATABASE app RENAME TO app_away', "busy: RENAME $i");
 	is(workers_in('app_away'), '0', "busy: no worker follows the rename $i");
 	first_time('ALTER DATABASE app_away RENAME TO app', "busy: RENAME back $i");
 	wait_workers("busy: workers back after rename back $i");
 }
-wait_folded('app', 'busy, rename');
-is(folded_count('app'), "$total", 'busy, rename: every event counted once');
 log_is_quiet($offset, $rounds, 'busy, rename');
 
 $offset = -s $node->logfile;
 for my $i (1 .. $rounds)
 {
-	my $before = add_events(100000);
-	ok($node->poll_query_until('app', q{
-		SELECT w.round_xid IS NOT NULL FROM metric_anomaly.worker_state w}),
-		"busy: mid-pass before TEMPLATE $i");
+	my $before = add_events(1000);
+	wait_held("TEMPLATE $i");
 	first_time("CREATE DATABASE clone$i TEMPLATE app", "busy: TEMPLATE $i");
 	wait_workers("busy: workers back after clone $i");
-	# The clone holds what app held: its own pass folds the rest exactly.
+	# The clone holds what app had committed, a round under way included:
+	# a first pass of its own ends that round, a second folds the events
+	# its snapshot did not see, exactly.
 	$node->safe_psql("clone$i", 'SELECT metric_anomaly.process_pending()');
+	$node->safe_psql("clone$i", 'SELECT metric_anomaly.process_pending()');
+	is($node->safe_psql("clone$i", 'SELECT pending_events FROM metric_anomaly.worker_status'),
+		'0', "busy: clone $i has nothing pending");
 	is(folded_count("clone$i"), "$before", "busy: clone $i counts exactly");
 	first_time("DROP DATABASE clone$i", "busy: drop clone $i");
 }
-wait_folded('app', 'busy, template');
-is(folded_count('app'), "$total", 'busy, template: every event counted once');
 log_is_quiet($offset, $rounds, 'busy, template');
+
+# Let go: the worker folds the rest, every batch cut off counted once.
+hold_rounds('off');
+wait_folded('app', 'busy, after the holds');
+is(folded_count('app'), "$total", 'busy, rename and template: every event counted once');
 
 # --- A delivery cut off mid-send is sent again with the same key ---------
 my $rcv = start_receiver("${PostgreSQL::Test::Utils::tmp_check}/rcv_aside", 0, "hang\n200\n");

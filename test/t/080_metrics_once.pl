@@ -44,7 +44,7 @@ my $bench = IPC::Run::start(
 sleep(4);
 my $pid = worker_pid($node, 'postgres');
 like($pid, qr/^\d+$/, 'the worker runs under load');
-kill 'KILL', $pid;
+crash_kill($node, $pid);
 $bench->finish;
 ok($node->poll_query_until('postgres', 'SELECT running FROM metric_anomaly.worker_status'),
 	'the worker is back after the crash restart');
