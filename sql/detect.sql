@@ -206,6 +206,27 @@ SELECT n, value, expected, round(lower::numeric, 4) AS lower, round(score::numer
                                             '{"window_size": 40, "min_points": 20, "seasonality": "none"}')
  WHERE n BETWEEN 40 AND 48;
 
+-- The recent baseline follows a trend: 0.5 i + 0.25 at point i + 1 (a
+-- line, not counts).  With 180 points the resistant line's thirds (60
+-- points each) have medians 15 and 75, 120 points apart: slope 0.5, and
+-- the level projected to point 181 is 90.25, exactly its value (score 0;
+-- every residual is 0, so the scale is the 1% floor, 0.9025).  Point 182
+-- jumps to 100 against 90.75 +- 6 * 0.9075: flagged.  With 80 points
+-- (fewer than the 90 a line needs) the baseline is the median, 70 at point
+-- 181, which lags the line by 20, and the ramp inside the window is its
+-- spread (MAD 10, scale 14.826): the band is 70 +- 88.96, and neither
+-- point is flagged.
+SELECT s.w, n, value, expected, round(lower::numeric, 4) AS lower,
+       round(upper::numeric, 4) AS upper, round(score::numeric, 4) AS score, is_anomaly
+  FROM (SELECT array_agg(CASE WHEN i = 181 THEN 100 ELSE 0.5 * i + 0.25 END ORDER BY i)::float8[] AS a
+          FROM generate_series(0, 181) AS i) v,
+       unnest(array[180, 80]) AS s(w),
+       LATERAL metric_anomaly.detect_series(pg_temp.minutes(v.a), v.a,
+                                            jsonb_build_object('window_size', s.w, 'min_points', 20,
+                                                               'seasonality', 'none'))
+ WHERE n IN (181, 182)
+ ORDER BY s.w DESC, n;
+
 -- A seasonal baseline from known history: three days at 100 a minute,
 -- except 200 from 12:00 to 12:29 each day; on day 4 the value at 12:10 is
 -- 200 again.  The recent baseline (median 100) would flag it; the daily

@@ -169,7 +169,7 @@ metric_anomaly_detect_series(PG_FUNCTION_ARGS)
 static Interval *
 warm_up(const MaDetectSettings *s)
 {
-	int64		us = (int64) s->window * 60 * USECS_PER_SEC;
+	int64		us = (int64) ma_detect_window(s) * 60 * USECS_PER_SEC;
 
 	if (s->method == MA_METHOD_ROBUST && (s->daily || s->weekly))
 		us = Max(us, (int64) MA_SEASONS_BACK * (s->weekly ? MA_WEEK_S : MA_DAY_S) * USECS_PER_SEC +

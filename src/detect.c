@@ -129,6 +129,19 @@ ma_detect_alert_rule(const MaDetectSettings *s, int *need, int *window)
 	}
 }
 
+/*
+ * The points of history a series' verdict uses: window_size when set,
+ * else MA_ROBUST_WINDOW for robust and metric_anomaly.window for 3-sigma
+ * (as the seed).
+ */
+int
+ma_detect_window(const MaDetectSettings *s)
+{
+	if (s->window > 0)
+		return s->window;
+	return s->method == MA_METHOD_ROBUST ? MA_ROBUST_WINDOW : s->sigma_window;
+}
+
 const char *
 ma_method_name(MaMethod m)
 {
@@ -150,7 +163,7 @@ ma_method_parse(const char *name, MaMethod *m)
 
 /*
  * Judges value at time t with the metric's method: recent[0..nrecent-1]
- * are the previous points (at most s->window of them, oldest first) and
+ * are the previous points (at most ma_detect_window() of them, oldest first) and
  * sts/svals[0..sn-1] the earlier points the seasonal baselines may sample,
  * sorted by time.  The worker and detect_series() both judge through here.
  * A point with fewer than min_points of recent history is not judged.

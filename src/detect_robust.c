@@ -2,10 +2,16 @@
  * detect_robust.c
  *		The robust method, the default: pure statistics, no SPI.
  *
- * A point is judged by up to three baselines, each a median and a robust
+ * A point is judged by up to three baselines, each a level and a robust
  * sigma (1.4826 * MAD) of its values:
  *
- *	- recent: the previous window points (at least min_points of them);
+ *	- recent: the previous window points (at least min_points of them),
+ *	  fitted with a resistant line (baseline_fit) so that the level follows
+ *	  a trend or a daily cycle: a median over 360 points lags a cycle by
+ *	  half its window (on the demo's day replayed at 24 phases and seeds, a
+ *	  300-point median gave 16 false alerts on normal series, the line
+ *	  none), and the line over 360 points took NAB from 48.29 to 51.36
+ *	  standard and 14.2 to 9.4 false flags per 10,000 (README);
  *	- daily and weekly: lag samples at the same time of day (of week) in
  *	  each of the last MA_SEASONS_BACK seasons, MA_SEASON_HALF samples
  *	  MA_SEASON_STEP_S apart either side; used once at least
@@ -13,7 +19,7 @@
  *	  judged by the baselines it has: the fallback is the recent baseline.
  *
  * The point is anomalous when EVERY baseline used puts it outside its band
- * median +- sensitivity * scale, on the same watched side: a level a
+ * level +- sensitivity * scale, on the same watched side: a level a
  * seasonal baseline expects at this hour is not flagged because the last
  * hours were lower, and a new level that has lasted half a window is not
  * flagged because the same hour last week was different.
@@ -31,15 +37,16 @@
  * 48.88 -> 48.29 standard (README).  The novelty guard then compares with
  * the least extreme point of the run.
  *
- * score = (value - median) / scale of the nearest baseline (the one of
+ * score = (value - level) / scale of the nearest baseline (the one of
  * smallest |score|), so |score| > sensitivity exactly when the point is
  * anomalous (on a watched side); expected, lower and upper are that
  * baseline's.
  *
  * The novelty guard: a point outside every band is still normal when the
- * recent window, less its newest MA_NOVELTY_SKIP points, holds
- * MA_NOVELTY_REPEATS or more separate excursions (runs of consecutive
- * points) at least as far on the same side: what the series has done
+ * recent window's residuals from its line, less the newest
+ * MA_NOVELTY_SKIP points, hold MA_NOVELTY_REPEATS or more separate
+ * excursions (runs of consecutive points) at least as far on the same
+ * side: what the series has done
  * twice within the window (an idle machine's recurring bursts) is its
  * behaviour, however far from the median.  One earlier incident does not
  * count as behaviour, so a second collapse within the window is flagged;
@@ -48,7 +55,8 @@
  * false alerts by about two thirds (README).
  *
  * The contamination guard is the median: an anomaly shifts neither the
- * median nor the MAD by more than one rank, whatever its size, so a
+ * median nor the MAD by more than one rank, whatever its size (nor the
+ * line's slope by more than a rank of the last third's median), so a
  * collapse does not widen the band that judges the minutes after it (mean
  * and standard deviation of the 3-sigma rule let a 10-minute collapse widen
  * the demo's band fourfold for three hours).  A new level takes over once
@@ -56,7 +64,7 @@
  *
  * Floors of the scale:
  *	- counts (every recent value a non-negative integer): the Poisson
- *	  deviation sqrt(max(median, 1)), so a series of 0 to 5 events a minute
+ *	  deviation sqrt(max(level, 1)), so a series of 0 to 5 events a minute
  *	  is not flagged at every blip, while 40 a minute falling to 0 still is;
  *	- MAD 0 (more than half the values equal): 1.2533 * the mean absolute
  *	  deviation from the median (the normal-consistent constant);
@@ -75,21 +83,63 @@
 #define FLAT_TOLERANCE	1e-9
 #define SEASON_MIN_VALUES 5
 
-static int
-cmp_double(const void *a, const void *b)
+/*
+ * The k-th smallest of v[0..n-1] (0 <= k < n), by quickselect: reorders v
+ * so that v[0..k-1] <= v[k] <= v[k+1..n-1].  Expected O(n); a sort costs
+ * O(n log n), and the recent baseline takes four medians per point (at 360
+ * points, sorting made the fit about three times slower).
+ */
+static double
+select_kth(double *v, int n, int k)
 {
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
+	int			lo = 0;
+	int			hi = n - 1;
 
-	return (x > y) - (x < y);
+	while (lo < hi)
+	{
+		double		pivot = v[lo + (hi - lo) / 2];
+		int			i = lo;
+		int			j = hi;
+
+		while (i <= j)
+		{
+			while (v[i] < pivot)
+				i++;
+			while (v[j] > pivot)
+				j--;
+			if (i <= j)
+			{
+				double		t = v[i];
+
+				v[i++] = v[j];
+				v[j--] = t;
+			}
+		}
+		if (k <= j)
+			hi = j;
+		else if (k >= i)
+			lo = i;
+		else
+			break;
+	}
+	return v[k];
 }
 
-/* Median of v[0..n-1] (n >= 1); sorts v. */
+/* Median of v[0..n-1] (n >= 1); reorders v. */
 static double
-median_sorted(double *v, int n)
+median_of(double *v, int n)
 {
-	qsort(v, n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+	double		upper = select_kth(v, n, n / 2);
+	double		lower = upper;
+
+	if (n % 2 == 0)
+	{
+		/* the largest of the lower half, which select_kth left before it */
+		lower = v[0];
+		for (int i = 1; i < n / 2; i++)
+			lower = Max(lower, v[i]);
+	}
+	return (lower + upper) / 2.0;
 }
 
 static bool
@@ -101,23 +151,49 @@ all_counts(const double *v, int n)
 	return n > 0;
 }
 
-/* Median and floored robust sigma of values[0..n-1] into b. */
+/*
+ * The level and floored robust sigma of values[0..n-1] into b.  Without
+ * trend: their median, and 1.4826 * the MAD.  With trend (the recent
+ * baseline, values in time order at positions 0..n-1): Tukey's resistant
+ * line, projected to position n, the point judged:
+ *	slope = (median of the last third - median of the first third)
+ *			/ (n - third), the distance between the thirds' centres;
+ *	level = median of values[i] + slope * (n - i);
+ *	scale = 1.4826 * the MAD of the residuals from that line.
+ * Each third's median ignores up to half of that third, so a collapse in
+ * the last minutes tilts the line by a rank or so, as it moves a median;
+ * the median without trend is the same fit with slope 0.  Fewer than
+ * MA_TREND_MIN_POINTS values get no slope.
+ */
 static void
-baseline_fit(const double *values, int n, bool counts, MaBaseline *b)
+baseline_fit(const double *values, int n, bool trend, bool counts,
+			 MaBaseline *b)
 {
 	double	   *w = palloc(sizeof(double) * n);
+	double		slope = 0.0;
 	double		m;
 	double		dev = 0.0;
 	double		scale;
 
-	memcpy(w, values, sizeof(double) * n);
-	m = median_sorted(w, n);
+	if (trend && n >= MA_TREND_MIN_POINTS)
+	{
+		int			third = n / 3;
+		double		first;
+
+		memcpy(w, values, sizeof(double) * third);
+		first = median_of(w, third);
+		memcpy(w, values + n - third, sizeof(double) * third);
+		slope = (median_of(w, third) - first) / (double) (n - third);
+	}
+	for (int i = 0; i < n; i++)
+		w[i] = values[i] + slope * (n - i);
+	m = median_of(w, n);
 	for (int i = 0; i < n; i++)
 	{
-		w[i] = fabs(values[i] - m);
+		w[i] = fabs(values[i] + slope * (n - i) - m);
 		dev += w[i];
 	}
-	scale = MAD_TO_SIGMA * median_sorted(w, n);
+	scale = MAD_TO_SIGMA * median_of(w, n);
 	if (scale == 0.0)
 		scale = MEANDEV_TO_SIGMA * dev / n;
 	if (counts)
@@ -129,7 +205,19 @@ baseline_fit(const double *values, int n, bool counts, MaBaseline *b)
 	b->used = true;
 	b->n = n;
 	b->median = m;
+	b->slope = slope;
 	b->scale = scale;
+}
+
+/*
+ * Residuals of recent[0..n-1] from baseline b (the value expected at
+ * position i is median - slope * (n - i)) into out.
+ */
+static void
+residuals(const MaBaseline *b, const double *recent, int n, double *out)
+{
+	for (int i = 0; i < n; i++)
+		out[i] = recent[i] + b->slope * (n - i) - b->median;
 }
 
 /*
@@ -157,9 +245,10 @@ count_excursions(const double *v, int n, double value, bool up)
  * The sustained-shift score of baseline b for value and the points before
  * it: sqrt(MA_SHIFT_POINTS) times the smallest |score| of the last
  * MA_SHIFT_POINTS points, signed, when they all lie on the same side of
- * the median; 0 otherwise or with fewer points.  Taking the smallest, not
- * the mean, keeps one spike from passing for a shift.  *nearest is the
- * value of that smallest |score|, for the novelty guard.
+ * the baseline (its line, for the recent one); 0 otherwise or with fewer
+ * points.  Taking the smallest, not the mean, keeps one spike from passing
+ * for a shift.  *nearest is the residual of that smallest |score|, for the
+ * novelty guard.
  */
 static double
 shift_score(const MaBaseline *b, const double *recent, int nrecent,
@@ -168,19 +257,20 @@ shift_score(const MaBaseline *b, const double *recent, int nrecent,
 	double		lo = b->score;
 	double		sign = b->score > 0 ? 1.0 : -1.0;
 
-	*nearest = value;
+	*nearest = value - b->median;
 	if (nrecent < MA_SHIFT_POINTS - 1 || b->score == 0.0)
 		return 0.0;
 	for (int i = nrecent - (MA_SHIFT_POINTS - 1); i < nrecent; i++)
 	{
-		double		sc = (recent[i] - b->median) / b->scale;
+		double		res = recent[i] + b->slope * (nrecent - i) - b->median;
+		double		sc = res / b->scale;
 
 		if (sc * sign <= 0.0)
 			return 0.0;
 		if (fabs(sc) < fabs(lo))
 		{
 			lo = sc;
-			*nearest = recent[i];
+			*nearest = res;
 		}
 	}
 	return sqrt((double) MA_SHIFT_POINTS) * lo;
@@ -197,9 +287,10 @@ ma_robust(const MaRobustInput *in, double value, MaRobust *r)
 	bool		below = true;
 	bool		shift_up = true;
 	bool		shift_down = true;
-	double		nearest = value;
+	double		nearest = 0.0;
 	double		other;
 	double		k = in->sensitivity;
+	double	   *resid;
 
 	memset(r, 0, sizeof(*r));
 	r->value = value;
@@ -209,13 +300,15 @@ ma_robust(const MaRobustInput *in, double value, MaRobust *r)
 		return false;
 
 	r->counts = all_counts(in->recent, in->nrecent);
-	baseline_fit(in->recent, in->nrecent, r->counts, &r->b[MA_BASELINE_RECENT]);
+	baseline_fit(in->recent, in->nrecent, true, r->counts,
+				 &r->b[MA_BASELINE_RECENT]);
 	for (int s = MA_BASELINE_DAILY; s < MA_BASELINES; s++)
 	{
 		r->b[s].seasons = in->seasons[s];
 		if (in->seasons[s] >= MA_SEASON_MIN_SEASONS &&
 			in->nseasonal[s] >= SEASON_MIN_VALUES)
-			baseline_fit(in->seasonal[s], in->nseasonal[s], r->counts, &r->b[s]);
+			baseline_fit(in->seasonal[s], in->nseasonal[s], false, r->counts,
+						 &r->b[s]);
 	}
 
 	r->judge = MA_BASELINE_RECENT;
@@ -240,20 +333,25 @@ ma_robust(const MaRobustInput *in, double value, MaRobust *r)
 	}
 	r->outside_band = above || below;
 	r->shifted = shift_up || shift_down;
+	/* the guard compares residuals from the recent line */
+	resid = palloc(sizeof(double) * in->nrecent);
+	residuals(&r->b[MA_BASELINE_RECENT], in->recent, in->nrecent, resid);
 	if (above || below)
 	{
-		r->repeats = count_excursions(in->recent, in->nrecent - MA_NOVELTY_SKIP,
-									  value, above);
+		r->repeats = count_excursions(resid, in->nrecent - MA_NOVELTY_SKIP,
+									  value - r->b[MA_BASELINE_RECENT].median,
+									  above);
 		if (r->repeats >= MA_NOVELTY_REPEATS)
 			above = below = false;
 	}
 	if ((shift_up || shift_down) && !above && !below)
 	{
-		r->repeats = count_excursions(in->recent, in->nrecent - MA_NOVELTY_SKIP,
+		r->repeats = count_excursions(resid, in->nrecent - MA_NOVELTY_SKIP,
 									  nearest, shift_up);
 		if (r->repeats >= MA_NOVELTY_REPEATS)
 			shift_up = shift_down = false;
 	}
+	pfree(resid);
 	r->expected = r->b[r->judge].median;
 	r->lower = r->b[r->judge].lower;
 	r->upper = r->b[r->judge].upper;

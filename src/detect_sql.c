@@ -146,6 +146,8 @@ append_baseline(StringInfo buf, const MaRobust *r, int b, bool *first)
 	if (b != MA_BASELINE_RECENT)
 		appendStringInfo(buf, ", \"seasons\": %d", bl->seasons);
 	append_number(buf, "median", bl->median);
+	if (b == MA_BASELINE_RECENT)
+		append_number(buf, "slope", bl->slope);
 	append_number(buf, "scale", bl->scale);
 	append_number(buf, "score", bl->score);
 	append_number(buf, "shift_score", bl->shift);
@@ -157,7 +159,8 @@ append_baseline(StringInfo buf, const MaRobust *r, int b, bool *first)
  * Evidence of a robust verdict: method, value, expected, lower_boundary and
  * upper_boundary (the band charts draw), score, sensitivity, direction,
  * counts, judged_by (the nearest baseline), baselines (each used one with
- * its points, seasons, median, scale and score), outside_band (every
+ * its points, seasons, median (the level expected at this point), slope
+ * (recent: per point), scale and score), outside_band (every
  * baseline put it outside its band), shifted (every baseline saw a
  * sustained shift), repeats (earlier excursions as far, for the novelty
  * guard), test (which test flagged it: "point" or "shift"; null when
@@ -238,7 +241,8 @@ ma_detect_settings_defaults(MaDetectSettings *s)
 	s->method = MA_METHOD_ROBUST;
 	s->sigma = ma_sigma;
 	s->sensitivity = MA_DEFAULT_SENSITIVITY;
-	s->window = ma_window;
+	s->window = 0;
+	s->sigma_window = ma_window;
 	s->min_points = ma_min_points;
 	s->direction = MA_DIRECTION_BOTH;
 	s->daily = s->weekly = true;

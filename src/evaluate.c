@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -55,7 +56,9 @@ static MaStatement pending_stmt = {
 	" s AS ("
 	"    SELECT d.metric_name, d.dirty,"
 	"           d.dirty[1] AS lo, d.dirty[array_upper(d.dirty, 1)] AS hi,"
-	"           coalesce((st.settings OPERATOR(pg_catalog.->>) 'window_size')::numeric::int, $2) AS win,"
+	"           coalesce((st.settings OPERATOR(pg_catalog.->>) 'window_size')::numeric::int,"
+	"                    CASE WHEN coalesce(st.settings OPERATOR(pg_catalog.->>) 'method', 'robust') = 'robust'"
+	"                         THEN $6 ELSE $2 END) AS win,"
 	"           coalesce(c.enabled, true) AS enabled,"
 	"           st.settings,"
 	"           coalesce(st.settings OPERATOR(pg_catalog.->>) 'method', 'robust') = 'robust' AS robust,"
@@ -85,11 +88,11 @@ static MaStatement pending_stmt = {
 	"                        FROM (VALUES (interval '1 day', 'daily'),"
 	"                                     (interval '7 days', 'weekly')) AS q(period, name)"
 	"                       WHERE s.robust AND s.seasonality IN ('auto', q.name)"
-	"                         AND (SELECT min(f.metric_timestamp)"
-	"                                FROM metric_anomaly.aggregated_metrics f"
-	"                               WHERE f.metric_name = s.metric_name)"
-	"                             <= s.hi - 2 * q.period + $3 * interval '1 second') AS periods"
-	"      FROM s)"
+	"                         AND f.first <= s.hi - 2 * q.period + $3 * interval '1 second') AS periods"
+	"      FROM s LEFT JOIN LATERAL ("
+	"            SELECT min(f.metric_timestamp) AS first"
+	"              FROM metric_anomaly.aggregated_metrics f"
+	"             WHERE s.robust AND f.metric_name = s.metric_name) f ON true)"
 	"SELECT p.metric_name, p.settings, p.enabled, p.dirty, h.ts, h.vals, z.sts, z.svals"
 	"  FROM p CROSS JOIN LATERAL ("
 	"        SELECT array_agg(o.metric_timestamp) AS ts,"
@@ -100,19 +103,35 @@ static MaStatement pending_stmt = {
 	"                   AND a.metric_timestamp >= p.lo - p.win * interval '1 minute'"
 	"                   AND a.metric_timestamp <= p.hi"
 	"                 ORDER BY a.metric_timestamp) o) h"
+	/*
+	 * seasonal samples: the new minutes grouped into islands (a gap of more
+	 * than the 35 minutes a range widens by starts a new one), and for each
+	 * island, period and season k back one range of the index: the island
+	 * moved k periods back and widened by the lag samples' reach, 15
+	 * minutes after and 20 before (one step more, where a missing minute's
+	 * sample is the point before it, as in detect_series()).  So a backlog
+	 * reads about its own span six times, and minutes far apart (a late
+	 * event a year back) do not make a range of the years between them.
+	 * Ranges overlap for an island over a day long, and the rows they share
+	 * come twice, which ma_season_gather() takes as one (equal times, equal
+	 * values); a DISTINCT cost more than the reads (0.6 of 1.0 ms a
+	 * series).
+	 */
 	"  CROSS JOIN LATERAL ("
-	"        SELECT array_agg(o.metric_timestamp) AS sts,"
-	"               array_agg(o.metric_value) AS svals"
-	"          FROM (SELECT a.metric_timestamp, a.metric_value"
-	"                  FROM metric_anomaly.aggregated_metrics a"
-	"                 WHERE p.periods <> '{}'"
-	"                   AND a.metric_name = p.metric_name"
-	"                   AND a.metric_timestamp = ANY (ARRAY("
-	"                       SELECT DISTINCT t.t - k * q.period + j * $4 * interval '1 second'"
-	"                         FROM unnest(p.dirty) AS t(t), unnest(p.periods) AS q(period),"
-	"                              generate_series(1, $5) AS k,"
-	"                              generate_series(-$6, $6) AS j))"
-	"                 ORDER BY a.metric_timestamp) o) z"
+	"        SELECT array_agg(a.metric_timestamp ORDER BY a.metric_timestamp) AS sts,"
+	"               array_agg(a.metric_value ORDER BY a.metric_timestamp) AS svals"
+	"          FROM (SELECT min(g.t) AS t0, max(g.t) AS t1"
+	"                  FROM (SELECT b.t, count(*) FILTER (WHERE b.brk) OVER (ORDER BY b.t) AS island"
+	"                          FROM (SELECT d.t, d.t - pg_catalog.lag(d.t) OVER (ORDER BY d.t)"
+	"                                            > (2 * $3 + $4) * interval '1 second' AS brk"
+	"                                  FROM unnest(p.dirty) AS d(t)"
+	"                                 WHERE p.periods <> '{}') b) g"
+	"                 GROUP BY g.island) r,"
+	"               unnest(p.periods) AS q(period), generate_series(1, $5) AS k,"
+	"               metric_anomaly.aggregated_metrics a"
+	"         WHERE a.metric_name = p.metric_name"
+	"           AND a.metric_timestamp > r.t0 - k * q.period - ($3 + $4) * interval '1 second'"
+	"           AND a.metric_timestamp <= r.t1 - k * q.period + $3 * interval '1 second') z"
 	" ORDER BY p.metric_name",
 	6, {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID}
 };
@@ -256,7 +275,7 @@ series_evaluate(Series *s, Verdicts *v)
 			verdicts_add(v, s, i, NULL);
 			continue;
 		}
-		first = Max(0, i - s->settings.window);
+		first = Max(0, i - ma_detect_window(&s->settings));
 		ma_detect_point(&s->settings, &s->values[first], i - first,
 						s->sts, s->svals, s->sn, s->ts[i], s->values[i], &r);
 		verdicts_add(v, s, i, &r);
@@ -279,6 +298,26 @@ array_elements(Datum d, Oid elemtype, void **out)
 		elog(ERROR, "metric_anomaly: unexpected array in the detection query");
 	*out = ARR_DATA_PTR(a);
 	return ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+}
+
+/*
+ * Opens the pending query's cursor planned without JIT.  Its estimated
+ * cost (one nested loop per series) passes jit_above_cost at a few
+ * thousand series, and compiling it took 65 ms of a pass on a quiet
+ * machine and over 1 s at load 12, for a query whose work is index
+ * descents, not expressions (test/bench/detect.sh, README).
+ */
+static Portal
+open_pending(Datum *args)
+{
+	int			nest = NewGUCNestLevel();
+	Portal		portal;
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	portal = ma_open_cursor(&pending_stmt, args, NULL);
+	AtEOXact_GUC(true, nest);
+	return portal;
 }
 
 /* Fills s from one row of the pending query. */
@@ -375,8 +414,8 @@ ma_evaluate_pending(TimestampTz last_closed)
 	args[2] = Int32GetDatum(MA_SEASON_HALF * MA_SEASON_STEP_S);
 	args[3] = Int32GetDatum(MA_SEASON_STEP_S);
 	args[4] = Int32GetDatum(MA_SEASONS_BACK);
-	args[5] = Int32GetDatum(MA_SEASON_HALF);
-	portal = ma_open_cursor(&pending_stmt, args, NULL);
+	args[5] = Int32GetDatum(MA_ROBUST_WINDOW);
+	portal = open_pending(args);
 
 	for (;;)
 	{

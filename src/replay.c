@@ -84,7 +84,7 @@ ma_replay_point(MaReplay *r, TimestampTz t, bool isnull, double value,
 	if (r->nvals >= r->cap)
 		elog(ERROR, "metric_anomaly: replay capacity exceeded");
 	{
-		int			first = Max(0, r->nvals - r->s.window);
+		int			first = Max(0, r->nvals - ma_detect_window(&r->s));
 
 		ma_detect_point(&r->s, &r->vals[first], r->nvals - first,
 						r->sts, r->svals, r->sn, t, value, v);
