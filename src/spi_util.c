@@ -17,7 +17,8 @@ statement_plan(MaStatement *stmt)
 {
 	if (stmt->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(stmt->sql, stmt->nargs, stmt->argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(stmt->sql, stmt->nargs, stmt->argtypes,
+												stmt->cursor_options);
 
 		if (plan == NULL)
 			elog(ERROR, "metric_anomaly: SPI_prepare failed (%s): %s",

@@ -17,6 +17,7 @@ typedef struct MaStatement
 	int			nargs;
 	Oid			argtypes[12];
 	SPIPlanPtr	plan;
+	int			cursor_options; /* for SPI_prepare_cursor(); 0 as SPI_prepare */
 } MaStatement;
 
 extern uint64 ma_execute(MaStatement *stmt, Datum *values, const char *nulls,
