@@ -76,71 +76,13 @@
 #include <math.h>
 
 #include "detect.h"
+#include "order_stat.h"
 
 #define MAD_TO_SIGMA	1.4826
 #define MEANDEV_TO_SIGMA 1.2533
 #define MA_REL_FLOOR	0.01
 #define FLAT_TOLERANCE	1e-9
 #define SEASON_MIN_VALUES 5
-
-/*
- * The k-th smallest of v[0..n-1] (0 <= k < n), by quickselect: reorders v
- * so that v[0..k-1] <= v[k] <= v[k+1..n-1].  Expected O(n); a sort costs
- * O(n log n), and the recent baseline takes four medians per point (at 360
- * points, sorting made the fit about three times slower).
- */
-static double
-select_kth(double *v, int n, int k)
-{
-	int			lo = 0;
-	int			hi = n - 1;
-
-	while (lo < hi)
-	{
-		double		pivot = v[lo + (hi - lo) / 2];
-		int			i = lo;
-		int			j = hi;
-
-		while (i <= j)
-		{
-			while (v[i] < pivot)
-				i++;
-			while (v[j] > pivot)
-				j--;
-			if (i <= j)
-			{
-				double		t = v[i];
-
-				v[i++] = v[j];
-				v[j--] = t;
-			}
-		}
-		if (k <= j)
-			hi = j;
-		else if (k >= i)
-			lo = i;
-		else
-			break;
-	}
-	return v[k];
-}
-
-/* Median of v[0..n-1] (n >= 1); reorders v. */
-static double
-median_of(double *v, int n)
-{
-	double		upper = select_kth(v, n, n / 2);
-	double		lower = upper;
-
-	if (n % 2 == 0)
-	{
-		/* the largest of the lower half, which select_kth left before it */
-		lower = v[0];
-		for (int i = 1; i < n / 2; i++)
-			lower = Max(lower, v[i]);
-	}
-	return (lower + upper) / 2.0;
-}
 
 static bool
 all_counts(const double *v, int n)
@@ -181,19 +123,19 @@ baseline_fit(const double *values, int n, bool trend, bool counts,
 		double		first;
 
 		memcpy(w, values, sizeof(double) * third);
-		first = median_of(w, third);
+		first = ma_median(w, third);
 		memcpy(w, values + n - third, sizeof(double) * third);
-		slope = (median_of(w, third) - first) / (double) (n - third);
+		slope = (ma_median(w, third) - first) / (double) (n - third);
 	}
 	for (int i = 0; i < n; i++)
 		w[i] = values[i] + slope * (n - i);
-	m = median_of(w, n);
+	m = ma_median(w, n);
 	for (int i = 0; i < n; i++)
 	{
 		w[i] = fabs(values[i] + slope * (n - i) - m);
 		dev += w[i];
 	}
-	scale = MAD_TO_SIGMA * median_of(w, n);
+	scale = MAD_TO_SIGMA * ma_median(w, n);
 	if (scale == 0.0)
 		scale = MEANDEV_TO_SIGMA * dev / n;
 	if (counts)

@@ -36,6 +36,7 @@
 #include "utils/numeric.h"
 
 #include "chart_heatmap.h"
+#include "order_stat.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_heatmap_accum);
 PG_FUNCTION_INFO_V1(metric_anomaly_heatmap_sample_accum);
@@ -373,97 +374,6 @@ sort_labels(char **names, int n, int *perm)
 		perm[k] = (int) (refs[k] - names);
 }
 
-static int
-double_cmp(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return x < y ? -1 : x > y;
-}
-
-/*
- * The k-th smallest of v[0..n) (0-based), v reordered: quickselect with the
- * median of three as pivot, which ends in O(n) on any input but crafted
- * ones; after 2 log2(n) rounds that did not halve the range it sorts what
- * is left, so no input costs more than O(n log n).
- */
-static double
-select_kth(double *v, int n, int k)
-{
-	int			lo = 0,
-				hi = n - 1,
-				budget = 2;
-
-	for (int m = n; m > 1; m >>= 1)
-		budget += 2;
-	while (hi > lo)
-	{
-		double		a = v[lo],
-					b = v[lo + (hi - lo) / 2],
-					c = v[hi],
-					pivot;
-		int			i = lo,
-					j = hi;
-
-		if (--budget < 0)
-		{
-			qsort(v + lo, hi - lo + 1, sizeof(double), double_cmp);
-			break;
-		}
-		pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-		/* Hoare partition: v[lo..j] <= pivot <= v[i..hi] */
-		while (i <= j)
-		{
-			while (v[i] < pivot)
-				i++;
-			while (v[j] > pivot)
-				j--;
-			if (i <= j)
-			{
-				double		t = v[i];
-
-				v[i++] = v[j];
-				v[j--] = t;
-			}
-		}
-		if (k <= j)
-			hi = j;
-		else if (k >= i)
-			lo = i;
-		else
-			break;				/* v[j+1..i-1] all equal the pivot */
-	}
-	return v[k];
-}
-
-/*
- * The q quantile of v[0..n) (n > 0), v reordered, exactly as
- * percentile_cont(q) computes it: the linear interpolation between the
- * order statistics floor and ceil of q * (n - 1), in the same arithmetic,
- * so both give the same double.  The second is the smallest of the values
- * above the first one's place, which selection left there.  Reordering
- * the samples leaves the state the same set of them, so the final function
- * may run again on it (as a window aggregate's does).
- */
-static double
-quantile_cont(double *v, int n, double q)
-{
-	double		pos = q * (n - 1);
-	int			first = (int) floor(pos),
-				second = (int) ceil(pos);
-	double		lo = select_kth(v, n, first),
-				hi;
-
-	if (second <= first)
-		return lo;
-	hi = v[second];
-	for (int i = second + 1; i < n; i++)
-		if (v[i] < hi)
-			hi = v[i];
-	return lo + (pos - first) * (hi - lo);
-}
-
 /* Final function: draws the cells; no rows gives NULL. */
 Datum
 metric_anomaly_heatmap_final(PG_FUNCTION_ARGS)
@@ -503,7 +413,7 @@ metric_anomaly_heatmap_final(PG_FUNCTION_ARGS)
 
 			if (st->samples)
 				cells[i * st->ncols + j] = st->samples[r][c].n == 0 ? NAN :
-					quantile_cont(st->samples[r][c].v, st->samples[r][c].n, st->quantile);
+					ma_quantile_cont(st->samples[r][c].v, st->samples[r][c].n, st->quantile);
 			else
 				cells[i * st->ncols + j] = st->set[r][c] ? st->cell[r][c] : NAN;
 			outlined[i * st->ncols + j] = st->set[r][c] && st->outlined[r][c];

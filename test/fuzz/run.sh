@@ -34,7 +34,7 @@ status=0
 for t in "${targets[@]}"; do
 	case "$t" in
 		detect)
-			build detect -I"$("$PG_CONFIG" --includedir-server)" "$tree/src/detect.c" "$tree/src/detect_robust.c" "$here/pg_stubs.c" ;;
+			build detect -I"$("$PG_CONFIG" --includedir-server)" "$tree/src/detect.c" "$tree/src/detect_robust.c" "$tree/src/order_stat.c" "$here/pg_stubs.c" ;;
 		png)
 			build png "$tree/src/chart_png.c" "$tree/src/chart_png_palette.c" "$tree/src/chart_png_rgb.c" "${GD[@]}" ;;
 		chart)
