@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 
 #include "chart_line.h"
+#include "chart_options.h"
 #include "chart_sql.h"
 #include "spi_util.h"
 
@@ -631,35 +632,9 @@ typedef struct LineChartOptions
 	List	   *markers;
 } LineChartOptions;
 
-static void
-bad_option(const char *key, const char *expected)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid line_chart option \"%s\"", key),
-			 errdetail("The option \"%s\" must be %s.", key, expected)));
-}
-
-static char *
-option_string(const char *key, JsonbValue *v)
-{
-	if (v->type != jbvString)
-		bad_option(key, "a string");
-	return pnstrdup(v->val.string.val, v->val.string.len);
-}
-
-static double
-option_number(const char *key, JsonbValue *v)
-{
-	if (v->type != jbvNumeric)
-		bad_option(key, "a number");
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-											  NumericGetDatum(v->val.numeric)));
-}
-
 /* A list of series names, or true/false for every series when allowed. */
 static List *
-option_names(const char *key, JsonbValue *v, bool *all)
+option_names(const MaChartOptions *o, JsonbValue *v, bool *all)
 {
 	List	   *names = NIL;
 	JsonbIterator *it;
@@ -672,15 +647,15 @@ option_names(const char *key, JsonbValue *v, bool *all)
 		return NIL;
 	}
 	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
-		bad_option(key, all ? "an array of series names or a boolean" :
-				   "an array of series names");
+		ma_chart_option_error(o, all ? "an array of series names or a boolean" :
+							  "an array of series names");
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 	{
 		if (tok != WJB_ELEM)
 			continue;
 		if (elem.type != jbvString)
-			bad_option(key, "an array of series names");
+			ma_chart_option_error(o, "an array of series names");
 		names = lappend(names, pnstrdup(elem.val.string.val, elem.val.string.len));
 	}
 	return names;
@@ -701,74 +676,45 @@ name_in(List *names, const char *name)
 static void
 parse_options(Jsonb *jb, LineChartOptions *o)
 {
-	JsonbIterator *it;
+	MaChartOptions opts;
 	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
 
 	memset(o, 0, sizeof(*o));
 	o->width = 1200;
 	o->height = 600;
-	if (jb == NULL)
+	if (!ma_chart_options_begin(&opts, jb, "line_chart",
+								"{\"title\": \"Orders\", \"width\": 800}"))
 		return;
-	if (!JB_ROOT_IS_OBJECT(jb))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("line_chart options must be a JSON object"),
-				 errhint("Pass for example '{\"title\": \"Orders\", \"width\": 800}'.")));
-
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	while (ma_chart_options_next(&opts, &v))
 	{
-		if (tok == WJB_KEY)
-		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			continue;
-		}
-		if (tok != WJB_VALUE)
-			continue;
-		if (strcmp(key, "title") == 0)
-			o->title = option_string(key, &v);
-		else if (strcmp(key, "subtitle") == 0)
-			o->subtitle = option_string(key, &v);
-		else if (strcmp(key, "label") == 0)
-			o->label = option_string(key, &v);
-		else if (strcmp(key, "y_label") == 0)
-			o->y_label = option_string(key, &v);
-		else if (strcmp(key, "y2_label") == 0)
-			o->y2_label = option_string(key, &v);
-		else if (strcmp(key, "width") == 0 || strcmp(key, "height") == 0)
-		{
-			double		d = option_number(key, &v);
+		const char *key = opts.key;
 
-			if (d != floor(d) || d < CHART_MIN_SIZE || d > CHART_MAX_SIZE)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("chart %s must be between %d and %d pixels", key,
-								CHART_MIN_SIZE, CHART_MAX_SIZE),
-						 errdetail("The %s given was %g.", key, d)));
-			if (key[0] == 'w')
-				o->width = (int) d;
-			else
-				o->height = (int) d;
-		}
+		if (strcmp(key, "title") == 0)
+			o->title = ma_chart_option_string(&opts, &v);
+		else if (strcmp(key, "subtitle") == 0)
+			o->subtitle = ma_chart_option_string(&opts, &v);
+		else if (strcmp(key, "label") == 0)
+			o->label = ma_chart_option_string(&opts, &v);
+		else if (strcmp(key, "y_label") == 0)
+			o->y_label = ma_chart_option_string(&opts, &v);
+		else if (strcmp(key, "y2_label") == 0)
+			o->y2_label = ma_chart_option_string(&opts, &v);
+		else if (ma_chart_option_size(&opts, &v, &o->width, &o->height))
+			continue;
 		else if (strcmp(key, "gap") == 0)
 		{
-			o->gap = option_number(key, &v);
+			o->gap = ma_chart_option_number(&opts, &v);
 			if (!(o->gap >= 0))
-				bad_option(key, "a number of seconds, 0 or more");
+				ma_chart_option_error(&opts, "a number of seconds, 0 or more");
 		}
 		else if (strcmp(key, "right_axis") == 0)
-			o->right_axis = option_names(key, &v, NULL);
+			o->right_axis = option_names(&opts, &v, NULL);
 		else if (strcmp(key, "dashed") == 0)
-			o->dashed = option_names(key, &v, &o->all_dashed);
+			o->dashed = option_names(&opts, &v, &o->all_dashed);
 		else if (strcmp(key, "markers") == 0)
-			o->markers = option_names(key, &v, &o->all_markers);
+			o->markers = option_names(&opts, &v, &o->all_markers);
 		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown line_chart option \"%s\"", key),
-					 errhint("Valid options are title, subtitle, label, y_label, y2_label, width, height, gap, right_axis, dashed and markers.")));
+			ma_chart_option_unknown(&opts, "title, subtitle, label, y_label, y2_label, width, height, gap, right_axis, dashed and markers");
 	}
 }
 

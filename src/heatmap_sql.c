@@ -36,6 +36,7 @@
 #include "utils/numeric.h"
 
 #include "chart_heatmap.h"
+#include "chart_options.h"
 #include "order_stat.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_heatmap_accum);
@@ -274,83 +275,31 @@ typedef struct HeatmapOptions
 	int			height;
 } HeatmapOptions;
 
-static void
-bad_option(const char *key, const char *expected)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid heatmap option \"%s\"", key),
-			 errdetail("The option \"%s\" must be %s.", key, expected)));
-}
-
 /* Parses and checks heatmap's options; unknown keys are an error. */
 static void
 parse_options(Jsonb *jb, HeatmapOptions *o)
 {
-	JsonbIterator *it;
+	MaChartOptions opts;
 	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
 
 	memset(o, 0, sizeof(*o));
 	o->width = 1200;
 	o->height = 600;
-	if (jb == NULL)
+	if (!ma_chart_options_begin(&opts, jb, "heatmap",
+								"{\"title\": \"p95 latency\", \"width\": 800}"))
 		return;
-	if (!JB_ROOT_IS_OBJECT(jb))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("heatmap options must be a JSON object"),
-				 errhint("Pass for example '{\"title\": \"p95 latency\", \"width\": 800}'.")));
-
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	while (ma_chart_options_next(&opts, &v))
 	{
-		char	  **target = NULL;
-
-		if (tok == WJB_KEY)
-		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			continue;
-		}
-		if (tok != WJB_VALUE)
-			continue;
-		if (strcmp(key, "title") == 0)
-			target = &o->title;
-		else if (strcmp(key, "x_label") == 0)
-			target = &o->x_label;
-		else if (strcmp(key, "y_label") == 0)
-			target = &o->y_label;
-		else if (strcmp(key, "value_label") == 0)
-			target = &o->value_label;
-		else if (strcmp(key, "width") == 0 || strcmp(key, "height") == 0)
-		{
-			double		d;
-
-			if (v.type != jbvNumeric)
-				bad_option(key, "a number");
-			d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-												   NumericGetDatum(v.val.numeric)));
-			if (d != floor(d) || d < CHART_MIN_SIZE || d > CHART_MAX_SIZE)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("chart %s must be between %d and %d pixels", key,
-								CHART_MIN_SIZE, CHART_MAX_SIZE),
-						 errdetail("The %s given was %g.", key, d)));
-			if (key[0] == 'w')
-				o->width = (int) d;
-			else
-				o->height = (int) d;
-			continue;
-		}
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown heatmap option \"%s\"", key),
-					 errhint("Valid options are title, x_label, y_label, value_label, width and height.")));
-		if (v.type != jbvString)
-			bad_option(key, "a string");
-		*target = pnstrdup(v.val.string.val, v.val.string.len);
+		if (strcmp(opts.key, "title") == 0)
+			o->title = ma_chart_option_string(&opts, &v);
+		else if (strcmp(opts.key, "x_label") == 0)
+			o->x_label = ma_chart_option_string(&opts, &v);
+		else if (strcmp(opts.key, "y_label") == 0)
+			o->y_label = ma_chart_option_string(&opts, &v);
+		else if (strcmp(opts.key, "value_label") == 0)
+			o->value_label = ma_chart_option_string(&opts, &v);
+		else if (!ma_chart_option_size(&opts, &v, &o->width, &o->height))
+			ma_chart_option_unknown(&opts, "title, x_label, y_label, value_label, width and height");
 	}
 }
 
