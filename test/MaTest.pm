@@ -7,8 +7,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Exporter 'import';
+use IPC::Run;
+use Test::More;
 
-our @EXPORT = qw(ma_node worker_pid count_matches crash_kill);
+our @EXPORT = qw(ma_node worker_pid count_matches crash_kill settle crash_under_writers);
 
 # A started node that preloads metric_anomaly, its worker serving $db
 # every $interval seconds.  Extra settings may follow.
@@ -65,6 +67,41 @@ sub crash_kill
 		die "the server did not restart after the crash" if time > $deadline;
 		select(undef, undef, undef, 0.1);
 	}
+	return;
+}
+
+# Waits until the worker serving postgres has finished two more passes and
+# nothing is pending (one test).
+sub settle
+{
+	my ($node) = @_;
+	my $p = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_status');
+	ok($node->poll_query_until('postgres', qq{
+		SELECT passes >= $p + 2 AND pending_events = 0 FROM metric_anomaly.worker_status}),
+		'the worker passed twice more with nothing pending');
+	return;
+}
+
+# Runs pgbench (4 clients for 12 s) with the statement $sql as its script
+# against postgres and kills the aggregation worker with SIGKILL 4 s in,
+# in the middle of its batches; returns when pgbench has ended and the
+# worker is back (two tests).
+sub crash_under_writers
+{
+	my ($node, $sql) = @_;
+	my $script = $node->basedir . '/insert.sql';
+	PostgreSQL::Test::Utils::append_to_file($script, $sql);
+	my ($bout, $berr) = ('', '');
+	my $bench = IPC::Run::start(
+		[ 'pgbench', '-n', '-c', '4', '-T', '12', '-f', $script, '-d', $node->connstr('postgres') ],
+		'>', \$bout, '2>', \$berr);
+	sleep(4);
+	my $pid = worker_pid($node, 'postgres');
+	like($pid, qr/^\d+$/, 'the worker runs under load');
+	crash_kill($node, $pid);
+	$bench->finish;
+	ok($node->poll_query_until('postgres', 'SELECT running FROM metric_anomaly.worker_status'),
+		'the worker is back after the crash restart');
 	return;
 }
 

@@ -27,15 +27,6 @@ sub counted
 		 WHERE metric_name = '$name'});
 }
 
-# Waits until the worker has finished two more passes and nothing is pending.
-sub settle
-{
-	my $p = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_status');
-	ok($node->poll_query_until('postgres', qq{
-		SELECT passes >= $p + 2 AND pending_events = 0 FROM metric_anomaly.worker_status}),
-		'the worker passed twice more with nothing pending');
-}
-
 # A session that keeps its transaction open while the test goes on.
 my ($in, $out) = ('', '');
 my $open = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres') ],
@@ -54,14 +45,14 @@ say_open(q{BEGIN;
 $node->safe_psql('postgres', q{
 	INSERT INTO metric_anomaly.business_events (event_type)
 	SELECT 'meanwhile' FROM generate_series(1, 1000)});
-settle();
-settle();
+settle($node);
+settle($node);
 is(counted('meanwhile'), '1000', 'events committed meanwhile are counted');
 is(counted('long'), '0', 'the open transaction\'s events are not counted yet');
 say_open('COMMIT;', 'committed');
 $in .= "\\q\n";
 $open->finish;
-settle();
+settle($node);
 is(counted('long'), '100', 'after its commit, they are counted once');
 
 # --- Savepoints: released, rolled back, and the first write inside one.
@@ -88,7 +79,7 @@ $node->safe_psql('postgres', q{
 	BEGIN;
 	INSERT INTO metric_anomaly.business_events (event_type) SELECT 'rolled back' FROM generate_series(1, 9);
 	ROLLBACK;});
-settle();
+settle($node);
 is(counted('sp'), '35', 'savepoints: released and kept counted, rolled back not');
 is(counted('sub'), '10', 'a transaction whose first write was in a rolled-back savepoint');
 is(counted('rolled back'), '0', 'a rolled-back transaction counts nothing');
@@ -101,31 +92,19 @@ $node->safe_psql('postgres', q{
 	BEGIN;
 	INSERT INTO metric_anomaly.business_events (event_type) SELECT '2pc' FROM generate_series(1, 70);
 	PREPARE TRANSACTION 'p_rollback';});
-settle();
-settle();
+settle($node);
+settle($node);
 is(counted('2pc'), '0', 'prepared transactions count nothing yet');
 $node->safe_psql('postgres', q{COMMIT PREPARED 'p_commit'});
 $node->safe_psql('postgres', q{ROLLBACK PREPARED 'p_rollback'});
-settle();
+settle($node);
 is(counted('2pc'), '50', 'the committed one is counted once, the rolled-back one not');
 
 # --- pgbench writers, and a kill -9 of the worker in the middle of a batch.
-my $script = $node->basedir . '/insert.sql';
-PostgreSQL::Test::Utils::append_to_file($script,
+crash_under_writers($node,
 	"INSERT INTO metric_anomaly.business_events (event_type, payload) "
 	  . "VALUES ('bench' || (random() * 7)::int, '{\"k\": 1}');\n");
-my ($bout, $berr) = ('', '');
-my $bench = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '4', '-T', '12', '-f', $script, '-d', $node->connstr('postgres') ],
-	'>', \$bout, '2>', \$berr);
-sleep(4);
-my $pid = worker_pid($node, 'postgres');
-like($pid, qr/^\d+$/, 'the worker runs under load');
-crash_kill($node, $pid);
-$bench->finish;
-ok($node->poll_query_until('postgres', 'SELECT running FROM metric_anomaly.worker_status'),
-	'the worker is back after the crash restart');
-settle();
+settle($node);
 my $committed = $node->safe_psql('postgres', q{
 	SELECT count(*) FROM metric_anomaly.business_events WHERE event_type LIKE 'bench%'});
 cmp_ok($committed, '>', 0, "pgbench committed $committed events");

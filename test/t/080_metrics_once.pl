@@ -23,32 +23,12 @@ $node->safe_psql('postgres', q{
 ok($node->poll_query_until('postgres', 'SELECT running FROM metric_anomaly.worker_status'),
 	'the worker runs');
 
-sub settle
-{
-	my $p = $node->safe_psql('postgres', 'SELECT passes FROM metric_anomaly.worker_status');
-	ok($node->poll_query_until('postgres', qq{
-		SELECT passes >= $p + 2 AND pending_events = 0 FROM metric_anomaly.worker_status}),
-		'the worker passed twice more with nothing pending');
-}
-
-my $script = $node->basedir . '/insert.sql';
-PostgreSQL::Test::Utils::append_to_file($script,
+crash_under_writers($node,
 	"INSERT INTO metric_anomaly.business_events (event_type, payload) "
 	  . "SELECT 'job', jsonb_build_object('node', 'n' || (random() * 3)::int, "
 	  . "'v', 1 + (random() * 1000)::int, 'key', (random() * 5000)::int) "
 	  . "FROM generate_series(1, 5);\n");
-my ($bout, $berr) = ('', '');
-my $bench = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '4', '-T', '12', '-f', $script, '-d', $node->connstr('postgres') ],
-	'>', \$bout, '2>', \$berr);
-sleep(4);
-my $pid = worker_pid($node, 'postgres');
-like($pid, qr/^\d+$/, 'the worker runs under load');
-crash_kill($node, $pid);
-$bench->finish;
-ok($node->poll_query_until('postgres', 'SELECT running FROM metric_anomaly.worker_status'),
-	'the worker is back after the crash restart');
-settle();
+settle($node);
 
 my $committed = $node->safe_psql('postgres', q{
 	SELECT count(*) FROM metric_anomaly.business_events WHERE event_type = 'job'});
