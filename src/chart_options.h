@@ -8,6 +8,8 @@
 
 #include "utils/jsonb.h"
 
+#include "pg_compat.h"
+
 typedef struct MaChartOptions
 {
 	const char *chart;			/* "line_chart", "heatmap": named in errors */
