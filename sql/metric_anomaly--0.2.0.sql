@@ -2364,3 +2364,26 @@ COMMENT ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, json
 GRANT EXECUTE ON FUNCTION metric_anomaly.detect_series(timestamptz[], double precision[], jsonb) TO PUBLIC;
 REVOKE ALL ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz, jsonb) TO metric_anomaly_admin;
+
+-- ---------------------------------------------------------------------------
+-- Detection's cache (issue 10, cost): a backend running passes keeps each
+-- series' window and seasonal rows between passes; any statement on
+-- aggregated_metrics outside its own pipeline makes it read afresh.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION metric_anomaly.detect_cache_invalidate()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'metric_anomaly_detect_cache_invalidate';
+
+COMMENT ON FUNCTION metric_anomaly.detect_cache_invalidate() IS
+    'Statement trigger function on aggregated_metrics: bumps the database''s generation in shared memory (and again when the transaction commits), so that the rows detection holds between passes in the worker (metric_anomaly.detect_cache_size) are read afresh after any change it did not make itself.';
+
+REVOKE ALL ON FUNCTION metric_anomaly.detect_cache_invalidate() FROM PUBLIC;
+
+-- per statement, never per row; ALWAYS: also under session_replication_role = replica
+CREATE TRIGGER aggregated_metrics_detect_cache
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON metric_anomaly.aggregated_metrics
+    FOR EACH STATEMENT EXECUTE FUNCTION metric_anomaly.detect_cache_invalidate();
+
+ALTER TABLE metric_anomaly.aggregated_metrics ENABLE ALWAYS TRIGGER aggregated_metrics_detect_cache;

@@ -31,6 +31,8 @@
 
 #include "alert.h"
 #include "detect.h"
+#include "detect_cache.h"
+#include "detect_cache_sql.h"
 #include "detect_sql.h"
 #include "evaluate.h"
 #include "isolate.h"
@@ -39,6 +41,20 @@
 
 #define FETCH_SERIES	1000
 #define FLUSH_POINTS	10000
+
+/*
+ * Seconds past a seasonal range a pass reads when the backend holds what
+ * it reads: with 3600 the six ranges of a series are read once an hour, not
+ * each minute.  It must stay well under a day (evaluate's query relies on
+ * held seasonal rows ending over a day before the window's end).
+ */
+#define SEASON_PREFETCH_S	3600
+StaticAssertDecl(SEASON_PREFETCH_S + MA_SEASON_HALF * MA_SEASON_STEP_S < MA_DAY_S / 2,
+				 "seasonal prefetch must stay well under a day");
+
+/* how far a dirty minute's seasonal samples reach before and after it */
+#define SEASON_BEFORE_US	((int64) (MA_SEASON_HALF + 1) * MA_SEASON_STEP_S * USECS_PER_SEC)
+#define SEASON_AFTER_US		((int64) MA_SEASON_HALF * MA_SEASON_STEP_S * USECS_PER_SEC)
 
 /*
  * Per series with rows to evaluate: its settings, the minutes to evaluate,
@@ -53,6 +69,12 @@ static MaStatement pending_stmt = {
 	"      FROM metric_anomaly.aggregated_metrics n"
 	"     WHERE n.needs_eval AND n.metric_timestamp <= $1"
 	"     GROUP BY n.metric_name),"
+	/* what the backend holds per series (detect_cache.h), empty without it */
+	" held AS ("
+	"    SELECT * FROM unnest($7::text[], $8::timestamptz[], $9::timestamptz[],"
+	"                         $10::timestamptz[], $11::int4[], $12::timestamptz[],"
+	"                         $13::timestamptz[])"
+	"           AS c(metric_name, wfrom, wuntil, first, periods, s0, s1)),"
 	" s AS ("
 	"    SELECT d.metric_name, d.dirty,"
 	"           d.dirty[1] AS lo, d.dirty[array_upper(d.dirty, 1)] AS hi,"
@@ -82,25 +104,57 @@ static MaStatement pending_stmt = {
 	"                                    pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.-) 'metric_name'"
 	"                                    OPERATOR(pg_catalog.-) 'enabled'"
 	"                                    OPERATOR(pg_catalog.-) 'description'), '{}') AS settings) st),"
-	/* seasonal periods worth reading: the series has two seasons back */
+	/*
+	 * the held window serves when every dirty minute comes after it and the
+	 * window starts inside it: then only the rows after it are read (and
+	 * the first minute, which only a dirty minute before it could move)
+	 */
+	" w AS ("
+	"    SELECT s.*, coalesce(c.wuntil < s.lo AND c.wfrom <= s.lo - s.win * interval '1 minute', false) AS wcached,"
+	"           c.wuntil AS held, c.first AS held_first, c.periods AS held_periods,"
+	"           c.s0 AS held_s0, c.s1 AS held_s1"
+	"      FROM s LEFT JOIN held c ON c.metric_name = s.metric_name),"
+	" f AS ("
+	"    SELECT w.*, CASE WHEN NOT w.robust THEN NULL"
+	"                     WHEN w.wcached AND w.held_first IS NOT NULL THEN w.held_first"
+	"                     ELSE (SELECT min(fm.metric_timestamp)"
+	"                             FROM metric_anomaly.aggregated_metrics fm"
+	"                            WHERE fm.metric_name = w.metric_name) END AS first"
+	"      FROM w),"
+	/* seasonal periods worth reading (bits: 1 daily, 2 weekly): the series has two seasons back */
+	" m AS ("
+	"    SELECT f.*,"
+	"           CASE WHEN f.robust AND f.seasonality IN ('auto', 'daily')"
+	"                 AND f.first <= f.hi - 2 * interval '1 day' + $3 * interval '1 second'"
+	"                THEN 1 ELSE 0 END"
+	"         + CASE WHEN f.robust AND f.seasonality IN ('auto', 'weekly')"
+	"                 AND f.first <= f.hi - 2 * interval '7 days' + $3 * interval '1 second'"
+	"                THEN 2 ELSE 0 END AS pmask"
+	"      FROM f),"
+	/*
+	 * the held seasonal ranges serve when the window does (so no dirty
+	 * minute lies in them: they end over a day before it), the periods
+	 * are the same, and the ranges of the dirty minutes lie inside them
+	 */
 	" p AS ("
-	"    SELECT s.*, ARRAY(SELECT q.period"
-	"                        FROM (VALUES (interval '1 day', 'daily'),"
-	"                                     (interval '7 days', 'weekly')) AS q(period, name)"
-	"                       WHERE s.robust AND s.seasonality IN ('auto', q.name)"
-	"                         AND f.first <= s.hi - 2 * q.period + $3 * interval '1 second') AS periods"
-	"      FROM s LEFT JOIN LATERAL ("
-	"            SELECT min(f.metric_timestamp) AS first"
-	"              FROM metric_anomaly.aggregated_metrics f"
-	"             WHERE s.robust AND f.metric_name = s.metric_name) f ON true)"
-	"SELECT p.metric_name, p.settings, p.enabled, p.dirty, h.ts, h.vals, z.sts, z.svals"
+	"    SELECT m.*, ARRAY(SELECT q.period"
+	"                        FROM (VALUES (interval '1 day', 1), (interval '7 days', 2)) AS q(period, bit)"
+	"                       WHERE m.pmask OPERATOR(pg_catalog.&) q.bit <> 0) AS periods,"
+	"           coalesce(m.wcached AND m.held_periods = m.pmask"
+	"                    AND m.held_s0 <= m.lo - ($3 + $4) * interval '1 second'"
+	"                    AND m.hi + $3 * interval '1 second' <= m.held_s1, false) AS scached"
+	"      FROM m)"
+	"SELECT p.metric_name, p.settings, p.enabled, p.dirty, h.ts, h.vals, z.sts, z.svals,"
+	"       p.wcached, p.scached, p.win, p.first, p.pmask"
 	"  FROM p CROSS JOIN LATERAL ("
 	"        SELECT array_agg(o.metric_timestamp) AS ts,"
 	"               array_agg(o.metric_value) AS vals"
 	"          FROM (SELECT a.metric_timestamp, a.metric_value"
 	"                  FROM metric_anomaly.aggregated_metrics a"
 	"                 WHERE a.metric_name = p.metric_name"
-	"                   AND a.metric_timestamp >= p.lo - p.win * interval '1 minute'"
+	"                   AND a.metric_timestamp >= CASE WHEN p.wcached"
+	"                                                  THEN p.held + interval '1 microsecond'"
+	"                                                  ELSE p.lo - p.win * interval '1 minute' END"
 	"                   AND a.metric_timestamp <= p.hi"
 	"                 ORDER BY a.metric_timestamp) o) h"
 	/*
@@ -108,8 +162,10 @@ static MaStatement pending_stmt = {
 	 * than the 35 minutes a range widens by starts a new one), and for each
 	 * island, period and season k back one range of the index: the island
 	 * moved k periods back and widened by the lag samples' reach, 15
-	 * minutes after and 20 before (one step more, where a missing minute's
-	 * sample is the point before it, as in detect_series()).  So a backlog
+	 * minutes after ($14 more when the backend holds what it reads: the
+	 * next $14 / 60 minutes then read no seasonal rows) and 20 before (one
+	 * step more, where a missing minute's sample is the point before it, as
+	 * in detect_series()).  So a backlog
 	 * reads about its own span six times, and minutes far apart (a late
 	 * event a year back) do not make a range of the years between them.
 	 * Ranges overlap for an island over a day long, and the rows they share
@@ -125,15 +181,17 @@ static MaStatement pending_stmt = {
 	"                          FROM (SELECT d.t, d.t - pg_catalog.lag(d.t) OVER (ORDER BY d.t)"
 	"                                            > (2 * $3 + $4) * interval '1 second' AS brk"
 	"                                  FROM unnest(p.dirty) AS d(t)"
-	"                                 WHERE p.periods <> '{}') b) g"
+	"                                 WHERE p.periods <> '{}' AND NOT p.scached) b) g"
 	"                 GROUP BY g.island) r,"
 	"               unnest(p.periods) AS q(period), generate_series(1, $5) AS k,"
 	"               metric_anomaly.aggregated_metrics a"
 	"         WHERE a.metric_name = p.metric_name"
 	"           AND a.metric_timestamp > r.t0 - k * q.period - ($3 + $4) * interval '1 second'"
-	"           AND a.metric_timestamp <= r.t1 - k * q.period + $3 * interval '1 second') z"
+	"           AND a.metric_timestamp <= r.t1 - k * q.period + ($3 + $14) * interval '1 second') z"
 	" ORDER BY p.metric_name",
-	6, {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID}
+	14, {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID,
+		 TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
+		 INT4ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4OID}
 };
 
 static MaStatement verdict_stmt = {
@@ -160,6 +218,15 @@ typedef struct Series
 	int			sn;
 	TimestampTz *sts;
 	double	   *svals;
+	/* the dirty minutes, and what the query made of the held rows */
+	int			ndirty;
+	TimestampTz *dirty;
+	bool		wcached;		/* ts/values: held rows, then rows read */
+	bool		scached;		/* sts/svals: held rows only */
+	int			win;			/* minutes of window the query reads */
+	bool		has_first;
+	TimestampTz first;
+	int			periods;
 } Series;
 
 /* Verdicts waiting to be written. */
@@ -320,6 +387,32 @@ open_pending(Datum *args)
 	return portal;
 }
 
+/*
+ * The window of a series whose query read only the rows after what the
+ * backend holds: the held rows from the window's start, then those.
+ */
+static void
+window_merge(Series *s, const MaDcacheEntry *e, TimestampTz *rts,
+			 double *rvals, int rn)
+{
+	TimestampTz start = s->dirty[0] - (int64) s->win * USECS_PER_MINUTE;
+	int			first = 0;
+	int			n;
+
+	if (rn > 0 && rts[0] <= e->wuntil)
+		elog(ERROR, "metric_anomaly: detection read rows its cache holds");
+	while (first < e->window.n && e->window.ts[first] < start)
+		first++;
+	n = e->window.n - first;
+	s->ts = palloc(sizeof(TimestampTz) * Max(n + rn, 1));
+	s->values = palloc(sizeof(double) * Max(n + rn, 1));
+	memcpy(s->ts, e->window.ts + first, sizeof(TimestampTz) * n);
+	memcpy(s->values, e->window.vals + first, sizeof(double) * n);
+	memcpy(s->ts + n, rts, sizeof(TimestampTz) * rn);
+	memcpy(s->values + n, rvals, sizeof(double) * rn);
+	s->n = n + rn;
+}
+
 /* Fills s from one row of the pending query. */
 static void
 series_read(Series *s, HeapTuple tup, TupleDesc desc)
@@ -327,44 +420,187 @@ series_read(Series *s, HeapTuple tup, TupleDesc desc)
 	bool		isnull;
 	Datum		d;
 	void	   *p;
-	TimestampTz *dirty;
-	int			ndirty;
+	TimestampTz *rts = NULL;
+	double	   *rvals = NULL;
+	int			rn = 0;
+	const MaDcacheEntry *held = NULL;
 
 	s->name = SPI_getvalue(tup, desc, 1);
 	ma_detect_settings_defaults(&s->settings);
 	ma_detect_settings_apply(&s->settings,
 							 DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull)));
 	s->enabled = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	s->wcached = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+	s->scached = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+	s->win = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
+	d = SPI_getbinval(tup, desc, 12, &isnull);
+	s->has_first = !isnull;
+	s->first = isnull ? 0 : DatumGetTimestampTz(d);
+	s->periods = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
+	if (s->wcached || s->scached)
+	{
+		held = ma_dcache_lookup(s->name);
+		if (held == NULL)
+			elog(ERROR, "metric_anomaly: detection's cache lost an entry its query used");
+	}
 
-	ndirty = array_elements(SPI_getbinval(tup, desc, 4, &isnull), TIMESTAMPTZOID, &p);
-	dirty = p;
-	s->n = array_elements(SPI_getbinval(tup, desc, 5, &isnull), TIMESTAMPTZOID, &p);
-	s->ts = p;
-	if (array_elements(SPI_getbinval(tup, desc, 6, &isnull), FLOAT8OID, &p) != s->n)
-		elog(ERROR, "metric_anomaly: arrays of unequal length in the detection query");
-	s->values = p;
+	s->ndirty = array_elements(SPI_getbinval(tup, desc, 4, &isnull), TIMESTAMPTZOID, &p);
+	s->dirty = p;
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	if (!isnull)
+	{
+		rn = array_elements(d, TIMESTAMPTZOID, &p);
+		rts = p;
+		if (array_elements(SPI_getbinval(tup, desc, 6, &isnull), FLOAT8OID, &p) != rn)
+			elog(ERROR, "metric_anomaly: arrays of unequal length in the detection query");
+		rvals = p;
+	}
+	if (s->wcached)
+		window_merge(s, held, rts, rvals, rn);
+	else
+	{
+		s->n = rn;
+		s->ts = rts;
+		s->values = rvals;
+	}
+
 	s->sn = 0;
 	s->sts = NULL;
 	s->svals = NULL;
-	d = SPI_getbinval(tup, desc, 7, &isnull);
-	if (!isnull)
+	if (s->scached && s->periods != 0)
 	{
-		s->sn = array_elements(d, TIMESTAMPTZOID, &p);
-		s->sts = p;
-		if (array_elements(SPI_getbinval(tup, desc, 8, &isnull), FLOAT8OID, &p) != s->sn)
-			elog(ERROR, "metric_anomaly: arrays of unequal length in the detection query");
-		s->svals = p;
+		int			cap = ma_dcache_season_count(held);
+
+		s->sts = palloc(sizeof(TimestampTz) * Max(cap, 1));
+		s->svals = palloc(sizeof(double) * Max(cap, 1));
+		s->sn = ma_dcache_season_rows(held, s->sts, s->svals);
+	}
+	else
+	{
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		if (!isnull)
+		{
+			s->sn = array_elements(d, TIMESTAMPTZOID, &p);
+			s->sts = p;
+			if (array_elements(SPI_getbinval(tup, desc, 8, &isnull), FLOAT8OID, &p) != s->sn)
+				elog(ERROR, "metric_anomaly: arrays of unequal length in the detection query");
+			s->svals = p;
+		}
 	}
 
 	/* both lists are in time order: mark the dirty minutes in one walk */
 	s->target = palloc0(sizeof(bool) * Max(s->n, 1));
-	for (int i = 0, j = 0; i < s->n && j < ndirty; i++)
+	for (int i = 0, j = 0; i < s->n && j < s->ndirty; i++)
 	{
-		while (j < ndirty && dirty[j] < s->ts[i])
+		while (j < s->ndirty && s->dirty[j] < s->ts[i])
 			j++;
-		if (j < ndirty && dirty[j] == s->ts[i])
+		if (j < s->ndirty && s->dirty[j] == s->ts[i])
 			s->target[i] = true;
 	}
+}
+
+/*
+ * Keeps what the next pass of a judged series needs: its window's rows
+ * from a window before its last dirty minute, its first minute, and its
+ * seasonal ranges' rows (those just read, which reach SEASON_PREFETCH_S
+ * further) from its last dirty minute's reach on.
+ */
+static void
+series_hold(const Series *s)
+{
+	MaDcacheEntry *e = ma_dcache_open(s->name);
+	TimestampTz hi;
+
+	if (e == NULL || s->ndirty == 0)
+		return;
+	hi = s->dirty[s->ndirty - 1];
+	ma_dcache_set_window(e, s->ts, s->values, s->n,
+						 hi - (int64) s->win * USECS_PER_MINUTE, hi);
+	e->first = s->has_first ? s->first : 0;
+	if (s->periods == 0)
+		ma_dcache_set_season(e, 0, 0, 0, NULL, NULL, 0);
+	else if (!s->scached)
+	{
+		/* the last island of dirty minutes, as the query groups them */
+		int			i = s->ndirty - 1;
+
+		while (i > 0 && s->dirty[i] - s->dirty[i - 1] <= SEASON_BEFORE_US + SEASON_AFTER_US)
+			i--;
+		ma_dcache_set_season(e, s->periods, s->dirty[i] - SEASON_BEFORE_US,
+							 hi + SEASON_AFTER_US + (int64) SEASON_PREFETCH_S * USECS_PER_SEC,
+							 s->sts, s->svals, s->sn);
+	}
+	ma_dcache_trim_season(e, hi - SEASON_BEFORE_US);
+}
+
+/*
+ * The query's arguments $7 to $13: what the backend holds, per series
+ * (empty arrays when it holds nothing).
+ */
+typedef struct HeldArgs
+{
+	int			n;
+	Datum	   *names;
+	Datum	   *wfrom;
+	Datum	   *wuntil;
+	Datum	   *first;
+	bool	   *first_null;
+	Datum	   *periods;
+	Datum	   *s0;
+	Datum	   *s1;
+} HeldArgs;
+
+static void
+held_visit(const MaDcacheEntry *e, void *arg)
+{
+	HeldArgs   *h = (HeldArgs *) arg;
+	int			i = h->n++;
+
+	h->names[i] = CStringGetTextDatum(e->key);
+	h->wfrom[i] = TimestampTzGetDatum(e->wfrom);
+	h->wuntil[i] = TimestampTzGetDatum(e->wuntil);
+	h->first[i] = TimestampTzGetDatum(e->first);
+	h->first_null[i] = e->first == 0;
+	h->periods[i] = Int32GetDatum(e->periods);
+	h->s0[i] = TimestampTzGetDatum(e->s0);
+	h->s1[i] = TimestampTzGetDatum(e->s1);
+}
+
+static Datum
+ts_array(Datum *elems, bool *nulls, int n)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  TIMESTAMPTZOID, sizeof(TimestampTz),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static void
+held_args(Datum *args)
+{
+	HeldArgs	h = {0};
+	int			cap = Max(ma_dcache_entries(), 1);
+
+	h.names = palloc(sizeof(Datum) * cap);
+	h.wfrom = palloc(sizeof(Datum) * cap);
+	h.wuntil = palloc(sizeof(Datum) * cap);
+	h.first = palloc(sizeof(Datum) * cap);
+	h.first_null = palloc(sizeof(bool) * cap);
+	h.periods = palloc(sizeof(Datum) * cap);
+	h.s0 = palloc(sizeof(Datum) * cap);
+	h.s1 = palloc(sizeof(Datum) * cap);
+	ma_dcache_foreach(held_visit, &h);
+	args[6] = PointerGetDatum(construct_array(h.names, h.n, TEXTOID,
+											  -1, false, TYPALIGN_INT));
+	args[7] = ts_array(h.wfrom, NULL, h.n);
+	args[8] = ts_array(h.wuntil, NULL, h.n);
+	args[9] = ts_array(h.first, h.first_null, h.n);
+	args[10] = PointerGetDatum(construct_array(h.periods, h.n, INT4OID,
+											   sizeof(int32), true, TYPALIGN_INT));
+	args[11] = ts_array(h.s0, NULL, h.n);
+	args[12] = ts_array(h.s1, NULL, h.n);
 }
 
 /* One series' detection, run in a subtransaction of its own. */
@@ -374,16 +610,16 @@ typedef struct SeriesJob
 	TupleDesc	desc;
 	Verdicts   *v;
 	int64		evaluated;
+	Series		s;
 } SeriesJob;
 
 static void
 series_job(void *arg)
 {
 	SeriesJob  *job = (SeriesJob *) arg;
-	Series		s;
 
-	series_read(&s, job->tup, job->desc);
-	job->evaluated = series_evaluate(&s, job->v);
+	series_read(&job->s, job->tup, job->desc);
+	job->evaluated = series_evaluate(&job->s, job->v);
 }
 
 /*
@@ -397,10 +633,11 @@ ma_evaluate_pending(TimestampTz last_closed)
 	MemoryContext cxt;
 	MemoryContext series_cxt;
 	MemoryContext old;
-	Datum		args[6];
+	Datum		args[14];
 	Portal		portal;
 	Verdicts	v = {0};
 	int64		evaluated = 0;
+	bool		hold;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "metric_anomaly evaluate",
 								ALLOCSET_DEFAULT_SIZES);
@@ -415,6 +652,12 @@ ma_evaluate_pending(TimestampTz last_closed)
 	args[3] = Int32GetDatum(MA_SEASON_STEP_S);
 	args[4] = Int32GetDatum(MA_SEASONS_BACK);
 	args[5] = Int32GetDatum(MA_ROBUST_WINDOW);
+	/* before the cursor's snapshot (detect_cache_sql.c) */
+	hold = ma_detect_cache_begin();
+	old = MemoryContextSwitchTo(cxt);
+	held_args(args);
+	MemoryContextSwitchTo(old);
+	args[13] = Int32GetDatum(hold ? SEASON_PREFETCH_S : 0);
 	portal = open_pending(args);
 
 	for (;;)
@@ -438,12 +681,20 @@ ma_evaluate_pending(TimestampTz last_closed)
 			job.desc = tt->tupdesc;
 			job.v = &v;
 			job.evaluated = 0;
-			/* a series that fails leaves no verdict behind */
+			/* a series that fails leaves no verdict (and nothing held) behind */
 			if (ma_run_isolated(series_job, &job, SPI_getvalue(job.tup, job.desc, 1),
 								"detection", last_closed))
+			{
 				evaluated += job.evaluated;
+				if (hold)
+					series_hold(&job.s);
+			}
 			else
+			{
 				v.n = before;
+				if (hold)
+					ma_dcache_remove(SPI_getvalue(job.tup, job.desc, 1));
+			}
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(series_cxt);
 
@@ -459,6 +710,8 @@ ma_evaluate_pending(TimestampTz last_closed)
 	}
 	SPI_cursor_close(portal);
 	verdicts_flush(&v);
+	if (hold)
+		ma_detect_cache_end();
 
 	MemoryContextDelete(cxt);
 	return evaluated;

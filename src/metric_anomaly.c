@@ -17,6 +17,7 @@
 #include "delivery.h"
 #include "http.h"
 #include "jwt_sql.h"
+#include "detect_cache_sql.h"
 #include "metric_anomaly.h"
 #include "worker.h"
 
@@ -113,6 +114,7 @@ _PG_init(void)
 	ma_delivery_define_gucs();
 	ma_http_define_gucs();
 	ma_jwt_define_gucs();
+	ma_detect_cache_define();
 
 	ma_step_aside_install();
 	MarkGUCPrefixReserved("metric_anomaly");

@@ -26,6 +26,7 @@
 #include "aggregate.h"
 #include "alert.h"
 #include "extension.h"
+#include "detect_cache_sql.h"
 #include "evaluate.h"
 #include "fold.h"
 #include "metric_anomaly.h"
@@ -189,6 +190,8 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 	state.alert_purge_before = retention_cutoff(as_of, ma_alert_retention_s);
 
 	state.round_done = false;
+	/* the pass's writes to aggregated_metrics are detection's cache's own */
+	ma_detect_cache_pass_begin();
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -214,6 +217,7 @@ ma_run_pass(TimestampTz as_of, bool own_transactions, int time_budget_ms)
 	if (state.alert_purge_before != 0)
 		run_batches(step_purge_alerts, &state, own_transactions);
 
+	ma_detect_cache_pass_end();
 	result.events = state.events;
 	return result;
 }

@@ -146,4 +146,50 @@ ma_push_jsonb_value(JsonbInState *state, JsonbIteratorToken seq, JsonbValue *val
 #define pushJsonbValue(state, seq, val) ma_push_jsonb_value(state, seq, val)
 #endif
 
+/*
+ * 15 added shmem_request_hook, the only place shared memory may be asked
+ * for from then on; before 15 a preloaded library asked in _PG_init.
+ * ma_request_shmem(fn) runs fn at the right time on both.
+ */
+#include "storage/ipc.h"
+typedef void (*MaShmemRequest) (void);
+#if PG_VERSION_NUM >= 150000
+static inline MaShmemRequest *
+ma_shmem_request_state(shmem_request_hook_type **prev)
+{
+	static MaShmemRequest request;
+	static shmem_request_hook_type previous;
+
+	*prev = &previous;
+	return &request;
+}
+
+static inline void
+ma_shmem_request_run(void)
+{
+	shmem_request_hook_type *prev;
+	MaShmemRequest *request = ma_shmem_request_state(&prev);
+
+	if (*prev)
+		(*prev) ();
+	(*request) ();
+}
+
+static inline void
+ma_request_shmem(MaShmemRequest fn)
+{
+	shmem_request_hook_type *prev;
+
+	*ma_shmem_request_state(&prev) = fn;
+	*prev = shmem_request_hook;
+	shmem_request_hook = ma_shmem_request_run;
+}
+#else
+static inline void
+ma_request_shmem(MaShmemRequest fn)
+{
+	fn();
+}
+#endif
+
 #endif							/* MA_PG_COMPAT_H */

@@ -9,6 +9,13 @@
 # index ranges), against 3-sigma done in one SQL statement with window
 # functions, on identical copies, in the same run.
 #
+# Each is timed twice in one session, as the worker runs passes: the first
+# (cold) pass, which reads every series' window from the index, then the
+# steady-state pass of the next minute, which reads only the new minute
+# and uses the rows the first kept (metric_anomaly.detect_cache_size).  The
+# robust run then judges a third minute in a new session with the cache
+# off, and the SQL peer judges both minutes.
+#
 #   test/bench/detect.sh [S]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -52,11 +59,11 @@ q -d postgres -c CHECKPOINT
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # The peer: fold the new events and judge the new minute in plain SQL.
-t0=$(ms)
-q -d det_sql -c "
+peer() {
+	q -d det_sql -c "
 BEGIN;
 WITH c AS (SELECT event_type, event_timestamp FROM metric_anomaly.business_events
-            WHERE event_timestamp >= timestamptz '2026-11-20 12:00+00')
+            WHERE event_timestamp >= timestamptz '$1')
 INSERT INTO metric_anomaly.aggregated_metrics (metric_name, metric_timestamp, metric_value, sample_count)
 SELECT event_type, date_trunc('minute', event_timestamp), count(*), count(*) FROM c GROUP BY 1, 2;
 WITH w AS (
@@ -64,7 +71,7 @@ WITH w AS (
          avg(metric_value) OVER h AS mean, stddev_pop(metric_value) OVER h AS sd,
          count(*) OVER h AS n
     FROM metric_anomaly.aggregated_metrics
-   WHERE metric_timestamp >= timestamptz '2026-11-20 12:00+00' - interval '180 minutes'
+   WHERE metric_timestamp >= timestamptz '$1' - interval '180 minutes'
   WINDOW h AS (PARTITION BY metric_name ORDER BY metric_timestamp
                ROWS BETWEEN 180 PRECEDING AND 1 PRECEDING))
 UPDATE metric_anomaly.aggregated_metrics a
@@ -73,24 +80,46 @@ UPDATE metric_anomaly.aggregated_metrics a
            'upper_boundary', w.mean + 3 * w.sd, 'lower_boundary', w.mean - 3 * w.sd,
            'z_score', (w.metric_value - w.mean) / nullif(w.sd, 0), 'sigma', 3, 'window', w.n)
   FROM w
- WHERE w.metric_timestamp = timestamptz '2026-11-20 12:00+00'
+ WHERE w.metric_timestamp = timestamptz '$1'
    AND a.metric_name = w.metric_name AND a.metric_timestamp = w.metric_timestamp;
 COMMIT;" >/dev/null
+}
+
+# The next minute's events: one per series.
+events_sql() {
+	echo "INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
+	      SELECT 'series_' || s, timestamptz '$1' FROM generate_series(1, $S) AS s"
+}
+
+# Two passes in one session (cold, then steady); prints "cold steady" in ms.
+passes() {
+	q -d "$1" -At -c '\timing on' \
+		-c "SELECT metric_anomaly.process_pending('2026-11-20 12:01:00+00')" \
+		-c "$(events_sql '2026-11-20 12:01:30+00')" \
+		-c "SELECT metric_anomaly.process_pending('2026-11-20 12:02:00+00')" |
+		awk '/^Time:/ {t[++n] = $2} END {printf "%.0f %.0f\n", t[1], t[3]}'
+}
+
+t0=$(ms)
+peer '2026-11-20 12:00+00'
 t1=$(ms)
+q -d det_sql -c "$(events_sql '2026-11-20 12:01:30+00')"
+t8=$(ms)
+peer '2026-11-20 12:01+00'
+t9=$(ms)
 q -d postgres -c CHECKPOINT
-t2=$(ms)
-q -d det_ext -c "SELECT metric_anomaly.process_pending('2026-11-20 12:01:00+00')" >/dev/null
-t3=$(ms)
+read -r o o2 < <(passes det_ext)
+# a third minute in a new session with the cache off: the steady pass without it
+q -d det_ext -c "$(events_sql '2026-11-20 12:02:30+00')"
+o3=$(q -d det_ext -At -c "SET metric_anomaly.detect_cache_size = 0" -c '\timing on' \
+		-c "SELECT metric_anomaly.process_pending('2026-11-20 12:03:00+00')" |
+		awk '/^Time:/ {printf "%.0f\n", $2}')
 q -d postgres -c CHECKPOINT
-t4=$(ms)
-q -d det_sigma -c "SELECT metric_anomaly.process_pending('2026-11-20 12:01:00+00')" >/dev/null
-t5=$(ms)
+read -r g g2 < <(passes det_sigma)
 q -d postgres -c CHECKPOINT
-t6=$(ms)
-q -d det_season -c "SELECT metric_anomaly.process_pending('2026-11-20 12:01:00+00')" >/dev/null
-t7=$(ms)
+read -r w w2 < <(passes det_season)
 seasonal=$(q -d det_season -At -c "SELECT count(*) FROM metric_anomaly.aggregated_metrics
-                                  WHERE metric_timestamp = '2026-11-20 12:00+00' AND anomaly_context->'baselines' ? 'weekly'")
+                                  WHERE metric_timestamp = '2026-11-20 12:01+00' AND anomaly_context->'baselines' ? 'weekly'")
 
 ours=$(q -d det_ext -At -c "SELECT count(*) FILTER (WHERE anomaly_context IS NOT NULL), count(*) FILTER (WHERE is_anomaly)
                              FROM metric_anomaly.aggregated_metrics WHERE metric_timestamp = '2026-11-20 12:00+00'")
@@ -99,14 +128,18 @@ peer=$(q -d det_sql -At -c "SELECT count(*) FILTER (WHERE anomaly_context IS NOT
 agree=$(q -d det_ext -At -c "SELECT count(*) FROM metric_anomaly.aggregated_metrics
                               WHERE metric_timestamp = '2026-11-20 12:00+00'
                                 AND (anomaly_context->'baselines'->'recent'->>'n')::int = 360")
-awk -v s="$S" -v b="$((t1 - t0))" -v o="$((t3 - t2))" -v g="$((t5 - t4))" -v w="$((t7 - t6))" \
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+awk -v s="$S" -v b="$((t1 - t0))" -v b2="$((t9 - t8))" -v o="$o" -v o2="$o2" -v o3="$o3" \
+	-v g="$g" -v g2="$g2" -v w="$w" -v w2="$w2" -v load="$load" \
 	-v ours="$ours" -v peer="$peer" -v agree="$agree" -v seasonal="$seasonal" 'BEGIN {
-	printf "series: %d, each with 360 points of history and one new minute\n", s
-	printf "evaluated|anomalous: process_pending (robust) %s, SQL window functions %s (%s judged on 360 points; %s with weekly baselines in the seasonal run)\n", ours, peer, agree, seasonal
-	printf "SQL window functions (3-sigma):      %6.0f ms\n", b
-	printf "process_pending(), 3-sigma:          %6.0f ms\n", g
-	printf "process_pending(), robust (default): %6.0f ms  (fold + zero-fill + detection + verdicts + alerting)\n", o
-	printf "process_pending(), robust, seasonal: %6.0f ms  (the same, six seasonal index ranges read per series)\n", w
-	printf "ratio (SQL time / robust): %.2f\n", b / o
-	printf "TABLE|detection, %d series|process_pending (robust) %.0f ms|SQL window functions %.0f ms|%.2fx\n", s, o, b, b / o
+	printf "series: %d, each with 360 points of history and one new minute a pass; load average %s\n", s, load
+	printf "evaluated|anomalous: process_pending (robust) %s, SQL window functions %s (%s judged on 360 points; %s with weekly baselines at the next minute in the seasonal run)\n", ours, peer, agree, seasonal
+	printf "                                      first pass   next minute (same session)\n"
+	printf "SQL window functions (3-sigma):       %6.0f ms    %6.0f ms\n", b, b2
+	printf "process_pending(), 3-sigma:           %6.0f ms    %6.0f ms\n", g, g2
+	printf "process_pending(), robust (default):  %6.0f ms    %6.0f ms   (cache off: %.0f ms)\n", o, o2, o3
+	printf "process_pending(), robust, seasonal:  %6.0f ms    %6.0f ms   (six seasonal index ranges a series)\n", w, w2
+	printf "(a pass: fold + zero-fill + detection + verdicts + alerting)\n"
+	printf "ratio (SQL time / robust), next minute: %.2f\n", b2 / o2
+	printf "TABLE|detection, %d series, next minute|process_pending (robust) %.0f ms|SQL window functions %.0f ms|%.2fx\n", s, o2, b2, b2 / o2
 }'
