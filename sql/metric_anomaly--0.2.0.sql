@@ -2387,3 +2387,15 @@ CREATE TRIGGER aggregated_metrics_detect_cache
     FOR EACH STATEMENT EXECUTE FUNCTION metric_anomaly.detect_cache_invalidate();
 
 ALTER TABLE metric_anomaly.aggregated_metrics ENABLE ALWAYS TRIGGER aggregated_metrics_detect_cache;
+
+CREATE FUNCTION metric_anomaly.detect_cache_stats(OUT entries integer, OUT bytes bigint,
+                                                  OUT window_hits bigint, OUT season_hits bigint,
+                                                  OUT flushes bigint)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'metric_anomaly_detect_cache_stats';
+
+COMMENT ON FUNCTION metric_anomaly.detect_cache_stats() IS
+    'This backend''s detection cache: series held, bytes counted against metric_anomaly.detect_cache_size, series whose window and whose seasonal rows passes took from it, and times it was flushed.';
+
+REVOKE ALL ON FUNCTION metric_anomaly.detect_cache_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.detect_cache_stats() TO metric_anomaly_admin;

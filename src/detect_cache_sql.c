@@ -53,6 +53,7 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
@@ -66,6 +67,7 @@
 #include "pg_compat.h"
 
 PG_FUNCTION_INFO_V1(metric_anomaly_detect_cache_invalidate);
+PG_FUNCTION_INFO_V1(metric_anomaly_detect_cache_stats);
 
 #define MA_GEN_SLOTS	64
 
@@ -86,6 +88,11 @@ static uint64 chain = 0;
 static bool xact_wrote = false;
 static int	modified_level = 0;
 static Oid	held_relid = InvalidOid;
+
+/* counters of this backend, for detect_cache_stats() */
+static int64 window_hits = 0;
+static int64 season_hits = 0;
+static int64 flushes = 0;
 
 static pg_atomic_uint64 *
 my_slot(void)
@@ -127,9 +134,17 @@ startup_shmem(void)
 }
 
 static void
+flush(void)
+{
+	if (ma_dcache_entries() > 0)
+		flushes++;
+	ma_dcache_reset();
+}
+
+static void
 forget(void)
 {
-	ma_dcache_reset();
+	flush();
 	chain_ok = false;
 }
 
@@ -247,7 +262,7 @@ ma_detect_cache_begin(void)
 	g = pg_atomic_fetch_add_u64(my_slot(), 0);
 	if (!chain_ok || g != chain || relid != held_relid)
 	{
-		ma_dcache_reset();
+		flush();
 		chain = g;
 		chain_ok = true;
 		held_relid = relid;
@@ -255,6 +270,14 @@ ma_detect_cache_begin(void)
 	ma_dcache_begin_pass((Size) ma_detect_cache_size_mb * 1024 * 1024);
 	modified_level = Max(modified_level, GetCurrentTransactionNestLevel());
 	return true;
+}
+
+/* Counts a series whose window (and seasonal rows) came from the cache. */
+void
+ma_detect_cache_count(bool window, bool season)
+{
+	window_hits += window;
+	season_hits += season;
 }
 
 /* Detection's pass is over (its rows stay until commit or abort). */
@@ -282,4 +305,30 @@ metric_anomaly_detect_cache_invalidate(PG_FUNCTION_ARGS)
 		bump(in_pipeline);
 	}
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * detect_cache_stats(OUT entries integer, OUT bytes bigint,
+ *                    OUT window_hits bigint, OUT season_hits bigint,
+ *                    OUT flushes bigint)
+ *
+ * This backend's cache: series held, bytes counted against the limit,
+ * series whose window and whose seasonal rows passes took from it, and
+ * times it was flushed.
+ */
+Datum
+metric_anomaly_detect_cache_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[5];
+	bool		nulls[5] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "metric_anomaly: detect_cache_stats() must return a record");
+	values[0] = Int32GetDatum(ma_dcache_entries());
+	values[1] = Int64GetDatum((int64) ma_dcache_bytes());
+	values[2] = Int64GetDatum(window_hits);
+	values[3] = Int64GetDatum(season_hits);
+	values[4] = Int64GetDatum(flushes);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -12,6 +12,7 @@ extern void ma_detect_cache_define(void);
 extern void ma_detect_cache_pass_begin(void);
 extern void ma_detect_cache_pass_end(void);
 extern bool ma_detect_cache_begin(void);
+extern void ma_detect_cache_count(bool window, bool season);
 extern void ma_detect_cache_end(void);
 
 #endif							/* MA_DETECT_CACHE_SQL_H */

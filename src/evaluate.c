@@ -511,6 +511,7 @@ series_hold(const Series *s)
 	MaDcacheEntry *e = ma_dcache_open(s->name);
 	TimestampTz hi;
 
+	ma_detect_cache_count(s->wcached, s->scached && s->periods != 0);
 	if (e == NULL || s->ndirty == 0)
 		return;
 	hi = s->dirty[s->ndirty - 1];
