@@ -2399,3 +2399,16 @@ COMMENT ON FUNCTION metric_anomaly.detect_cache_stats() IS
 
 REVOKE ALL ON FUNCTION metric_anomaly.detect_cache_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION metric_anomaly.detect_cache_stats() TO metric_anomaly_admin;
+
+CREATE FUNCTION metric_anomaly.detect_cache_held(metric_name text, OUT wfrom timestamptz,
+                                                 OUT wuntil timestamptz, OUT first timestamptz,
+                                                 OUT periods integer, OUT s0 timestamptz,
+                                                 OUT s1 timestamptz)
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'metric_anomaly_detect_cache_held';
+
+COMMENT ON FUNCTION metric_anomaly.detect_cache_held(text) IS
+    'For the detection pass''s query: what this backend''s detection cache holds of a series (its window''s span, first minute, seasonal periods and ranges) while the pass uses the cache; all NULL otherwise.';
+
+REVOKE ALL ON FUNCTION metric_anomaly.detect_cache_held(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metric_anomaly.detect_cache_held(text) TO metric_anomaly_admin;

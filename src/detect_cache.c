@@ -6,8 +6,9 @@
  *
  * A hash table by series name, in a memory context of its own, with the
  * entries on a list in the order passes last used them.  The limit counts
- * the rows' arrays (MA_DCACHE_ROW_BYTES a row, at their allocated size)
- * and MA_DCACHE_ENTRY_BYTES an entry.  During a pass an entry is created
+ * the rows' arrays (MA_DCACHE_ROW_BYTES a row, at their allocated size: a
+ * power of two, as the allocator rounds them anyway) and
+ * MA_DCACHE_ENTRY_BYTES an entry.  During a pass an entry is created
  * only while the total is under the limit (entries a pass uses are never
  * freed under it: the pass's cursor was told what they hold); at the end of
  * a pass the entries used longest ago are freed until the total is at most
@@ -15,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "port/pg_bitutils.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
@@ -88,7 +90,8 @@ rows_reserve(MaDcacheRows *r, int n)
 		return;
 	}
 	rows_free(r);
-	r->cap = Max(n, 1);
+	/* what the allocator hands out anyway (chunks are powers of two) */
+	r->cap = (int) pg_nextpower2_32((uint32) Max(n, 8));
 	r->ts = MemoryContextAlloc(cache_cxt, sizeof(TimestampTz) * r->cap);
 	r->vals = MemoryContextAlloc(cache_cxt, sizeof(double) * r->cap);
 	total += (Size) r->cap * MA_DCACHE_ROW_BYTES;
@@ -148,6 +151,15 @@ ma_dcache_lookup(const char *name)
 		e->pass = pass_no;
 	}
 	return e;
+}
+
+/* The entry of a series, or NULL, without marking it used. */
+const MaDcacheEntry *
+ma_dcache_peek(const char *name)
+{
+	if (cache == NULL || !key_fits(name))
+		return NULL;
+	return hash_search(cache, name, HASH_FIND, NULL);
 }
 
 /*
@@ -390,17 +402,4 @@ Size
 ma_dcache_bytes(void)
 {
 	return total;
-}
-
-void
-ma_dcache_foreach(MaDcacheVisit visit, void *arg)
-{
-	HASH_SEQ_STATUS seq;
-	MaDcacheEntry *e;
-
-	if (cache == NULL)
-		return;
-	hash_seq_init(&seq, cache);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		visit(e, arg);
 }

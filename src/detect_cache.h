@@ -68,6 +68,7 @@ extern void ma_dcache_reset(void);
 extern void ma_dcache_begin_pass(Size limit);
 extern void ma_dcache_end_pass(void);
 extern MaDcacheEntry *ma_dcache_lookup(const char *name);
+extern const MaDcacheEntry *ma_dcache_peek(const char *name);
 extern MaDcacheEntry *ma_dcache_open(const char *name);
 extern void ma_dcache_remove(const char *name);
 extern void ma_dcache_set_window(MaDcacheEntry *e, const TimestampTz *ts,
@@ -82,8 +83,5 @@ extern int	ma_dcache_season_rows(const MaDcacheEntry *e, TimestampTz *ts,
 extern int	ma_dcache_season_count(const MaDcacheEntry *e);
 extern int	ma_dcache_entries(void);
 extern Size ma_dcache_bytes(void);
-
-typedef void (*MaDcacheVisit) (const MaDcacheEntry *e, void *arg);
-extern void ma_dcache_foreach(MaDcacheVisit visit, void *arg);
 
 #endif							/* MA_DETECT_CACHE_H */

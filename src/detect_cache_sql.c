@@ -59,8 +59,10 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "detect_cache.h"
 #include "detect_cache_sql.h"
@@ -68,6 +70,7 @@
 
 PG_FUNCTION_INFO_V1(metric_anomaly_detect_cache_invalidate);
 PG_FUNCTION_INFO_V1(metric_anomaly_detect_cache_stats);
+PG_FUNCTION_INFO_V1(metric_anomaly_detect_cache_held);
 
 #define MA_GEN_SLOTS	64
 
@@ -76,7 +79,7 @@ typedef struct GenShared
 	pg_atomic_uint64 gen[MA_GEN_SLOTS];
 } GenShared;
 
-int			ma_detect_cache_size_mb = 64;
+int			ma_detect_cache_size_mb = 256;
 
 static GenShared *shared = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -88,6 +91,7 @@ static uint64 chain = 0;
 static bool xact_wrote = false;
 static int	modified_level = 0;
 static Oid	held_relid = InvalidOid;
+static bool holding = false;	/* a detection pass uses the cache now */
 
 /* counters of this backend, for detect_cache_stats() */
 static int64 window_hits = 0;
@@ -171,6 +175,7 @@ xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			holding = false;
 			if (modified_level > 0)
 				forget();
 			xact_wrote = false;
@@ -208,9 +213,9 @@ ma_detect_cache_define(void)
 {
 	DefineCustomIntVariable("metric_anomaly.detect_cache_size",
 							"Memory per backend for the rows detection keeps between passes; 0 turns the cache off.",
-							"Each series held takes about 7 kB, or 13 kB with seasonal baselines (README).",
+							"A series at robust's default window takes about 9 kB, 15 kB with seasonal baselines (README).",
 							&ma_detect_cache_size_mb,
-							64, 0, 65536,
+							256, 0, 65536,
 							PGC_SUSET,
 							GUC_UNIT_MB,
 							NULL, NULL, NULL);
@@ -268,6 +273,7 @@ ma_detect_cache_begin(void)
 		held_relid = relid;
 	}
 	ma_dcache_begin_pass((Size) ma_detect_cache_size_mb * 1024 * 1024);
+	holding = true;
 	modified_level = Max(modified_level, GetCurrentTransactionNestLevel());
 	return true;
 }
@@ -284,6 +290,7 @@ ma_detect_cache_count(bool window, bool season)
 void
 ma_detect_cache_end(void)
 {
+	holding = false;
 	ma_dcache_end_pass();
 }
 
@@ -330,5 +337,45 @@ metric_anomaly_detect_cache_stats(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum(window_hits);
 	values[3] = Int64GetDatum(season_hits);
 	values[4] = Int64GetDatum(flushes);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/*
+ * detect_cache_held(metric_name text, OUT wfrom timestamptz,
+ *                   OUT wuntil timestamptz, OUT first timestamptz,
+ *                   OUT periods integer, OUT s0 timestamptz,
+ *                   OUT s1 timestamptz)
+ *
+ * What this backend holds of a series (detect_cache.h) while a detection
+ * pass uses the cache, for the pass's query; all NULL otherwise.
+ */
+Datum
+metric_anomaly_detect_cache_held(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[6] = {0};
+	bool		nulls[6] = {true, true, true, true, true, true};
+	const MaDcacheEntry *e = NULL;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "metric_anomaly: detect_cache_held() must return a record");
+	if (holding)
+	{
+		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+		e = ma_dcache_peek(name);
+		pfree(name);
+	}
+	if (e != NULL && e->wuntil != 0)
+	{
+		values[0] = TimestampTzGetDatum(e->wfrom);
+		values[1] = TimestampTzGetDatum(e->wuntil);
+		values[2] = TimestampTzGetDatum(e->first);
+		values[3] = Int32GetDatum(e->periods);
+		values[4] = TimestampTzGetDatum(e->s0);
+		values[5] = TimestampTzGetDatum(e->s1);
+		memset(nulls, false, sizeof(nulls));
+		nulls[2] = e->first == 0;
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

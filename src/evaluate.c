@@ -44,11 +44,12 @@
 
 /*
  * Seconds past a seasonal range a pass reads when the backend holds what
- * it reads: with 3600 the six ranges of a series are read once an hour, not
- * each minute.  It must stay well under a day (evaluate's query relies on
+ * it reads: with 1500 the six ranges of a series are read once in 25
+ * minutes, not each minute, and a range held is 60 rows at most (64 with
+ * the allocator's rounding: 6 kB a series).  It must stay well under a day (evaluate's query relies on
  * held seasonal rows ending over a day before the window's end).
  */
-#define SEASON_PREFETCH_S	3600
+#define SEASON_PREFETCH_S	1500
 StaticAssertDecl(SEASON_PREFETCH_S + MA_SEASON_HALF * MA_SEASON_STEP_S < MA_DAY_S / 2,
 				 "seasonal prefetch must stay well under a day");
 
@@ -69,12 +70,6 @@ static MaStatement pending_stmt = {
 	"      FROM metric_anomaly.aggregated_metrics n"
 	"     WHERE n.needs_eval AND n.metric_timestamp <= $1"
 	"     GROUP BY n.metric_name),"
-	/* what the backend holds per series (detect_cache.h), empty without it */
-	" held AS ("
-	"    SELECT * FROM unnest($7::text[], $8::timestamptz[], $9::timestamptz[],"
-	"                         $10::timestamptz[], $11::int4[], $12::timestamptz[],"
-	"                         $13::timestamptz[])"
-	"           AS c(metric_name, wfrom, wuntil, first, periods, s0, s1)),"
 	" s AS ("
 	"    SELECT d.metric_name, d.dirty,"
 	"           d.dirty[1] AS lo, d.dirty[array_upper(d.dirty, 1)] AS hi,"
@@ -105,15 +100,19 @@ static MaStatement pending_stmt = {
 	"                                    OPERATOR(pg_catalog.-) 'enabled'"
 	"                                    OPERATOR(pg_catalog.-) 'description'), '{}') AS settings) st),"
 	/*
-	 * the held window serves when every dirty minute comes after it and the
-	 * window starts inside it: then only the rows after it are read (and
-	 * the first minute, which only a dirty minute before it could move)
+	 * what this backend holds of the series (detect_cache.h; all NULL
+	 * when nothing), by a lookup in its hash table: a join with arrays of
+	 * what is held was planned as a nested loop (the dirty series are
+	 * estimated at one row), 53 s for 10,000 series.  The held window
+	 * serves when every dirty minute comes after it and the window starts
+	 * inside it: then only the rows after it are read (and not the first
+	 * minute, which only a dirty minute before it could move).
 	 */
 	" w AS ("
 	"    SELECT s.*, coalesce(c.wuntil < s.lo AND c.wfrom <= s.lo - s.win * interval '1 minute', false) AS wcached,"
 	"           c.wuntil AS held, c.first AS held_first, c.periods AS held_periods,"
 	"           c.s0 AS held_s0, c.s1 AS held_s1"
-	"      FROM s LEFT JOIN held c ON c.metric_name = s.metric_name),"
+	"      FROM s CROSS JOIN LATERAL metric_anomaly.detect_cache_held(s.metric_name) c),"
 	" f AS ("
 	"    SELECT w.*, CASE WHEN NOT w.robust THEN NULL"
 	"                     WHEN w.wcached AND w.held_first IS NOT NULL THEN w.held_first"
@@ -162,8 +161,8 @@ static MaStatement pending_stmt = {
 	 * than the 35 minutes a range widens by starts a new one), and for each
 	 * island, period and season k back one range of the index: the island
 	 * moved k periods back and widened by the lag samples' reach, 15
-	 * minutes after ($14 more when the backend holds what it reads: the
-	 * next $14 / 60 minutes then read no seasonal rows) and 20 before (one
+	 * minutes after ($7 more when the backend holds what it reads: the
+	 * next $7 / 60 minutes then read no seasonal rows) and 20 before (one
 	 * step more, where a missing minute's sample is the point before it, as
 	 * in detect_series()).  So a backlog
 	 * reads about its own span six times, and minutes far apart (a late
@@ -187,11 +186,9 @@ static MaStatement pending_stmt = {
 	"               metric_anomaly.aggregated_metrics a"
 	"         WHERE a.metric_name = p.metric_name"
 	"           AND a.metric_timestamp > r.t0 - k * q.period - ($3 + $4) * interval '1 second'"
-	"           AND a.metric_timestamp <= r.t1 - k * q.period + ($3 + $14) * interval '1 second') z"
+	"           AND a.metric_timestamp <= r.t1 - k * q.period + ($3 + $7) * interval '1 second') z"
 	" ORDER BY p.metric_name",
-	14, {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID,
-		 TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
-		 INT4ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4OID}
+	7, {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID}
 };
 
 static MaStatement verdict_stmt = {
@@ -534,76 +531,6 @@ series_hold(const Series *s)
 	ma_dcache_trim_season(e, hi - SEASON_BEFORE_US);
 }
 
-/*
- * The query's arguments $7 to $13: what the backend holds, per series
- * (empty arrays when it holds nothing).
- */
-typedef struct HeldArgs
-{
-	int			n;
-	Datum	   *names;
-	Datum	   *wfrom;
-	Datum	   *wuntil;
-	Datum	   *first;
-	bool	   *first_null;
-	Datum	   *periods;
-	Datum	   *s0;
-	Datum	   *s1;
-} HeldArgs;
-
-static void
-held_visit(const MaDcacheEntry *e, void *arg)
-{
-	HeldArgs   *h = (HeldArgs *) arg;
-	int			i = h->n++;
-
-	h->names[i] = CStringGetTextDatum(e->key);
-	h->wfrom[i] = TimestampTzGetDatum(e->wfrom);
-	h->wuntil[i] = TimestampTzGetDatum(e->wuntil);
-	h->first[i] = TimestampTzGetDatum(e->first);
-	h->first_null[i] = e->first == 0;
-	h->periods[i] = Int32GetDatum(e->periods);
-	h->s0[i] = TimestampTzGetDatum(e->s0);
-	h->s1[i] = TimestampTzGetDatum(e->s1);
-}
-
-static Datum
-ts_array(Datum *elems, bool *nulls, int n)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
-											  TIMESTAMPTZOID, sizeof(TimestampTz),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-static void
-held_args(Datum *args)
-{
-	HeldArgs	h = {0};
-	int			cap = Max(ma_dcache_entries(), 1);
-
-	h.names = palloc(sizeof(Datum) * cap);
-	h.wfrom = palloc(sizeof(Datum) * cap);
-	h.wuntil = palloc(sizeof(Datum) * cap);
-	h.first = palloc(sizeof(Datum) * cap);
-	h.first_null = palloc(sizeof(bool) * cap);
-	h.periods = palloc(sizeof(Datum) * cap);
-	h.s0 = palloc(sizeof(Datum) * cap);
-	h.s1 = palloc(sizeof(Datum) * cap);
-	ma_dcache_foreach(held_visit, &h);
-	args[6] = PointerGetDatum(construct_array(h.names, h.n, TEXTOID,
-											  -1, false, TYPALIGN_INT));
-	args[7] = ts_array(h.wfrom, NULL, h.n);
-	args[8] = ts_array(h.wuntil, NULL, h.n);
-	args[9] = ts_array(h.first, h.first_null, h.n);
-	args[10] = PointerGetDatum(construct_array(h.periods, h.n, INT4OID,
-											   sizeof(int32), true, TYPALIGN_INT));
-	args[11] = ts_array(h.s0, NULL, h.n);
-	args[12] = ts_array(h.s1, NULL, h.n);
-}
-
 /* One series' detection, run in a subtransaction of its own. */
 typedef struct SeriesJob
 {
@@ -634,7 +561,7 @@ ma_evaluate_pending(TimestampTz last_closed)
 	MemoryContext cxt;
 	MemoryContext series_cxt;
 	MemoryContext old;
-	Datum		args[14];
+	Datum		args[7];
 	Portal		portal;
 	Verdicts	v = {0};
 	int64		evaluated = 0;
@@ -655,10 +582,7 @@ ma_evaluate_pending(TimestampTz last_closed)
 	args[5] = Int32GetDatum(MA_ROBUST_WINDOW);
 	/* before the cursor's snapshot (detect_cache_sql.c) */
 	hold = ma_detect_cache_begin();
-	old = MemoryContextSwitchTo(cxt);
-	held_args(args);
-	MemoryContextSwitchTo(old);
-	args[13] = Int32GetDatum(hold ? SEASON_PREFETCH_S : 0);
+	args[6] = Int32GetDatum(hold ? SEASON_PREFETCH_S : 0);
 	portal = open_pending(args);
 
 	for (;;)

@@ -91,13 +91,15 @@ events_sql() {
 	      SELECT 'series_' || s, timestamptz '$1' FROM generate_series(1, $S) AS s"
 }
 
-# Two passes in one session (cold, then steady); prints "cold steady" in ms.
+# Two passes in one session (cold, then steady); prints "cold steady" in
+# ms, and the bytes the cache holds per series.
 passes() {
 	q -d "$1" -At -c '\timing on' \
 		-c "SELECT metric_anomaly.process_pending('2026-11-20 12:01:00+00')" \
 		-c "$(events_sql '2026-11-20 12:01:30+00')" \
-		-c "SELECT metric_anomaly.process_pending('2026-11-20 12:02:00+00')" |
-		awk '/^Time:/ {t[++n] = $2} END {printf "%.0f %.0f\n", t[1], t[3]}'
+		-c "SELECT metric_anomaly.process_pending('2026-11-20 12:02:00+00')" \
+		-c '\timing off' -c "SELECT 'B', bytes / greatest(entries, 1) FROM metric_anomaly.detect_cache_stats()" |
+		awk -F'|' '/^Time:/ {split($0, f, " "); t[++n] = f[2]} /^B\|/ {b = $2} END {printf "%.0f %.0f %d\n", t[1], t[3], b}'
 }
 
 t0=$(ms)
@@ -108,16 +110,16 @@ t8=$(ms)
 peer '2026-11-20 12:01+00'
 t9=$(ms)
 q -d postgres -c CHECKPOINT
-read -r o o2 < <(passes det_ext)
+read -r o o2 ob < <(passes det_ext)
 # a third minute in a new session with the cache off: the steady pass without it
 q -d det_ext -c "$(events_sql '2026-11-20 12:02:30+00')"
 o3=$(q -d det_ext -At -c "SET metric_anomaly.detect_cache_size = 0" -c '\timing on' \
 		-c "SELECT metric_anomaly.process_pending('2026-11-20 12:03:00+00')" |
 		awk '/^Time:/ {printf "%.0f\n", $2}')
 q -d postgres -c CHECKPOINT
-read -r g g2 < <(passes det_sigma)
+read -r g g2 gb < <(passes det_sigma)
 q -d postgres -c CHECKPOINT
-read -r w w2 < <(passes det_season)
+read -r w w2 wb < <(passes det_season)
 seasonal=$(q -d det_season -At -c "SELECT count(*) FROM metric_anomaly.aggregated_metrics
                                   WHERE metric_timestamp = '2026-11-20 12:01+00' AND anomaly_context->'baselines' ? 'weekly'")
 
@@ -131,6 +133,7 @@ agree=$(q -d det_ext -At -c "SELECT count(*) FROM metric_anomaly.aggregated_metr
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 awk -v s="$S" -v b="$((t1 - t0))" -v b2="$((t9 - t8))" -v o="$o" -v o2="$o2" -v o3="$o3" \
 	-v g="$g" -v g2="$g2" -v w="$w" -v w2="$w2" -v load="$load" \
+	-v ob="$ob" -v gb="$gb" -v wb="$wb" \
 	-v ours="$ours" -v peer="$peer" -v agree="$agree" -v seasonal="$seasonal" 'BEGIN {
 	printf "series: %d, each with 360 points of history and one new minute a pass; load average %s\n", s, load
 	printf "evaluated|anomalous: process_pending (robust) %s, SQL window functions %s (%s judged on 360 points; %s with weekly baselines at the next minute in the seasonal run)\n", ours, peer, agree, seasonal
@@ -140,6 +143,7 @@ awk -v s="$S" -v b="$((t1 - t0))" -v b2="$((t9 - t8))" -v o="$o" -v o2="$o2" -v 
 	printf "process_pending(), robust (default):  %6.0f ms    %6.0f ms   (cache off: %.0f ms)\n", o, o2, o3
 	printf "process_pending(), robust, seasonal:  %6.0f ms    %6.0f ms   (six seasonal index ranges a series)\n", w, w2
 	printf "(a pass: fold + zero-fill + detection + verdicts + alerting)\n"
+	printf "cache held per series (detect_cache_stats): robust %d bytes, 3-sigma %d bytes, robust seasonal %d bytes\n", ob, gb, wb
 	printf "ratio (SQL time / robust), next minute: %.2f\n", b2 / o2
 	printf "TABLE|detection, %d series, next minute|process_pending (robust) %.0f ms|SQL window functions %.0f ms|%.2fx\n", s, o2, b2, b2 / o2
 }'
