@@ -2374,6 +2374,7 @@ GRANT EXECUTE ON FUNCTION metric_anomaly.backtest(text, timestamptz, timestamptz
 CREATE FUNCTION metric_anomaly.detect_cache_invalidate()
 RETURNS trigger
 LANGUAGE c
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'metric_anomaly_detect_cache_invalidate';
 
 COMMENT ON FUNCTION metric_anomaly.detect_cache_invalidate() IS
@@ -2392,6 +2393,7 @@ CREATE FUNCTION metric_anomaly.detect_cache_stats(OUT entries integer, OUT bytes
                                                   OUT window_hits bigint, OUT season_hits bigint,
                                                   OUT flushes bigint)
 LANGUAGE c VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'metric_anomaly_detect_cache_stats';
 
 COMMENT ON FUNCTION metric_anomaly.detect_cache_stats() IS
@@ -2405,6 +2407,7 @@ CREATE FUNCTION metric_anomaly.detect_cache_held(metric_name text, OUT wfrom tim
                                                  OUT periods integer, OUT s0 timestamptz,
                                                  OUT s1 timestamptz)
 LANGUAGE c VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'metric_anomaly_detect_cache_held';
 
 COMMENT ON FUNCTION metric_anomaly.detect_cache_held(text) IS

@@ -216,20 +216,12 @@ ma_dcache_set_window(MaDcacheEntry *e, const TimestampTz *ts,
 
 	while (start < n && ts[start] < from)
 		start++;
-	if (e->window.ts == ts)
-	{
-		/* the entry's own rows: shift them down in place */
-		memmove(e->window.ts, ts + start, sizeof(TimestampTz) * (n - start));
-		memmove(e->window.vals, vals + start, sizeof(double) * (n - start));
-		e->window.n = n - start;
-	}
-	else
-	{
-		rows_reserve(&e->window, n - start);
-		memcpy(e->window.ts, ts + start, sizeof(TimestampTz) * (n - start));
-		memcpy(e->window.vals, vals + start, sizeof(double) * (n - start));
-		e->window.n = n - start;
-	}
+	/* ts/vals are never the entry's own arrays, which this may free */
+	Assert(ts != e->window.ts);
+	rows_reserve(&e->window, n - start);
+	memcpy(e->window.ts, ts + start, sizeof(TimestampTz) * (n - start));
+	memcpy(e->window.vals, vals + start, sizeof(double) * (n - start));
+	e->window.n = n - start;
 	e->wfrom = from;
 	e->wuntil = until;
 }
