@@ -46,12 +46,11 @@
  * Seconds past a seasonal range a pass reads when the backend holds what
  * it reads: with 1500 the six ranges of a series are read once in 25
  * minutes, not each minute, and a range held is 60 rows at most (64 with
- * the allocator's rounding: 6 kB a series).  It must stay well under a day (evaluate's query relies on
- * held seasonal rows ending over a day before the window's end).
+ * the allocator's rounding: 6 kB a series).  It must stay well under a
+ * day: the query relies on held seasonal rows ending over a day before
+ * the held window does.
  */
 #define SEASON_PREFETCH_S	1500
-StaticAssertDecl(SEASON_PREFETCH_S + MA_SEASON_HALF * MA_SEASON_STEP_S < MA_DAY_S / 2,
-				 "seasonal prefetch must stay well under a day");
 
 /* how far a dirty minute's seasonal samples reach before and after it */
 #define SEASON_BEFORE_US	((int64) (MA_SEASON_HALF + 1) * MA_SEASON_STEP_S * USECS_PER_SEC)
@@ -508,6 +507,8 @@ series_hold(const Series *s)
 	MaDcacheEntry *e = ma_dcache_open(s->name);
 	TimestampTz hi;
 
+	StaticAssertStmt(SEASON_PREFETCH_S + MA_SEASON_HALF * MA_SEASON_STEP_S < MA_DAY_S / 2,
+					 "seasonal prefetch must stay well under a day");
 	ma_detect_cache_count(s->wcached, s->scached && s->periods != 0);
 	if (e == NULL || s->ndirty == 0)
 		return;

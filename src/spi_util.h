@@ -15,7 +15,7 @@ typedef struct MaStatement
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[16];
+	Oid			argtypes[12];
 	SPIPlanPtr	plan;
 	int			cursor_options; /* for SPI_prepare_cursor(); 0 as SPI_prepare */
 } MaStatement;
