@@ -18,17 +18,20 @@
  * of already-folded events with its own scan (backfill_metric() calls it
  * for one new definition).
  *
- * Measured (test/bench/metrics.sh, 1,000,000 events, three definitions):
- * the set-based PL/pgSQL fold this replaces read each batch's events again
- * and took 58 s against 1.7 s for one GROUP BY statement; this fold takes
- * about twice the statement, and perf puts most of that in the unique
- * indexes of metric_points and aggregated_metrics and in detection, not in
- * the per-event work (a few jsonb lookups and hash probes).  Reading the
- * range by its index instead of sorting it and writing the points in
- * series order (point_cmp()) took fold_definitions() from 2,367 and
- * 3,165 ms to 2,015 and 3,055 ms, against 1,633 to 1,720 ms for the
- * statement (alternating runs of ROUNDS=1 test/bench/metrics.sh on a busy
- * machine; the backend's CPU time, best of three: 2.42 s against 1.82 s).
+ * Measured (test/bench/metrics.sh, 1,000,000 events, three definitions,
+ * 44,643 points): the set-based PL/pgSQL fold this replaces read each
+ * batch's events again and took 58 s against 1.7 s for one GROUP BY
+ * statement.  Since, reading the range by its index in order, writing
+ * points in series order (point_cmp()), keying metric_points by series
+ * name with no second index (instead of jsonb dimensions and an index by
+ * metric), folding the cursor's rows in a receiver (fold_cursor()),
+ * finding a series' last point without a probe (metric_fold.c) and
+ * converting numbers without their text (payload.c) took the backend's
+ * CPU time for fold_definitions() from 2.42 s to 1.35-1.67 s, against
+ * 1.75-1.83 s for the statement (perf stat, alternating, three each, at
+ * load 6-7 on 2 cores).  What is left is mostly writing: per point a
+ * speculative insert into metric_points and one into aggregated_metrics,
+ * 45 MB of WAL in all (the statement fills a new table and writes none).
  */
 #include "postgres.h"
 
@@ -663,8 +666,8 @@ ma_metrics_finish(MaMetricFold *fold)
  * Folds the events of a cursor (type, timestamp, id, payload) as the
  * executor returns them: a receiver of PortalRunFetch() sees each row in
  * the scan's slot, where SPI_cursor_fetch() would first copy it into a
- * tuple table (spi_printtup() and its memory were a tenth of
- * fold_definitions(), perf, test/bench/metrics.sh).
+ * tuple table (spi_printtup() alone was 4% of fold_definitions() in perf,
+ * test/bench/metrics.sh, before the tuples' memory and their reading).
  */
 typedef struct EventReceiver
 {
