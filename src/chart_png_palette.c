@@ -404,6 +404,27 @@ bytes_adler(const uint8_t *p, int n, uint64_t *s, uint64_t *bsum)
 }
 
 /*
+ * Adds n bytes to the Adler-32 sums *a and *b, in blocks short enough that
+ * the sums cannot overflow.
+ */
+static void
+adler_rows(const uint8_t *p, int n, uint64_t *a, uint64_t *b)
+{
+	int			i;
+
+	for (i = 0; i < n; i += 4096)
+	{
+		uint64_t	s,
+					bs;
+		int			k = n - i < 4096 ? n - i : 4096;
+
+		bytes_adler(p + i, k, &s, &bs);
+		*b = (*b + (uint64_t) k * *a + bs) % 65521;
+		*a = (*a + s) % 65521;
+	}
+}
+
+/*
  * Huffman code lengths of at most maxbits for n symbols of the given
  * frequencies.  Fewer than two used symbols get two codes of length 1
  * (inflate rejects incomplete codes); a too deep tree is rebuilt with
@@ -640,14 +661,20 @@ put_dynamic_header(BitSink *bs, const uint8_t *ll_len, int hlit,
 
 /*
  * Writes the tokens as one dynamic-Huffman deflate block with zlib framing
- * (adler: the Adler-32 of the raw bytes), into o.
+ * and the Adler-32 of the raw bytes, into o.  rows: room for two rows of
+ * stride bytes, where the bytes inflate will rebuild are rebuilt for the
+ * Adler-32 row by row (no token crosses the end of a row: see
+ * scan_canvas); the whole image rebuilt in one buffer was 0.7 MB of
+ * writes and reads at 1200 x 600, out of the caches.
  */
 static void
 put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
-			int stride, uint8_t *img, size_t img_len)
+			int stride, uint8_t *rows)
 {
 	const uint8_t *slot_index = t->index;
-	size_t		pos = 0;
+	uint8_t    *cur = rows,
+			   *above = rows + stride;
+	int			pos = 0;		/* in cur */
 	uint64_t	a = 1,
 				b = 0;
 	uint32_t	ll_freq[286] = {0},
@@ -762,7 +789,7 @@ put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
 				filter_code;
 
 			put_bits(&bs, e & 0xffff, (e >> 16) & 0xff);
-			img[pos++] = (uint8_t) (e >> 24);
+			cur[pos++] = (uint8_t) (e >> 24);
 		}
 		else
 		{
@@ -770,35 +797,26 @@ put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
 
 			/* the bytes, for the Adler-32: what inflate will rebuild */
 			if (f == 0)
-				memset(img + pos, img[pos - 1], l);
-			else if (l <= stride)
-				memcpy(img + pos, img + pos - stride, l);
+				memset(cur + pos, cur[pos - 1], l);
 			else
-			{
-				int			k;
-
-				for (k = 0; k < l; k++)
-					img[pos + k] = img[pos + k - stride];
-			}
+				memcpy(cur + pos, above + pos, l);
 			pos += l;
 			put_bits(&bs, match_code[l][f].bits, match_code[l][f].n);
+		}
+		if (pos == stride)
+		{
+			uint8_t    *x = cur;
+
+			adler_rows(cur, stride, &a, &b);
+			cur = above;
+			above = x;
+			pos = 0;
 		}
 	}
 	put_bits(&bs, ll_code[256], ll_len[256]);
 	if (bs.nbits > 0)
 		*bs.p++ = (unsigned char) bs.bits;
 	o->len = bs.p - o->buf;
-	/* Adler-32 in blocks short enough that the sums cannot overflow */
-	for (i = 0; i < img_len; i += 4096)
-	{
-		uint64_t	s,
-					bs_;
-		int			n = (int) (img_len - i < 4096 ? img_len - i : 4096);
-
-		bytes_adler(img + i, n, &s, &bs_);
-		b = (b + (uint64_t) n * a + bs_) % 65521;
-		a = (a + s) % 65521;
-	}
 	chart_png_be32(o, (uint32_t) ((b << 16) | a));
 }
 
@@ -908,22 +926,27 @@ too_many:
 }
 
 /*
- * The two large buffers of an encoding (the tokens, and the bytes rebuilt
- * for the Adler-32: about 0.7 MB each at 1200 x 600) are kept for the next
- * chart when they are at most SCRATCH_KEEP bytes: allocating them afresh
- * cost the reference chart a tenth of its time in page faults.
+ * The large buffer of an encoding, the tokens (about 0.3 MB at 1200 x
+ * 600), is kept for the next chart when it is at most SCRATCH_KEEP bytes:
+ * allocating it afresh cost the reference chart a tenth of its time in
+ * page faults.
  */
 #define SCRATCH_KEEP	(4 * 1024 * 1024)
 
 static uint32_t *kept_tokens;
 static size_t kept_tokens_cap;	/* entries */
-static uint8_t *kept_img;
-static size_t kept_img_cap;
 
-/* Keeps or frees the buffers of an encoding (see SCRATCH_KEEP). */
+/*
+ * The colour table and the token counts (150 KB) are static for the same
+ * reason: malloc'd per chart, their pages were faulted in afresh each time
+ * (glibc gives such blocks back to the system when they are freed).
+ */
+static ColorTable color_table;
+static TokenBuf token_buf;
+
+/* Keeps or frees the token buffer of an encoding (see SCRATCH_KEEP). */
 static void
-release_scratch(uint32_t *tokens, size_t tokens_cap, uint8_t *img,
-				size_t img_cap)
+release_scratch(uint32_t *tokens, size_t tokens_cap)
 {
 	if (tokens && tokens_cap * sizeof(uint32_t) <= SCRATCH_KEEP &&
 		tokens_cap >= kept_tokens_cap)
@@ -935,15 +958,6 @@ release_scratch(uint32_t *tokens, size_t tokens_cap, uint8_t *img,
 	}
 	else if (tokens != kept_tokens)
 		free(tokens);
-	if (img && img_cap <= SCRATCH_KEEP && img_cap >= kept_img_cap)
-	{
-		if (kept_img != img)
-			free(kept_img);
-		kept_img = img;
-		kept_img_cap = img_cap;
-	}
-	else if (img != kept_img)
-		free(img);
 }
 
 /*
@@ -957,35 +971,24 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 						 size_t *len, bool *too_many)
 {
 	PngOut		o = {0};
-	ColorTable *t = malloc(sizeof(ColorTable));
-	TokenBuf   *tb = calloc(1, sizeof(TokenBuf));
+	ColorTable *t = &color_table;
+	TokenBuf   *tb = &token_buf;
 	int			pal[256];
 	int			npal,
 				w = c->width,
 				h = c->height,
 				stride = w + 1;
-	size_t		img_len = (size_t) stride * h,
-				img_cap = img_len;
-	uint8_t    *img;
+	uint8_t    *rows = malloc(2 * (size_t) stride);
 	size_t		idat_start;
 
 	*too_many = false;
-	/* the kept buffers are taken over; release_scratch gives them back */
-	if (kept_img_cap >= img_len)
-	{
-		img = kept_img;
-		img_cap = kept_img_cap;
-		kept_img = NULL;
-		kept_img_cap = 0;
-	}
-	else
-		img = malloc(img_len);
+	memset(tb, 0, sizeof(*tb));
 	if (!len_syms_ready)
 	{
 		init_len_syms();
 		len_syms_ready = true;
 	}
-	if (t == NULL || tb == NULL || img == NULL)
+	if (rows == NULL)
 		goto fail;
 	{
 		int			i;
@@ -1039,19 +1042,14 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 		chart_png_be32(&o, chart_png_crc(0xffffffffu, plte, 4 + 3 * npal) ^ 0xffffffffu);
 	}
 	idat_start = chart_png_begin_idat(&o);
-	put_deflate(&o, tb, t, stride, img, img_len);
-	free(t);
-	release_scratch(tb->t, tb->cap, img, img_cap);
-	free(tb);
+	put_deflate(&o, tb, t, stride, rows);
+	free(rows);
+	release_scratch(tb->t, tb->cap);
 	return chart_png_end_idat(&o, idat_start, len);
 
 fail:
-	free(t);
-	if (tb)
-		release_scratch(tb->t, tb->cap, img, img_cap);
-	else
-		free(img);
-	free(tb);
+	release_scratch(tb->t, tb->cap);
+	free(rows);
 	free(o.buf);
 	return NULL;
 }
