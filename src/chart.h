@@ -55,6 +55,12 @@ typedef struct ChartCanvas
 				mask_y1;
 } ChartCanvas;
 
+/*
+ * chart_canvas_init's background when the caller fills every pixel itself:
+ * a kept canvas then keeps the last chart's pixels until overwritten.
+ */
+#define CHART_NO_BACKGROUND	0xffffffffu
+
 /* A dash pattern in pixels; on == 0 means solid.  phase is carried along. */
 typedef struct ChartDash
 {

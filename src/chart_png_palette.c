@@ -672,9 +672,10 @@ put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
 			int stride, uint8_t *rows)
 {
 	const uint8_t *slot_index = t->index;
-	uint8_t    *cur = rows,
-			   *above = rows + stride;
-	int			pos = 0;		/* in cur */
+	uint8_t    *cur = rows,		/* the row being rebuilt */
+			   *dst = rows,		/* its next byte */
+			   *end = rows + stride;
+	ptrdiff_t	up = stride;	/* from cur to the row above */
 	uint64_t	a = 1,
 				b = 0;
 	uint32_t	ll_freq[286] = {0},
@@ -789,7 +790,7 @@ put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
 				filter_code;
 
 			put_bits(&bs, e & 0xffff, (e >> 16) & 0xff);
-			cur[pos++] = (uint8_t) (e >> 24);
+			*dst++ = (uint8_t) (e >> 24);
 		}
 		else
 		{
@@ -797,20 +798,20 @@ put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
 
 			/* the bytes, for the Adler-32: what inflate will rebuild */
 			if (f == 0)
-				memset(cur + pos, cur[pos - 1], l);
+				memset(dst, dst[-1], l);
 			else
-				memcpy(cur + pos, above + pos, l);
-			pos += l;
+				memcpy(dst, dst + up, l);
+			dst += l;
 			put_bits(&bs, match_code[l][f].bits, match_code[l][f].n);
 		}
-		if (pos == stride)
+		if (dst == end)
 		{
-			uint8_t    *x = cur;
-
+			/* the row is done: the other buffer is the next row's */
 			adler_rows(cur, stride, &a, &b);
-			cur = above;
-			above = x;
-			pos = 0;
+			cur += up;
+			up = -up;
+			dst = cur;
+			end = cur + stride;
 		}
 	}
 	put_bits(&bs, ll_code[256], ll_len[256]);
