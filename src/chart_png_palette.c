@@ -864,11 +864,15 @@ add_color_literals(TokenBuf *tb, ColorTable *t, int p, int n)
  * the RGB encoder does, with colour literals standing for their colour
  * table slot; colours are counted as they are met.  A row that repeats the
  * row above is one match; otherwise runs that repeat the row above or the
- * pixel before become matches (3 bytes or more) and the rest literals.
- * false when out of memory or past PAL_MAX_COLORS colours (*too_many).
+ * pixel before become matches (3 bytes or more) and the rest literals,
+ * so no token crosses the end of a row (put_deflate relies on it).  none:
+ * a row of -1, which no pixel is (libgd's alpha is 7 bits), standing for
+ * the row above the first, so the loops need no test for it.  false when
+ * out of memory or past PAL_MAX_COLORS colours (*too_many).
  */
 static bool
-scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
+scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb,
+			const int *none, bool *too_many)
 {
 	int			w = c->width,
 				stride = w + 1,
@@ -878,12 +882,12 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 	for (y = 0; y < c->height; y++)
 	{
 		const int  *row = c->im->tpixels[y];
-		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : NULL;
+		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : none;
 
 		if (!reserve_tokens(tb, (size_t) stride + 1))
 			return false;
 
-		if (prev && stride >= 3 && same_prefix(row, prev, w) == w)
+		if (y > 0 && stride >= 3 && same_prefix(row, prev, w) == w)
 		{
 			/*
 			 * The whole row, filter byte included, repeats the one above (a
@@ -900,7 +904,7 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 			int			p = row[x],
 						n;
 
-			if (prev && prev[x] == p)
+			if (prev[x] == p)
 			{
 				n = same_prefix(row + x, prev + x, w - x);
 				if (n >= 3)
@@ -912,7 +916,7 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 				continue;
 			}
 			/* a run of p that does not repeat the row above */
-			for (n = 1; x + n < w && row[x + n] == p && !(prev && prev[x + n] == p); n++)
+			for (n = 1; x + n < w && row[x + n] == p && prev[x + n] != p; n++)
 				;
 			if (x > 0 && row[x - 1] == p && n >= 3)
 				add_matches(tb, n, 0);
@@ -988,6 +992,7 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 				h = c->height,
 				stride = w + 1;
 	uint8_t    *rows = malloc(2 * (size_t) stride);
+	int		   *none = malloc(sizeof(int) * w);
 	size_t		idat_start;
 
 	*too_many = false;
@@ -997,8 +1002,9 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 		init_len_syms();
 		len_syms_ready = true;
 	}
-	if (rows == NULL)
+	if (rows == NULL || none == NULL)
 		goto fail;
+	memset(none, 0xff, sizeof(int) * w);	/* -1 */
 	{
 		int			i;
 
@@ -1021,7 +1027,7 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 	}
 	else
 		tb->t = malloc(tb->cap * sizeof(uint32_t));
-	if (tb->t == NULL || !scan_canvas(c, t, tb, too_many))
+	if (tb->t == NULL || !scan_canvas(c, t, tb, none, too_many))
 		goto fail;
 	npal = choose_palette(t, pal);
 	if (npal < 0)
@@ -1053,12 +1059,14 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 	idat_start = chart_png_begin_idat(&o);
 	put_deflate(&o, tb, t, stride, rows);
 	free(rows);
+	free(none);
 	release_scratch(tb->t, tb->cap);
 	return chart_png_end_idat(&o, idat_start, len);
 
 fail:
 	release_scratch(tb->t, tb->cap);
 	free(rows);
+	free(none);
 	free(o.buf);
 	return NULL;
 }
