@@ -37,8 +37,7 @@ static MaStatement rest_stmt = {
 	"  FROM metric_anomaly.metric_series ms"
 	" WHERE ms.series_name = s.metric_name AND s.filled_until < $1"
 	"   AND NOT EXISTS (SELECT 1 FROM metric_anomaly.metric_points p"
-	"                    WHERE p.metric_name = ms.metric_name"
-	"                      AND p.dimensions = ms.dimensions AND p.bucket > $2)",
+	"                    WHERE p.series_name = ms.series_name AND p.bucket > $2)",
 	2, {TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 

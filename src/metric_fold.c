@@ -62,8 +62,20 @@ point_equal(const MaMetricPointKey *a, const MaMetricPointKey *b)
 		a->dimslen == b->dimslen && memcmp(a->dims, b->dims, a->dimslen) == 0;
 }
 
+/*
+ * The points by key.  The points live outside the table (whose entries
+ * move as it grows), so a series can keep its last one (SeriesEntry.last).
+ */
+typedef struct PointEntry
+{
+	MaMetricPointKey key;
+	MaMetricPoint *point;
+	uint32		hash;
+	char		status;
+} PointEntry;
+
 #define SH_PREFIX			pointtab
-#define SH_ELEMENT_TYPE		MaMetricPoint
+#define SH_ELEMENT_TYPE		PointEntry
 #define SH_KEY_TYPE			MaMetricPointKey
 #define SH_KEY				key
 #define SH_HASH_KEY(tb, k)	point_hash(&(k))
@@ -75,11 +87,19 @@ point_equal(const MaMetricPointKey *a, const MaMetricPointKey *b)
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
-/* The series of the batch, by (definition, dimension values). */
+/*
+ * The series of the batch, by (definition, dimension values), with the
+ * point the series' last event went to: events come in (xid, id) order,
+ * which is about time order, so the next event of the series mostly goes
+ * to the same bucket, found without a probe of the table of all the
+ * batch's points (for 1,000,000 events in one batch, 44,643 points: a few
+ * megabytes, a cache miss or two per probe, against a table of 31 series).
+ */
 typedef struct SeriesEntry
 {
 	MaMetricSeries key;
 	int			index;
+	MaMetricPoint *last;		/* NULL until the series has a point */
 	uint32		hash;
 	char		status;
 } SeriesEntry;
@@ -312,20 +332,28 @@ encode_dims(MaMetricFold *fold, const MaMetricDef *def, Jsonb *payload)
 	}
 }
 
-/* The index of the series of the point at key (whose dims are kept). */
-static int
+/*
+ * The series of the point at key, added (with a copy of the dimension
+ * values) when new.  The entry is valid until the next insertion.
+ */
+static SeriesEntry *
 series_of(MaMetricFold *fold, const MaMetricPointKey *key)
 {
 	MaMetricSeries sk;
 	SeriesEntry *e;
 	bool		found;
+	char	   *copy;
 
 	sk.def = key->def;
 	sk.dims = key->dims;
 	sk.dimslen = key->dimslen;
 	e = seriestab_insert(fold->seriestab, sk, &found);
 	if (found)
-		return e->index;
+		return e;
+	copy = MemoryContextAlloc(fold->cxt, Max(key->dimslen, 1));
+	memcpy(copy, key->dims, key->dimslen);
+	e->key.dims = copy;
+	e->last = NULL;
 	if (fold->nseries == fold->series_capacity)
 	{
 		fold->series_capacity *= 2;
@@ -333,8 +361,25 @@ series_of(MaMetricFold *fold, const MaMetricPointKey *key)
 								sizeof(MaMetricSeries) * fold->series_capacity);
 	}
 	e->index = fold->nseries;
-	fold->series[fold->nseries++] = sk;
-	return e->index;
+	fold->series[fold->nseries++] = e->key;
+	return e;
+}
+
+/* A new empty point at key (of series; -1: _other), in the fold's context. */
+static MaMetricPoint *
+new_point(MaMetricFold *fold, const MaMetricPointKey *key, int series, double value)
+{
+	MaMetricPoint *p = MemoryContextAlloc(fold->cxt, sizeof(MaMetricPoint));
+
+	p->key = *key;
+	p->series = series;
+	p->count = 0;
+	p->sum = 0;
+	p->min = value;
+	p->max = value;
+	p->within = 0;
+	p->sketch = NULL;
+	return p;
 }
 
 /* Adds the state of from into into (of the same definition). */
@@ -371,30 +416,30 @@ static void
 merge(MaMetricFold *fold, const MaMetricPointKey *key, double value)
 {
 	const MaMetricDef *def = &fold->defs[key->def];
-	MaMetricPoint *p;
-	bool		found;
+	SeriesEntry *s = series_of(fold, key);
+	MaMetricPoint *p = s->last;
 
-	p = pointtab_insert(fold->points, *key, &found);
-	if (!found)
+	if (p == NULL || p->key.bucket != key->bucket)
 	{
-		char	   *copy = MemoryContextAlloc(fold->cxt, Max(key->dimslen, 1));
+		MaMetricPointKey k = *key;
+		PointEntry *e;
+		bool		found;
 
-		memcpy(copy, key->dims, key->dimslen);
-		p->key.dims = copy;
-		p->series = series_of(fold, &p->key);
-		p->count = 0;
-		p->sum = 0;
-		p->min = value;
-		p->max = value;
-		p->within = 0;
-		p->sketch = NULL;
-		if (def->agg == MA_AGG_QUANTILE)
+		k.dims = s->key.dims;	/* the series' copy */
+		e = pointtab_insert(fold->points, k, &found);
+		if (!found)
 		{
-			MemoryContext old = MemoryContextSwitchTo(fold->cxt);
+			e->point = new_point(fold, &k, s->index, value);
+			if (def->agg == MA_AGG_QUANTILE)
+			{
+				MemoryContext old = MemoryContextSwitchTo(fold->cxt);
 
-			p->sketch = ma_sketch_create();
-			MemoryContextSwitchTo(old);
+				e->point->sketch = ma_sketch_create();
+				MemoryContextSwitchTo(old);
+			}
 		}
+		p = e->point;
+		s->last = p;
 	}
 	p->count++;
 	if (def->agg == MA_AGG_COUNT)
@@ -584,17 +629,18 @@ ma_metric_fold_points(MaMetricFold *fold, const bool *overflow, uint32 *n)
 {
 	MaMetricPoint **out;
 	pointtab_iterator it;
-	MaMetricPoint *p;
+	PointEntry *e;
 	pointtab_hash *other = NULL;
 	uint32		i = 0;
 
 	out = MemoryContextAlloc(fold->cxt,
 							 sizeof(MaMetricPoint *) * Max(fold->points->members, 1));
 	pointtab_start_iterate(fold->points, &it);
-	while ((p = pointtab_iterate(fold->points, &it)) != NULL)
+	while ((e = pointtab_iterate(fold->points, &it)) != NULL)
 	{
+		MaMetricPoint *p = e->point;
 		MaMetricPointKey key;
-		MaMetricPoint *o;
+		PointEntry *o;
 		bool		found;
 
 		if (!overflow[p->series])
@@ -609,22 +655,14 @@ ma_metric_fold_points(MaMetricFold *fold, const bool *overflow, uint32 *n)
 		key.dimslen = 0;
 		o = pointtab_insert(other, key, &found);
 		if (!found)
-		{
-			o->series = -1;
-			o->count = 0;
-			o->sum = 0;
-			o->min = 0;
-			o->max = 0;
-			o->within = 0;
-			o->sketch = NULL;
-		}
-		merge_point(fold, o, p);
+			o->point = new_point(fold, &key, -1, 0);
+		merge_point(fold, o->point, p);
 	}
 	if (other != NULL)
 	{
 		pointtab_start_iterate(other, &it);
-		while ((p = pointtab_iterate(other, &it)) != NULL)
-			out[i++] = p;		/* fewer than the overflowed points */
+		while ((e = pointtab_iterate(other, &it)) != NULL)
+			out[i++] = e->point;	/* fewer than the overflowed points */
 	}
 	*n = i;
 	return out;

@@ -79,8 +79,6 @@ typedef struct MaMetricPoint
 	double		max;
 	int64		within;			/* values <= threshold (rates) */
 	MaSketch   *sketch;			/* quantiles only, else NULL */
-	uint32		hash;
-	char		status;			/* used by simplehash */
 } MaMetricPoint;
 
 /* A keyed event the batch holds back until its key is known to be new. */

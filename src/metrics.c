@@ -18,23 +18,27 @@
  * of already-folded events with its own scan (backfill_metric() calls it
  * for one new definition).
  *
- * Measured (test/bench/metrics.sh, 1,000,000 events, three definitions):
- * the set-based PL/pgSQL fold this replaces read each batch's events again
- * and took 58 s against 1.7 s for one GROUP BY statement; this fold takes
- * about twice the statement, and perf puts most of that in the unique
- * indexes of metric_points and aggregated_metrics and in detection, not in
- * the per-event work (a few jsonb lookups and hash probes).  Reading the
- * range by its index instead of sorting it and writing the points in
- * series order (point_cmp()) took fold_definitions() from 2,367 and
- * 3,165 ms to 2,015 and 3,055 ms, against 1,633 to 1,720 ms for the
- * statement (alternating runs of ROUNDS=1 test/bench/metrics.sh on a busy
- * machine; the backend's CPU time, best of three: 2.42 s against 1.82 s).
+ * Measured (test/bench/metrics.sh, 1,000,000 events, three definitions,
+ * 44,643 points): the set-based PL/pgSQL fold this replaces read each
+ * batch's events again and took 58 s against 1.7 s for one GROUP BY
+ * statement.  Since, reading the range by its index in order, writing
+ * points in series order (point_cmp()), keying metric_points by series
+ * name with no second index (instead of jsonb dimensions and an index by
+ * metric), folding the cursor's rows in a receiver (fold_cursor()),
+ * finding a series' last point without a probe (metric_fold.c) and
+ * converting numbers without their text (payload.c) took the backend's
+ * CPU time for fold_definitions() from 2.42 s to 1.35-1.67 s, against
+ * 1.75-1.83 s for the statement (perf stat, alternating, three each, at
+ * load 6-7 on 2 cores).  What is left is mostly writing: per point a
+ * speculative insert into metric_points and one into aggregated_metrics,
+ * 45 MB of WAL in all (the statement fills a new table and writes none).
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "tcop/pquery.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -180,7 +184,7 @@ static MaStatement points_stmt = {
 	"           pg_catalog.unnest($5::int8[]), pg_catalog.unnest($6::float8[]),"
 	"           pg_catalog.unnest($7::float8[]), pg_catalog.unnest($8::float8[]),"
 	"           pg_catalog.unnest($9::int8[]), pg_catalog.unnest($10::bytea[]))"
-	"        ON CONFLICT (metric_name, dimensions, bucket) DO UPDATE"
+	"        ON CONFLICT (series_name, bucket) DO UPDATE"
 	"       SET count = p.count + excluded.count,"
 	"           sum = p.sum + excluded.sum,"
 	"           min = LEAST(p.min, excluded.min),"
@@ -659,6 +663,61 @@ ma_metrics_finish(MaMetricFold *fold)
 }
 
 /*
+ * Folds the events of a cursor (type, timestamp, id, payload) as the
+ * executor returns them: a receiver of PortalRunFetch() sees each row in
+ * the scan's slot, where SPI_cursor_fetch() would first copy it into a
+ * tuple table (spi_printtup() alone was 4% of fold_definitions() in perf,
+ * test/bench/metrics.sh, before the tuples' memory and their reading).
+ */
+typedef struct EventReceiver
+{
+	DestReceiver pub;
+	MaMetricFold *fold;
+} EventReceiver;
+
+static bool
+event_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	EventReceiver *r = (EventReceiver *) self;
+
+	slot_getallattrs(slot);
+	ma_metrics_event(r->fold, slot->tts_values[0], slot->tts_values[1],
+					 slot->tts_values[2], slot->tts_values[3], slot->tts_isnull[3]);
+	return true;
+}
+
+static void
+event_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+event_shutdown(DestReceiver *self)
+{
+}
+
+static void
+event_destroy(DestReceiver *self)
+{
+}
+
+/* Folds every event the (open) cursor portal returns. */
+static void
+fold_cursor(MaMetricFold *fold, Portal portal)
+{
+	EventReceiver receiver;
+
+	memset(&receiver, 0, sizeof(receiver));
+	receiver.pub.receiveSlot = event_receive;
+	receiver.pub.rStartup = event_startup;
+	receiver.pub.rShutdown = event_shutdown;
+	receiver.pub.rDestroy = event_destroy;
+	receiver.pub.mydest = DestNone;
+	receiver.fold = fold;
+	PortalRunFetch(portal, FETCH_FORWARD, FETCH_ALL, &receiver.pub);
+}
+
+/*
  * fold_definitions(folded, round, lo_xid, lo_id, hi_xid, hi_id,
  * only_metric): folds the events of the range (see range_first_stmt) into the
  * enabled definitions, or into only_metric alone, enabled or not; returns
@@ -698,29 +757,7 @@ metric_anomaly_fold_definitions(PG_FUNCTION_ARGS)
 	{
 		portal = ma_open_cursor(PG_ARGISNULL(2) ? &range_first_stmt : &range_next_stmt,
 								args, nulls);
-		for (;;)
-		{
-			SPITupleTable *tt;
-
-			SPI_cursor_fetch(portal, true, 10000);
-			if (SPI_processed == 0)
-				break;
-			tt = SPI_tuptable;
-			for (uint64 i = 0; i < SPI_processed; i++)
-			{
-				bool		isnull;
-				bool		pnull;
-				Datum		payload;
-
-				payload = SPI_getbinval(tt->vals[i], tt->tupdesc, 4, &pnull);
-				ma_metrics_event(fold,
-								 SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull),
-								 SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull),
-								 SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull),
-								 payload, pnull);
-			}
-			SPI_freetuptable(tt);
-		}
+		fold_cursor(fold, portal);
 		SPI_cursor_close(portal);
 		written = ma_metrics_finish(fold);
 	}

@@ -12,7 +12,10 @@
 #    storing points, series and values, as backfill_metric() runs it), and
 #    a whole process_pending() pass (the same fold in 50,000-event batches,
 #    plus the per-minute counts, zero-fill and the detection of every new
-#    value).  Fresh identical databases per round, alternating which side
+#    value).  Fresh identical databases per round, copies of one loaded
+#    template, so every side starts from the same cold shared buffers (a
+#    database loaded in place starts with its events in them: the side run
+#    on a copy would read them all from the kernel); alternating which side
 #    goes first; best of ROUNDS.
 # 2. Quantiles over the 1440 minutes of the day, all series merged per
 #    minute: metric_anomaly's stored sketches (sketch_union + sketch_quantile,
@@ -108,18 +111,20 @@ ROUNDS="${ROUNDS:-2}"
 base_ms="" ours_ms="" fold_ms=""
 for round in $(seq 1 "$ROUNDS"); do
 	q -d postgres -c "DROP DATABASE IF EXISTS bench_ext" -c "DROP DATABASE IF EXISTS bench_sql" \
-		-c "DROP DATABASE IF EXISTS bench_fold" 2>/dev/null
+		-c "DROP DATABASE IF EXISTS bench_fold" -c "DROP DATABASE IF EXISTS bench_template" 2>/dev/null
 	echo "round $round: loading $N events into three identical databases ..."
-	load bench_ext
-	load bench_sql
-	define bench_ext
-	q -d postgres -c "CREATE DATABASE bench_fold TEMPLATE bench_ext"
+	load bench_template
+	define bench_template
+	for db in bench_ext bench_sql bench_fold; do
+		q -d postgres -c "CREATE DATABASE $db TEMPLATE bench_template"
+	done
+	q -d postgres -c "DROP DATABASE bench_template"
 	if [ $((round % 2)) -eq 1 ]; then
 		b=$(run_baseline); f=$(run_fold); o=$(run_ours)
 	else
 		o=$(run_ours); f=$(run_fold); b=$(run_baseline)
 	fi
-	echo "round $round: GROUP BY + percentile_cont $b ms, fold_definitions (the fold alone) $f ms, process_pending with 3 definitions $o ms"
+	echo "round $round: GROUP BY + percentile_cont $b ms, fold_definitions (the fold alone) $f ms, process_pending with 3 definitions $o ms (load average $(cut -d' ' -f1 /proc/loadavg))"
 	if [ -z "$base_ms" ] || [ "$b" -lt "$base_ms" ]; then base_ms=$b; fi
 	if [ -z "$fold_ms" ] || [ "$f" -lt "$fold_ms" ]; then fold_ms=$f; fi
 	if [ -z "$ours_ms" ] || [ "$o" -lt "$ours_ms" ]; then ours_ms=$o; fi
