@@ -10,8 +10,8 @@
  * function returns, except the canvas (chart_canvas_release) and the encoded
  * PNG (free()).  The glyph cache, the last canvas (kept for the next chart
  * of its size, at most 2400 x 1200 pixels: 12 MB, see chart.c) and the PNG
- * encoder's two scratch buffers (at most 4 MB each, see
- * chart_png_palette.c) are process-lifetime and bounded.
+ * encoder's token buffer (at most 4 MB, see chart_png_palette.c) are
+ * process-lifetime and bounded.
  */
 #ifndef MA_CHART_H
 #define MA_CHART_H
@@ -54,6 +54,12 @@ typedef struct ChartCanvas
 				mask_x1,
 				mask_y1;
 } ChartCanvas;
+
+/*
+ * chart_canvas_init's background when the caller fills every pixel itself:
+ * a kept canvas then keeps the last chart's pixels until overwritten.
+ */
+#define CHART_NO_BACKGROUND	0xffffffffu
 
 /* A dash pattern in pixels; on == 0 means solid.  phase is carried along. */
 typedef struct ChartDash

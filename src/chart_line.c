@@ -588,7 +588,13 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 	const ChartSeries *band_series = NULL;
 
 	memset(&L, 0, sizeof(L));
-	if (!chart_canvas_init(&c, w, h, COLOR_WHITE))
+	/*
+	 * The background is filled once, in two parts: the plot area before
+	 * the grid and the margins after the data, which may bleed into them.
+	 * Filling the whole canvas first wrote the margins twice (0.7 of the
+	 * 2.9 MB at 1200 x 600, memory-bound).
+	 */
+	if (!chart_canvas_init(&c, w, h, CHART_NO_BACKGROUND))
 	{
 		snprintf(errbuf, errlen, "out of memory for a %dx%d canvas", w, h);
 		return NULL;
@@ -760,7 +766,8 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 		L.y0 -= th_legend + (int) (6 * L.s);
 	}
 
-	/* grid */
+	/* the plot area's background, spine column included; then the grid */
+	chart_fill_rect(&c, L.x0 - 1, L.y0, L.x1, L.y1, COLOR_WHITE, 255);
 	time_ticks(&c, spec, &L, &tt);
 	for (i = 0; i < tt.n; i++)
 	{
@@ -814,7 +821,10 @@ chart_line_render(const ChartLineSpec *spec, size_t *len, char *errbuf,
 				   spec->empty_message);
 	}
 
-	/* clear the margins the strokes may have bled into, then the frame */
+	/*
+	 * the margins' background (covering what the strokes bled into), which
+	 * with the plot area's is every pixel once; then the frame
+	 */
 	chart_fill_rect(&c, 0, 0, w - 1, L.y0 - 1, COLOR_WHITE, 255);
 	chart_fill_rect(&c, 0, L.y1 + 1, w - 1, h - 1, COLOR_WHITE, 255);
 	chart_fill_rect(&c, 0, L.y0, L.x0 - 2, L.y1, COLOR_WHITE, 255);

@@ -321,10 +321,18 @@ add_token(TokenBuf *tb, uint32_t tok)
 	tb->t[tb->n++] = tok;
 }
 
-/* Adds matches covering len (>= 3) bytes, no piece shorter than 3. */
-static void
+/*
+ * Adds matches covering len (>= 3) bytes, no piece shorter than 3; inline
+ * for the usual single match (the call was 1.6% of render_metric_chart).
+ */
+static inline void
 add_matches(TokenBuf *tb, int len, int far)
 {
+	if (len <= 258)
+	{
+		add_token(tb, TOKEN_MATCH(len, far));
+		return;
+	}
 	while (len > 0)
 	{
 		int			n = len > 258 ? 258 : len;
@@ -401,6 +409,27 @@ bytes_adler(const uint8_t *p, int n, uint64_t *s, uint64_t *bsum)
 	}
 	*s = a % 65521;
 	*bsum = b % 65521;
+}
+
+/*
+ * Adds n bytes to the Adler-32 sums *a and *b, in blocks short enough that
+ * the sums cannot overflow.
+ */
+static void
+adler_rows(const uint8_t *p, int n, uint64_t *a, uint64_t *b)
+{
+	int			i;
+
+	for (i = 0; i < n; i += 4096)
+	{
+		uint64_t	s,
+					bs;
+		int			k = n - i < 4096 ? n - i : 4096;
+
+		bytes_adler(p + i, k, &s, &bs);
+		*b = (*b + (uint64_t) k * *a + bs) % 65521;
+		*a = (*a + s) % 65521;
+	}
 }
 
 /*
@@ -640,14 +669,21 @@ put_dynamic_header(BitSink *bs, const uint8_t *ll_len, int hlit,
 
 /*
  * Writes the tokens as one dynamic-Huffman deflate block with zlib framing
- * (adler: the Adler-32 of the raw bytes), into o.
+ * and the Adler-32 of the raw bytes, into o.  rows: room for two rows of
+ * stride bytes, where the bytes inflate will rebuild are rebuilt for the
+ * Adler-32 row by row (no token crosses the end of a row: see
+ * scan_canvas); the whole image rebuilt in one buffer was 0.7 MB of
+ * writes and reads at 1200 x 600, out of the caches.
  */
 static void
 put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
-			int stride, uint8_t *img, size_t img_len)
+			int stride, uint8_t *rows)
 {
 	const uint8_t *slot_index = t->index;
-	size_t		pos = 0;
+	uint8_t    *cur = rows,		/* the row being rebuilt */
+			   *dst = rows,		/* its next byte */
+			   *end = rows + stride;
+	ptrdiff_t	up = stride;	/* from cur to the row above */
 	uint64_t	a = 1,
 				b = 0;
 	uint32_t	ll_freq[286] = {0},
@@ -762,7 +798,7 @@ put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
 				filter_code;
 
 			put_bits(&bs, e & 0xffff, (e >> 16) & 0xff);
-			img[pos++] = (uint8_t) (e >> 24);
+			*dst++ = (uint8_t) (e >> 24);
 		}
 		else
 		{
@@ -770,35 +806,26 @@ put_deflate(PngOut *o, const TokenBuf *tb, ColorTable *t,
 
 			/* the bytes, for the Adler-32: what inflate will rebuild */
 			if (f == 0)
-				memset(img + pos, img[pos - 1], l);
-			else if (l <= stride)
-				memcpy(img + pos, img + pos - stride, l);
+				memset(dst, dst[-1], l);
 			else
-			{
-				int			k;
-
-				for (k = 0; k < l; k++)
-					img[pos + k] = img[pos + k - stride];
-			}
-			pos += l;
+				memcpy(dst, dst + up, l);
+			dst += l;
 			put_bits(&bs, match_code[l][f].bits, match_code[l][f].n);
+		}
+		if (dst == end)
+		{
+			/* the row is done: the other buffer is the next row's */
+			adler_rows(cur, stride, &a, &b);
+			cur += up;
+			up = -up;
+			dst = cur;
+			end = cur + stride;
 		}
 	}
 	put_bits(&bs, ll_code[256], ll_len[256]);
 	if (bs.nbits > 0)
 		*bs.p++ = (unsigned char) bs.bits;
 	o->len = bs.p - o->buf;
-	/* Adler-32 in blocks short enough that the sums cannot overflow */
-	for (i = 0; i < img_len; i += 4096)
-	{
-		uint64_t	s,
-					bs_;
-		int			n = (int) (img_len - i < 4096 ? img_len - i : 4096);
-
-		bytes_adler(img + i, n, &s, &bs_);
-		b = (b + (uint64_t) n * a + bs_) % 65521;
-		a = (a + s) % 65521;
-	}
 	chart_png_be32(o, (uint32_t) ((b << 16) | a));
 }
 
@@ -837,11 +864,15 @@ add_color_literals(TokenBuf *tb, ColorTable *t, int p, int n)
  * the RGB encoder does, with colour literals standing for their colour
  * table slot; colours are counted as they are met.  A row that repeats the
  * row above is one match; otherwise runs that repeat the row above or the
- * pixel before become matches (3 bytes or more) and the rest literals.
- * false when out of memory or past PAL_MAX_COLORS colours (*too_many).
+ * pixel before become matches (3 bytes or more) and the rest literals,
+ * so no token crosses the end of a row (put_deflate relies on it).  none:
+ * a row of -1, which no pixel is (libgd's alpha is 7 bits), standing for
+ * the row above the first, so the loops need no test for it.  false when
+ * out of memory or past PAL_MAX_COLORS colours (*too_many).
  */
 static bool
-scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
+scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb,
+			const int *none, bool *too_many)
 {
 	int			w = c->width,
 				stride = w + 1,
@@ -851,12 +882,12 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 	for (y = 0; y < c->height; y++)
 	{
 		const int  *row = c->im->tpixels[y];
-		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : NULL;
+		const int  *prev = y > 0 ? c->im->tpixels[y - 1] : none;
 
 		if (!reserve_tokens(tb, (size_t) stride + 1))
 			return false;
 
-		if (prev && stride >= 3 && same_prefix(row, prev, w) == w)
+		if (y > 0 && stride >= 3 && same_prefix(row, prev, w) == w)
 		{
 			/*
 			 * The whole row, filter byte included, repeats the one above (a
@@ -873,7 +904,7 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 			int			p = row[x],
 						n;
 
-			if (prev && prev[x] == p)
+			if (prev[x] == p)
 			{
 				n = same_prefix(row + x, prev + x, w - x);
 				if (n >= 3)
@@ -885,7 +916,7 @@ scan_canvas(const ChartCanvas *c, ColorTable *t, TokenBuf *tb, bool *too_many)
 				continue;
 			}
 			/* a run of p that does not repeat the row above */
-			for (n = 1; x + n < w && row[x + n] == p && !(prev && prev[x + n] == p); n++)
+			for (n = 1; x + n < w && row[x + n] == p && prev[x + n] != p; n++)
 				;
 			if (x > 0 && row[x - 1] == p && n >= 3)
 				add_matches(tb, n, 0);
@@ -908,22 +939,27 @@ too_many:
 }
 
 /*
- * The two large buffers of an encoding (the tokens, and the bytes rebuilt
- * for the Adler-32: about 0.7 MB each at 1200 x 600) are kept for the next
- * chart when they are at most SCRATCH_KEEP bytes: allocating them afresh
- * cost the reference chart a tenth of its time in page faults.
+ * The large buffer of an encoding, the tokens (about 0.3 MB at 1200 x
+ * 600), is kept for the next chart when it is at most SCRATCH_KEEP bytes:
+ * allocating it afresh cost the reference chart a tenth of its time in
+ * page faults.
  */
 #define SCRATCH_KEEP	(4 * 1024 * 1024)
 
 static uint32_t *kept_tokens;
 static size_t kept_tokens_cap;	/* entries */
-static uint8_t *kept_img;
-static size_t kept_img_cap;
 
-/* Keeps or frees the buffers of an encoding (see SCRATCH_KEEP). */
+/*
+ * The colour table and the token counts (150 KB) are static for the same
+ * reason: malloc'd per chart, their pages were faulted in afresh each time
+ * (glibc gives such blocks back to the system when they are freed).
+ */
+static ColorTable color_table;
+static TokenBuf token_buf;
+
+/* Keeps or frees the token buffer of an encoding (see SCRATCH_KEEP). */
 static void
-release_scratch(uint32_t *tokens, size_t tokens_cap, uint8_t *img,
-				size_t img_cap)
+release_scratch(uint32_t *tokens, size_t tokens_cap)
 {
 	if (tokens && tokens_cap * sizeof(uint32_t) <= SCRATCH_KEEP &&
 		tokens_cap >= kept_tokens_cap)
@@ -935,15 +971,6 @@ release_scratch(uint32_t *tokens, size_t tokens_cap, uint8_t *img,
 	}
 	else if (tokens != kept_tokens)
 		free(tokens);
-	if (img && img_cap <= SCRATCH_KEEP && img_cap >= kept_img_cap)
-	{
-		if (kept_img != img)
-			free(kept_img);
-		kept_img = img;
-		kept_img_cap = img_cap;
-	}
-	else if (img != kept_img)
-		free(img);
 }
 
 /*
@@ -957,36 +984,27 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 						 size_t *len, bool *too_many)
 {
 	PngOut		o = {0};
-	ColorTable *t = malloc(sizeof(ColorTable));
-	TokenBuf   *tb = calloc(1, sizeof(TokenBuf));
+	ColorTable *t = &color_table;
+	TokenBuf   *tb = &token_buf;
 	int			pal[256];
 	int			npal,
 				w = c->width,
 				h = c->height,
 				stride = w + 1;
-	size_t		img_len = (size_t) stride * h,
-				img_cap = img_len;
-	uint8_t    *img;
+	uint8_t    *rows = malloc(2 * (size_t) stride);
+	int		   *none = malloc(sizeof(int) * w);
 	size_t		idat_start;
 
 	*too_many = false;
-	/* the kept buffers are taken over; release_scratch gives them back */
-	if (kept_img_cap >= img_len)
-	{
-		img = kept_img;
-		img_cap = kept_img_cap;
-		kept_img = NULL;
-		kept_img_cap = 0;
-	}
-	else
-		img = malloc(img_len);
+	memset(tb, 0, sizeof(*tb));
 	if (!len_syms_ready)
 	{
 		init_len_syms();
 		len_syms_ready = true;
 	}
-	if (t == NULL || tb == NULL || img == NULL)
+	if (rows == NULL || none == NULL)
 		goto fail;
+	memset(none, 0xff, sizeof(int) * w);	/* -1 */
 	{
 		int			i;
 
@@ -1009,7 +1027,7 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 	}
 	else
 		tb->t = malloc(tb->cap * sizeof(uint32_t));
-	if (tb->t == NULL || !scan_canvas(c, t, tb, too_many))
+	if (tb->t == NULL || !scan_canvas(c, t, tb, none, too_many))
 		goto fail;
 	npal = choose_palette(t, pal);
 	if (npal < 0)
@@ -1039,19 +1057,16 @@ chart_png_encode_palette(const ChartCanvas *c, const char *const *text_keys,
 		chart_png_be32(&o, chart_png_crc(0xffffffffu, plte, 4 + 3 * npal) ^ 0xffffffffu);
 	}
 	idat_start = chart_png_begin_idat(&o);
-	put_deflate(&o, tb, t, stride, img, img_len);
-	free(t);
-	release_scratch(tb->t, tb->cap, img, img_cap);
-	free(tb);
+	put_deflate(&o, tb, t, stride, rows);
+	free(rows);
+	free(none);
+	release_scratch(tb->t, tb->cap);
 	return chart_png_end_idat(&o, idat_start, len);
 
 fail:
-	free(t);
-	if (tb)
-		release_scratch(tb->t, tb->cap, img, img_cap);
-	else
-		free(img);
-	free(tb);
+	release_scratch(tb->t, tb->cap);
+	free(rows);
+	free(none);
 	free(o.buf);
 	return NULL;
 }
