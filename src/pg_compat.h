@@ -151,6 +151,7 @@ ma_push_jsonb_value(JsonbInState *state, JsonbIteratorToken seq, JsonbValue *val
  * for from then on; before 15 a preloaded library asked in _PG_init.
  * ma_request_shmem(fn) runs fn at the right time on both.
  */
+#include "miscadmin.h"		/* shmem_request_hook */
 #include "storage/ipc.h"
 typedef void (*MaShmemRequest) (void);
 #if PG_VERSION_NUM >= 150000
