@@ -284,21 +284,6 @@ fold_receive(TupleTableSlot *slot, DestReceiver *self)
 	fold_event(r->batch, name, ts, id, xid, payload, payload_null);
 	return true;
 }
-
-static void
-fold_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
-{
-}
-
-static void
-fold_shutdown(DestReceiver *self)
-{
-}
-
-static void
-fold_destroy(DestReceiver *self)
-{
-}
 #endif
 
 /* Reads the events that stmt returns for args and folds them. */
@@ -309,12 +294,7 @@ read_and_fold(MaStatement *stmt, Datum *args, BatchFold *batch)
 	{
 		FoldReceiver receiver;
 
-		memset(&receiver, 0, sizeof(receiver));
-		receiver.pub.receiveSlot = fold_receive;
-		receiver.pub.rStartup = fold_startup;
-		receiver.pub.rShutdown = fold_shutdown;
-		receiver.pub.rDestroy = fold_destroy;
-		receiver.pub.mydest = DestNone;
+		ma_receiver_init(&receiver.pub, fold_receive);
 		receiver.batch = batch;
 		/* SPI reports a SELECT into another receiver as a utility */
 		ma_execute_into(stmt, args, &receiver.pub, SPI_OK_UTILITY);

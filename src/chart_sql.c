@@ -371,16 +371,6 @@ chart_receive(TupleTableSlot *slot, DestReceiver *self)
 	chart_rows_add(((ChartReceiver *) self)->rows, slot->tts_values, slot->tts_isnull);
 	return true;
 }
-
-static void
-chart_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
-{
-}
-
-static void
-chart_receiver_noop(DestReceiver *self)
-{
-}
 #endif
 
 /* Runs the rows query of render_metric_chart into r (SPI connected). */
@@ -390,12 +380,7 @@ chart_rows_read(ChartRows *r, Datum *args)
 #if PG_VERSION_NUM >= 140000
 	ChartReceiver receiver;
 
-	memset(&receiver, 0, sizeof(receiver));
-	receiver.pub.receiveSlot = chart_receive;
-	receiver.pub.rStartup = chart_receiver_startup;
-	receiver.pub.rShutdown = chart_receiver_noop;
-	receiver.pub.rDestroy = chart_receiver_noop;
-	receiver.pub.mydest = DestNone;
+	ma_receiver_init(&receiver.pub, chart_receive);
 	receiver.rows = r;
 	/* SPI calls a SELECT whose rows go to a DestNone receiver a utility */
 	ma_execute_into(&chart_rows_stmt, args, &receiver.pub, SPI_OK_UTILITY);

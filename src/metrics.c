@@ -686,33 +686,13 @@ event_receive(TupleTableSlot *slot, DestReceiver *self)
 	return true;
 }
 
-static void
-event_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
-{
-}
-
-static void
-event_shutdown(DestReceiver *self)
-{
-}
-
-static void
-event_destroy(DestReceiver *self)
-{
-}
-
 /* Folds every event the (open) cursor portal returns. */
 static void
 fold_cursor(MaMetricFold *fold, Portal portal)
 {
 	EventReceiver receiver;
 
-	memset(&receiver, 0, sizeof(receiver));
-	receiver.pub.receiveSlot = event_receive;
-	receiver.pub.rStartup = event_startup;
-	receiver.pub.rShutdown = event_shutdown;
-	receiver.pub.rDestroy = event_destroy;
-	receiver.pub.mydest = DestNone;
+	ma_receiver_init(&receiver.pub, event_receive);
 	receiver.fold = fold;
 	PortalRunFetch(portal, FETCH_FORWARD, FETCH_ALL, &receiver.pub);
 }

@@ -78,6 +78,32 @@ ma_execute_into(MaStatement *stmt, Datum *values, DestReceiver *dest,
 }
 #endif
 
+static void
+receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+receiver_noop(DestReceiver *self)
+{
+}
+
+/*
+ * Makes r a receiver that hands each row to receive and does nothing at
+ * start, end or destruction (the caller owns r, usually on its stack).
+ */
+void
+ma_receiver_init(DestReceiver *r,
+				 bool (*receive) (TupleTableSlot *slot, DestReceiver *self))
+{
+	memset(r, 0, sizeof(*r));
+	r->receiveSlot = receive;
+	r->rStartup = receiver_startup;
+	r->rShutdown = receiver_noop;
+	r->rDestroy = receiver_noop;
+	r->mydest = DestNone;
+}
+
 /* Opens a read-only cursor over a statement. */
 Portal
 ma_open_cursor(MaStatement *stmt, Datum *values, const char *nulls)

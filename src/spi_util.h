@@ -26,6 +26,8 @@ extern uint64 ma_execute(MaStatement *stmt, Datum *values, const char *nulls,
 extern uint64 ma_execute_into(MaStatement *stmt, Datum *values,
 							  DestReceiver *dest, int expected_rc);
 #endif
+extern void ma_receiver_init(DestReceiver *r,
+							 bool (*receive) (TupleTableSlot *slot, DestReceiver *self));
 extern Portal ma_open_cursor(MaStatement *stmt, Datum *values, const char *nulls);
 extern void ma_spi_connect(void);
 extern void ma_spi_finish(void);
