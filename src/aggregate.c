@@ -157,7 +157,7 @@ static MaStatement upsert_stmt = {
  * the first open one) if that comes first: so zero-fill passes over a
  * series with an event every minute instead of updating its row and
  * trying to insert the minute the batch just wrote (10,000 such series:
- * 206 ms of a steady pass of 941, against 50 ms more here).  A new series
+ * 206 ms of a steady pass of 941; this statement took 6 ms more).  A new series
  * is zero-filled from its first minute on, but from no earlier than $5
  * (the fill horizon) and no later than $4 (a first event dated in the
  * future must not leave the present unfilled).

@@ -109,7 +109,8 @@ passes() {
 		-c '\timing off' -c "SELECT 'B', bytes / greatest(entries, 1) FROM metric_anomaly.detect_cache_stats()" |
 		awk -F'|' '/^Time:/ {split($0, f, " "); t[++n] = f[2]} /^B\|/ {b = $2}
 			END {w = 0; for (i = 3; i <= n; i += 2) if (t[i] > w) w = t[i]
-			     printf "%.0f %.0f %.0f %d\n", t[1], t[3], w, b}'
+			     all = ""; for (i = 3; i <= n; i += 2) all = all (i > 3 ? "," : "") sprintf("%.0f", t[i])
+			     printf "%.0f %.0f %.0f %d %s\n", t[1], t[3], w, b, all}'
 }
 
 t0=$(ms)
@@ -131,7 +132,7 @@ read -r g g2 _ gb < <(passes det_sigma)
 q -d postgres -c CHECKPOINT
 # 27 minutes: past the minute where the seasonal ranges the cold pass read
 # ahead run out (25 minutes on), so the worst pass includes those reads
-read -r w w2 ww wb < <(passes det_season 27)
+read -r w w2 ww wb wall < <(passes det_season 27)
 seasonal=$(q -d det_season -At -c "SELECT count(*) FROM metric_anomaly.aggregated_metrics
                                   WHERE metric_timestamp = '2026-11-20 12:01+00' AND anomaly_context->'baselines' ? 'weekly'")
 
@@ -144,7 +145,7 @@ agree=$(q -d det_ext -At -c "SELECT count(*) FROM metric_anomaly.aggregated_metr
                                 AND (anomaly_context->'baselines'->'recent'->>'n')::int = 360")
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 awk -v s="$S" -v b="$((t1 - t0))" -v b2="$((t9 - t8))" -v o="$o" -v o2="$o2" -v o3="$o3" \
-	-v g="$g" -v g2="$g2" -v w="$w" -v w2="$w2" -v ww="$ww" -v load="$load" \
+	-v g="$g" -v g2="$g2" -v w="$w" -v w2="$w2" -v ww="$ww" -v wall="$wall" -v load="$load" \
 	-v ob="$ob" -v gb="$gb" -v wb="$wb" \
 	-v ours="$ours" -v peer="$peer" -v agree="$agree" -v seasonal="$seasonal" 'BEGIN {
 	printf "series: %d, each with 360 points of history and one new minute a pass; load average %s\n", s, load
@@ -154,6 +155,7 @@ awk -v s="$S" -v b="$((t1 - t0))" -v b2="$((t9 - t8))" -v o="$o" -v o2="$o2" -v 
 	printf "process_pending(), 3-sigma:           %6.0f ms    %6.0f ms\n", g, g2
 	printf "process_pending(), robust (default):  %6.0f ms    %6.0f ms   (cache off: %.0f ms)\n", o, o2, o3
 	printf "process_pending(), robust, seasonal:  %6.0f ms    %6.0f ms   (six seasonal index ranges a series; the slowest of 27 minutes: %.0f ms)\n", w, w2, ww
+	printf "seasonal steady passes, minute by minute (ms): %s\n", wall
 	printf "(a pass: fold + zero-fill + detection + verdicts + alerting)\n"
 	printf "cache held per series (detect_cache_stats): robust %d bytes, 3-sigma %d bytes, robust seasonal %d bytes\n", ob, gb, wb
 	printf "ratio (SQL time / robust), next minute: %.2f\n", b2 / o2
