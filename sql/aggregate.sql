@@ -107,6 +107,31 @@ SELECT count(*) AS events_left, min(event_timestamp) AS oldest
   FROM metric_anomaly.business_events;
 SELECT sum(sample_count) AS counted FROM metric_anomaly.aggregated_metrics;
 
+-- The fold moves a series' filled minutes on over the consecutive minutes
+-- it writes right after them, up to the last closed minute, and zero-fill
+-- does the rest: as of 10:09:05 (10:08 closed), runs_a's events of 10:07,
+-- 10:08 and the open 10:09 fill it to 10:08; runs_b's 10:08 comes after a
+-- gap (10:07 becomes a zero row) and its 10:20 lies ahead.
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
+VALUES ('runs_a', '2026-01-08 10:06:10+00'), ('runs_b', '2026-01-08 10:06:20+00');
+SELECT metric_anomaly.process_pending('2026-01-08 10:07:05+00') AS folded;
+INSERT INTO metric_anomaly.business_events (event_type, event_timestamp)
+VALUES ('runs_a', '2026-01-08 10:07:10+00'), ('runs_a', '2026-01-08 10:08:10+00'),
+       ('runs_a', '2026-01-08 10:09:10+00'), ('runs_b', '2026-01-08 10:08:30+00'),
+       ('runs_b', '2026-01-08 10:20:00+00');
+SELECT metric_anomaly.process_pending('2026-01-08 10:09:05+00') AS folded;
+SELECT metric_name, filled_until FROM metric_anomaly.series
+ WHERE metric_name LIKE 'runs_%' ORDER BY 1;
+SELECT metric_name, metric_timestamp, sample_count FROM metric_anomaly.aggregated_metrics
+ WHERE metric_name LIKE 'runs_%' ORDER BY 1, 2;
+SELECT metric_anomaly.process_pending('2026-01-08 10:10:05+00') AS folded;
+SELECT metric_name, filled_until FROM metric_anomaly.series
+ WHERE metric_name LIKE 'runs_%' ORDER BY 1;
+SELECT metric_name, count(*) AS minutes, sum(sample_count) AS events
+  FROM metric_anomaly.aggregated_metrics
+ WHERE metric_name LIKE 'runs_%' AND metric_timestamp <= '2026-01-08 10:09+00'
+ GROUP BY 1 ORDER BY 1;
+
 -- The read side is public; running passes is not.
 CREATE ROLE ma_reader;
 SET ROLE ma_reader;

@@ -134,11 +134,9 @@ static MaStatement quarantine_stmt = {
 };
 
 /*
- * A new series is zero-filled from its first minute on, but from no earlier
- * than $4 (the fill horizon) and no later than $3 (the first open minute:
- * a first event dated in the future must not leave the present unfilled).
+ * Adds a batch's counts ($1 series, $2 minute, $3 events) to their
+ * minutes, which detection then judges (again).
  */
-
 static MaStatement upsert_stmt = {
 	"INSERT INTO metric_anomaly.aggregated_metrics AS m"
 	"       (metric_name, metric_timestamp, metric_value, sample_count)"
@@ -151,14 +149,36 @@ static MaStatement upsert_stmt = {
 	3, {TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID}
 };
 
+/*
+ * The series of a batch, given as runs of consecutive minutes ($1 series,
+ * $2 first minute, $3 last minute; a series' runs are apart).  A known
+ * series whose filled minutes end right before one of its runs now has
+ * them up to the run's end, or up to the last closed minute (before $4,
+ * the first open one) if that comes first: so zero-fill passes over a
+ * series with an event every minute instead of updating its row and
+ * trying to insert the minute the batch just wrote (10,000 such series:
+ * 206 ms of a steady pass of 941, against 50 ms more here).  A new series
+ * is zero-filled from its first minute on, but from no earlier than $5
+ * (the fill horizon) and no later than $4 (a first event dated in the
+ * future must not leave the present unfilled).
+ */
 static MaStatement series_stmt = {
+	"WITH r AS ("
+	"    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(n, t0, t1)),"
+	" advanced AS ("
+	"    UPDATE metric_anomaly.series s"
+	"       SET filled_until = LEAST(r.t1, $4 - interval '1 minute')"
+	"      FROM r"
+	"     WHERE s.metric_name = r.n AND s.filled_until = r.t0 - interval '1 minute'"
+	"       AND r.t0 < $4"
+	" RETURNING s.metric_name)"
 	"INSERT INTO metric_anomaly.series (metric_name, filled_until)"
-	"SELECT u.n, GREATEST(LEAST(min(u.t), $3), $4)"
-	"            - interval '1 minute'"
-	"  FROM unnest($1::text[], $2::timestamptz[]) AS u(n, t)"
-	" GROUP BY u.n"
+	"SELECT r.n, GREATEST(LEAST(min(r.t0), $4), $5) - interval '1 minute'"
+	"  FROM r"
+	" WHERE NOT EXISTS (SELECT FROM advanced a WHERE a.metric_name = r.n)"
+	" GROUP BY r.n"
 	"    ON CONFLICT (metric_name) DO NOTHING",
-	4, {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	5, {TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 
 /*
@@ -330,6 +350,71 @@ fill_floor(TimestampTz first_open)
 	return first_open - back;
 }
 
+/* Orders fold entries by series, then minute. */
+static int
+entry_cmp(const void *a, const void *b)
+{
+	const MaFoldEntry *x = *(MaFoldEntry *const *) a;
+	const MaFoldEntry *y = *(MaFoldEntry *const *) b;
+	int			c = memcmp(x->key.name, y->key.name, Min(x->key.len, y->key.len));
+
+	if (c != 0)
+		return c;
+	if (x->key.len != y->key.len)
+		return x->key.len < y->key.len ? -1 : 1;
+	if (x->key.minute != y->key.minute)
+		return x->key.minute < y->key.minute ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Records the series of a batch's n entries (reordered here) in
+ * metric_anomaly.series as runs of consecutive minutes (series_stmt); the
+ * arrays are built in cxt.
+ */
+static void
+record_series(MemoryContext cxt, MaFoldEntry **entries, uint32 n,
+			  TimestampTz first_open)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Datum	   *names = palloc(sizeof(Datum) * n);
+	Datum	   *starts = palloc(sizeof(Datum) * n);
+	Datum	   *ends = palloc(sizeof(Datum) * n);
+	Datum		values[5];
+	int			nruns = 0;
+
+	qsort(entries, n, sizeof(MaFoldEntry *), entry_cmp);
+	for (uint32 i = 0; i < n; i++)
+	{
+		MaFoldEntry *e = entries[i];
+		MaFoldEntry *prev = i > 0 ? entries[i - 1] : NULL;
+
+		if (prev != NULL && prev->key.len == e->key.len &&
+			memcmp(prev->key.name, e->key.name, e->key.len) == 0 &&
+			prev->key.minute + USECS_PER_MINUTE == e->key.minute)
+		{
+			ends[nruns - 1] = TimestampTzGetDatum(e->key.minute);
+			continue;
+		}
+		names[nruns] = PointerGetDatum(cstring_to_text_with_len(e->key.name, e->key.len));
+		starts[nruns] = TimestampTzGetDatum(e->key.minute);
+		ends[nruns] = starts[nruns];
+		nruns++;
+	}
+	values[0] = PointerGetDatum(construct_array(names, nruns, TEXTOID,
+												-1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(starts, nruns, TIMESTAMPTZOID,
+												sizeof(TimestampTz), FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(ends, nruns, TIMESTAMPTZOID,
+												sizeof(TimestampTz), FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[3] = TimestampTzGetDatum(first_open);
+	values[4] = TimestampTzGetDatum(fill_floor(first_open) + USECS_PER_MINUTE);
+	MemoryContextSwitchTo(old);
+	ma_execute(&series_stmt, values, NULL, SPI_OK_INSERT, 0);
+}
+
 /*
  * Folds the next batch_size events of the round under way (a new round
  * when none is), and records the round's progress or, when the round has
@@ -433,9 +518,7 @@ ma_aggregate_batch(int batch_size, TimestampTz first_open, bool *round_done)
 													TYPALIGN_DOUBLE));
 		MemoryContextSwitchTo(old);
 		ma_execute(&upsert_stmt, values, NULL, SPI_OK_INSERT, 0);
-		values[2] = TimestampTzGetDatum(first_open);
-		values[3] = TimestampTzGetDatum(fill_floor(first_open) + USECS_PER_MINUTE);
-		ma_execute(&series_stmt, values, NULL, SPI_OK_INSERT, 0);
+		record_series(cxt, entries, ngroups, first_open);
 	}
 	else
 		MemoryContextSwitchTo(old);
