@@ -281,7 +281,6 @@ fold_event(BatchFold *batch, Datum name, Datum ts, Datum id, Datum xid,
 		pfree(t);
 }
 
-#if PG_VERSION_NUM >= 140000
 /* Folds events as the scan returns them, without a tuple table. */
 typedef struct FoldReceiver
 {
@@ -304,45 +303,17 @@ fold_receive(TupleTableSlot *slot, DestReceiver *self)
 	fold_event(r->batch, name, ts, id, xid, payload, payload_null);
 	return true;
 }
-#endif
 
 /* Reads the events that stmt returns for args and folds them. */
 static void
 read_and_fold(MaStatement *stmt, Datum *args, BatchFold *batch)
 {
-#if PG_VERSION_NUM >= 140000
-	{
-		FoldReceiver receiver;
+	FoldReceiver receiver;
 
-		ma_receiver_init(&receiver.pub, fold_receive);
-		receiver.batch = batch;
-		/* SPI reports a SELECT into another receiver as a utility */
-		ma_execute_into(stmt, args, &receiver.pub, SPI_OK_UTILITY);
-	}
-#else
-	{
-		uint64		n;
-		SPITupleTable *tt;
-
-		n = ma_execute(stmt, args, NULL, SPI_OK_SELECT, 0);
-		tt = SPI_tuptable;
-		for (uint64 i = 0; i < n; i++)
-		{
-			bool		isnull;
-			bool		payload_null;
-			Datum		payload = SPI_getbinval(tt->vals[i], tt->tupdesc, 5,
-												&payload_null);
-
-			fold_event(batch,
-					   SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull),
-					   SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull),
-					   SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull),
-					   SPI_getbinval(tt->vals[i], tt->tupdesc, 4, &isnull),
-					   payload, payload_null);
-		}
-		SPI_freetuptable(tt);
-	}
-#endif
+	ma_receiver_init(&receiver.pub, fold_receive);
+	receiver.batch = batch;
+	/* SPI reports a SELECT into another receiver as a utility */
+	ma_execute_into(stmt, args, &receiver.pub, SPI_OK_UTILITY);
 }
 
 /* Keeps the batch's uncountable events in quarantined_events. */

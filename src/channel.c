@@ -18,22 +18,14 @@
 #include <math.h>
 
 #include "common/base64.h"
-#include "common/shortest_dec.h"
-#if PG_VERSION_NUM >= 140000
-#include "common/cryptohash.h"
-#include "common/hmac.h"
-#else
 #include "common/md5.h"
-#include "common/sha2.h"
-#endif
+#include "common/shortest_dec.h"
 #include "lib/stringinfo.h"
 
 #include "channel.h"
 #include "channel/channel_kind.h"
 #include "pg_compat.h"
-
-#define SHA256_BLOCK 64
-#define SHA256_LEN MA_SHA256_LEN
+#include "sha2.h"
 
 /* Every kind; alert_channels.kind's CHECK lists the same names. */
 static const MaChannelKind *const kinds[] = {
@@ -388,55 +380,18 @@ ma_append_base64_lines(StringInfo buf, const char *data, size_t len)
 	}
 }
 
-#if PG_VERSION_NUM < 140000
-/* SHA-256 of a followed by b (PostgreSQL 13 has no HMAC API). */
-static void
-sha256(const uint8 *a, size_t alen, const uint8 *b, size_t blen, uint8 *out)
-{
-	pg_sha256_ctx ctx;
-
-	pg_sha256_init(&ctx);
-	pg_sha256_update(&ctx, a, alen);
-	pg_sha256_update(&ctx, b, blen);
-	pg_sha256_final(&ctx, out);
-}
-#endif
-
-/* HMAC-SHA256 of msg with key into out (32 bytes). */
+/*
+ * HMAC-SHA256 of msg with key into out (32 bytes), by sha2.c's HMAC, the
+ * JWT code's: the server has an HMAC API only from 14 on (common/hmac.h),
+ * and one implementation on every version is one that the JWT fixtures
+ * test.
+ */
 void
 ma_hmac_sha256(const char *key, size_t keylen, const char *msg, size_t msglen,
 			   uint8 *out)
 {
-#if PG_VERSION_NUM >= 140000
-	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
-
-	if (ctx == NULL)
-		elog(ERROR, "out of memory computing HMAC");
-	if (pg_hmac_init(ctx, (const uint8 *) key, keylen) < 0 ||
-		pg_hmac_update(ctx, (const uint8 *) msg, msglen) < 0 ||
-		pg_hmac_final(ctx, out, SHA256_LEN) < 0)
-	{
-		pg_hmac_free(ctx);
-		elog(ERROR, "could not compute HMAC-SHA256");
-	}
-	pg_hmac_free(ctx);
-#else
-	uint8		k[SHA256_BLOCK];
-	uint8		pad[SHA256_BLOCK];
-	uint8		inner[SHA256_LEN];
-
-	memset(k, 0, sizeof(k));
-	if (keylen > SHA256_BLOCK)
-		sha256((const uint8 *) key, keylen, NULL, 0, k);
-	else
-		memcpy(k, key, keylen);
-	for (int i = 0; i < SHA256_BLOCK; i++)
-		pad[i] = k[i] ^ 0x36;
-	sha256(pad, SHA256_BLOCK, (const uint8 *) msg, msglen, inner);
-	for (int i = 0; i < SHA256_BLOCK; i++)
-		pad[i] = k[i] ^ 0x5c;
-	sha256(pad, SHA256_BLOCK, inner, SHA256_LEN, out);
-#endif
+	ma_hmac_sha2(MA_SHA256, (const uint8_t *) key, keylen,
+				 (const uint8_t *) msg, msglen, out);
 }
 
 /* Lower-case hex MD5 of data. */
@@ -444,28 +399,11 @@ char *
 ma_md5_hex(const char *data, size_t len)
 {
 	uint8		sum[16];
-	char	   *hex = palloc(33);
+	const char *errstr;
 
-#if PG_VERSION_NUM >= 140000
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_MD5);
-
-	if (ctx == NULL)
-		elog(ERROR, "out of memory computing MD5");
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
-		pg_cryptohash_final(ctx, sum, sizeof(sum)) < 0)
-	{
-		pg_cryptohash_free(ctx);
-		elog(ERROR, "could not compute MD5");
-	}
-	pg_cryptohash_free(ctx);
-#else
-	if (!pg_md5_binary(data, len, sum))
-		elog(ERROR, "could not compute MD5");
-#endif
-	for (int i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
-	return hex;
+	if (!pg_md5_binary(data, len, sum, &errstr))
+		elog(ERROR, "could not compute MD5: %s", errstr);
+	return ma_hex(sum, sizeof(sum));
 }
 
 /* Lower-case hex of len bytes. */

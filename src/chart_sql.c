@@ -356,7 +356,6 @@ chart_rows_add(ChartRows *r, Datum *d, const bool *isnull)
 	r->n++;
 }
 
-#if PG_VERSION_NUM >= 140000
 /* Reads chart rows as the executor produces them, without a tuple table. */
 typedef struct ChartReceiver
 {
@@ -371,31 +370,17 @@ chart_receive(TupleTableSlot *slot, DestReceiver *self)
 	chart_rows_add(((ChartReceiver *) self)->rows, slot->tts_values, slot->tts_isnull);
 	return true;
 }
-#endif
 
 /* Runs the rows query of render_metric_chart into r (SPI connected). */
 static void
 chart_rows_read(ChartRows *r, Datum *args)
 {
-#if PG_VERSION_NUM >= 140000
 	ChartReceiver receiver;
 
 	ma_receiver_init(&receiver.pub, chart_receive);
 	receiver.rows = r;
 	/* SPI calls a SELECT whose rows go to a DestNone receiver a utility */
 	ma_execute_into(&chart_rows_stmt, args, &receiver.pub, SPI_OK_UTILITY);
-#else
-	uint64		n = ma_execute(&chart_rows_stmt, args, NULL, SPI_OK_SELECT, 0);
-
-	for (uint64 i = 0; i < n; i++)
-	{
-		Datum		d[4];
-		bool		isnull[4];
-
-		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, d, isnull);
-		chart_rows_add(r, d, isnull);
-	}
-#endif
 }
 
 Datum

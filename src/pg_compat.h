@@ -193,4 +193,126 @@ ma_request_shmem(MaShmemRequest fn)
 }
 #endif
 
+/*
+ * 14 added SPI_execute_plan_extended(), whose options can send a
+ * statement's rows to a DestReceiver as the executor produces them; 13 has
+ * SPI_execute_plan_with_paramlist() alone, which collects every row in
+ * SPI_tuptable first.  The stand-in runs the plan that way (params,
+ * read_only and tcount as given, so the snapshot is taken as on 14) and
+ * then hands SPI_tuptable's rows to dest one slot at a time, calling
+ * rStartup, receiveSlot and rShutdown as 14's executor does (startup and
+ * shutdown also for no rows).  What differs is only when the rows arrive
+ * and what they cost: all of them are in memory before the first is
+ * handed over, and a receiveSlot that returns false stops the rows it is
+ * handed, not the statement, which has already run to the end.  Like 14 it
+ * leaves no SPI_tuptable, sets SPI_processed to the rows handed over, and
+ * reports a SELECT whose rows go to a receiver as SPI_OK_UTILITY (14's
+ * _SPI_pquery: the result is "discarded" for SPI's own purposes; later
+ * versions say the same of a DestNone receiver, which ma_receiver_init()
+ * makes).  allow_nonatomic, must_return_tuples and owner have no 13
+ * equivalent: the stand-in refuses them rather than ignore them.
+ */
+#if PG_VERSION_NUM < 140000
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "tcop/dest.h"
+#include "utils/resowner.h"
+
+typedef struct SPIExecuteOptions
+{
+	ParamListInfo params;
+	bool		read_only;
+	bool		allow_nonatomic;
+	bool		must_return_tuples;
+	uint64		tcount;
+	DestReceiver *dest;
+	ResourceOwner owner;
+} SPIExecuteOptions;
+
+/* Hands the rows of tt, the result of a statement reported as rc, to dest. */
+static inline uint64
+ma_spi_send_rows(SPITupleTable *tt, int rc, DestReceiver *dest)
+{
+	int			operation;
+	TupleTableSlot *slot;
+	uint64		sent = 0;
+
+	switch (rc)
+	{
+		case SPI_OK_INSERT_RETURNING:
+			operation = CMD_INSERT;
+			break;
+		case SPI_OK_UPDATE_RETURNING:
+			operation = CMD_UPDATE;
+			break;
+		case SPI_OK_DELETE_RETURNING:
+			operation = CMD_DELETE;
+			break;
+		default:
+			operation = CMD_SELECT;
+			break;
+	}
+	slot = MakeSingleTupleTableSlot(tt->tupdesc, &TTSOpsHeapTuple);
+	dest->rStartup(dest, operation, tt->tupdesc);
+	while (sent < tt->numvals)
+	{
+		bool		more;
+
+		ExecStoreHeapTuple(tt->vals[sent], slot, false);
+		more = dest->receiveSlot(slot, dest);
+		ExecClearTuple(slot);
+		if (!more)
+			break;
+		sent++;
+	}
+	dest->rShutdown(dest);
+	ExecDropSingleTupleTableSlot(slot);
+	return sent;
+}
+
+static inline int
+SPI_execute_plan_extended(SPIPlanPtr plan, const SPIExecuteOptions *options)
+{
+	int			rc;
+
+	if (options == NULL)
+		return SPI_ERROR_ARGUMENT;
+	if (options->allow_nonatomic || options->must_return_tuples ||
+		options->owner != NULL)
+		elog(ERROR, "metric_anomaly: SPI_execute_plan_extended() option not available before PostgreSQL 14");
+	rc = SPI_execute_plan_with_paramlist(plan, options->params,
+										 options->read_only,
+										 (long) options->tcount);
+	if (rc < 0 || options->dest == NULL || SPI_tuptable == NULL)
+		return rc;
+	SPI_processed = ma_spi_send_rows(SPI_tuptable, rc, options->dest);
+	SPI_freetuptable(SPI_tuptable);
+	SPI_tuptable = NULL;
+	return rc == SPI_OK_SELECT ? SPI_OK_UTILITY : rc;
+}
+#endif
+
+/*
+ * 15 added an errstr argument to pg_md5_binary() (the reason a failure
+ * gives, from the cryptohash layer).  Before 15 the function fails only
+ * without saying why (13: out of memory; 14: out of memory or an OpenSSL
+ * error), so the stand-in's reason says just that.
+ */
+#if PG_VERSION_NUM < 150000
+#include "common/md5.h"
+
+static inline bool
+ma_md5_binary(const void *buff, size_t len, void *outbuf, const char **errstr)
+{
+	*errstr = NULL;
+	if (pg_md5_binary(buff, len, outbuf))
+		return true;
+	*errstr = "the server before PostgreSQL 15 gives no reason";
+	return false;
+}
+
+#define pg_md5_binary(buff, len, outbuf, errstr) \
+	ma_md5_binary(buff, len, outbuf, errstr)
+#endif
+
 #endif							/* MA_PG_COMPAT_H */

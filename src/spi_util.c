@@ -10,6 +10,7 @@
 
 #include "executor/spi.h"
 
+#include "pg_compat.h"
 #include "spi_util.h"
 
 static SPIPlanPtr
@@ -47,10 +48,10 @@ ma_execute(MaStatement *stmt, Datum *values, const char *nulls,
 	return SPI_processed;
 }
 
-#if PG_VERSION_NUM >= 140000
 /*
  * Runs a statement that returns rows into dest instead of a tuple table, so
- * large results are consumed as they are produced; returns the row count.
+ * large results are consumed as they are produced (on 13 after the whole
+ * result is read, see pg_compat.h); returns the row count.
  */
 uint64
 ma_execute_into(MaStatement *stmt, Datum *values, DestReceiver *dest,
@@ -76,7 +77,6 @@ ma_execute_into(MaStatement *stmt, Datum *values, DestReceiver *dest,
 			 SPI_result_code_string(rc), stmt->sql);
 	return SPI_processed;
 }
-#endif
 
 static void
 receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)

@@ -22,10 +22,8 @@ typedef struct MaStatement
 
 extern uint64 ma_execute(MaStatement *stmt, Datum *values, const char *nulls,
 						 int expected_rc, long count);
-#if PG_VERSION_NUM >= 140000
 extern uint64 ma_execute_into(MaStatement *stmt, Datum *values,
 							  DestReceiver *dest, int expected_rc);
-#endif
 extern void ma_receiver_init(DestReceiver *r,
 							 bool (*receive) (TupleTableSlot *slot, DestReceiver *self));
 extern Portal ma_open_cursor(MaStatement *stmt, Datum *values, const char *nulls);
