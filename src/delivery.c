@@ -946,6 +946,14 @@ ma_delivery_main(Datum main_arg)
 
 	ma_worker_connect(dboid, MA_DELIVERY_BGW_TYPE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * A claim's commit must reach disk before its deliveries are sent: it
+	 * flushes the WAL before it, which makes the (asynchronous) commit of
+	 * the pass that wrote the alert durable too (pass.c), so no crash can
+	 * take back an alert already sent.
+	 */
+	if (synchronous_commit < SYNCHRONOUS_COMMIT_LOCAL_FLUSH)
+		SetConfigOption("synchronous_commit", "local", PGC_USERSET, PGC_S_SESSION);
 
 	memset(&w, 0, sizeof(w));
 	w.cxt = AllocSetContextCreate(TopMemoryContext, "metric_anomaly deliveries",
