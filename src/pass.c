@@ -101,8 +101,9 @@ pass_settings(GucAction action)
  * flushes the WAL before it, the pass's commit included (it keeps
  * synchronous_commit at least local: delivery.c).  A steady pass of
  * 10,000 series writes about 18 MB of WAL, and waiting for its flush took
- * 2 to 9 ms, but 86 ms to 1.2 s in one pass of 27 on this machine's
- * virtual disk (test/bench/detect.sh): the pass no longer waits on it.
+ * 2 to 9 ms in most passes but 86 ms to 1.2 s in a few of 27 on this
+ * machine's virtual disk (test/bench/detect.sh): the pass no longer waits
+ * on it.
  * process_pending() leaves the caller's setting alone: it runs in the
  * caller's transaction.
  */

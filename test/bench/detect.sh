@@ -19,6 +19,10 @@
 # seasonal ranges read ahead run out 25 minutes on, and each series reads
 # them again at a minute of its own phase, not all in one pass.
 #
+# Every side commits as the worker commits its passes (pass.c), without
+# waiting for the WAL flush (synchronous_commit = off in the cluster), so
+# the SQL peer and process_pending() are compared on equal terms.
+#
 #   test/bench/detect.sh [S]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -29,7 +33,8 @@ build_and_install "$here" >/dev/null
 start_cluster 55435 "shared_preload_libraries = 'metric_anomaly'
 metric_anomaly.database = 'no_such_database'
 shared_buffers = '512MB'
-max_wal_size = '8GB'"
+max_wal_size = '8GB'
+synchronous_commit = off"
 
 load() {
 	q -d postgres -c "CREATE DATABASE $1"
@@ -105,9 +110,7 @@ passes() {
 		args+=(-c "$(events_sql "$(minute "$i" | sed 's/:00+00$/:30+00/')")"
 		       -c "SELECT metric_anomaly.process_pending('$(minute $((i + 1)))')")
 	done
-	# committed as the worker commits its passes (pass.c): without waiting
-	# for the WAL flush
-	q -d "$1" -At -c "SET synchronous_commit = off" -c '\timing on' "${args[@]}" \
+	q -d "$1" -At -c '\timing on' "${args[@]}" \
 		-c '\timing off' -c "SELECT 'B', bytes / greatest(entries, 1) FROM metric_anomaly.detect_cache_stats()" |
 		awk -F'|' '/^Time:/ {split($0, f, " "); t[++n] = f[2]} /^B\|/ {b = $2}
 			END {w = 0; for (i = 3; i <= n; i += 2) if (t[i] > w) w = t[i]
