@@ -322,15 +322,6 @@ ma_dcache_season_count(const MaDcacheEntry *e)
 	return n;
 }
 
-static int
-cmp_ts(const void *a, const void *b)
-{
-	TimestampTz x = *(const TimestampTz *) a;
-	TimestampTz y = *(const TimestampTz *) b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
  * Writes the rows of all slots to ts/vals (room for
  * ma_dcache_season_count()) in time order, each once; returns how many.
@@ -342,46 +333,19 @@ ma_dcache_season_rows(const MaDcacheEntry *e, TimestampTz *ts, double *vals)
 {
 	static const int order[MA_DCACHE_SLOTS] = {5, 4, 3, 2, 1, 0};
 	int			n = 0;
-	bool		sorted = true;
 
 	StaticAssertStmt(MA_DCACHE_SLOTS == 6, "slot order assumes three seasons back");
 	for (int o = 0; o < MA_DCACHE_SLOTS; o++)
 	{
 		const MaDcacheRows *r = &e->season[order[o]];
 
-		for (int i = 0; i < r->n; i++)
-		{
-			if (n > 0 && r->ts[i] <= ts[n - 1])
-				sorted = false;
-			ts[n] = r->ts[i];
-			vals[n] = r->vals[i];
-			n++;
-		}
+		if (r->n == 0)
+			continue;
+		memcpy(ts + n, r->ts, sizeof(TimestampTz) * r->n);
+		memcpy(vals + n, r->vals, sizeof(double) * r->n);
+		n += r->n;
 	}
-	if (!sorted)
-	{
-		/* sort (time, value) pairs: equal times have equal values */
-		TimestampTz *pairs = palloc(sizeof(TimestampTz) * 2 * Max(n, 1));
-		int			m = 0;
-
-		for (int i = 0; i < n; i++)
-		{
-			pairs[2 * i] = ts[i];
-			memcpy(&pairs[2 * i + 1], &vals[i], sizeof(double));
-		}
-		qsort(pairs, n, 2 * sizeof(TimestampTz), cmp_ts);
-		for (int i = 0; i < n; i++)
-		{
-			if (m > 0 && ts[m - 1] == pairs[2 * i])
-				continue;
-			ts[m] = pairs[2 * i];
-			memcpy(&vals[m], &pairs[2 * i + 1], sizeof(double));
-			m++;
-		}
-		pfree(pairs);
-		n = m;
-	}
-	return n;
+	return ma_season_sort(ts, vals, n);
 }
 
 int

@@ -347,6 +347,52 @@ last_at_or_before(const TimestampTz *ts, int n, TimestampTz at)
 	return lo - 1;
 }
 
+static int
+cmp_pair_time(const void *a, const void *b)
+{
+	TimestampTz x = *(const TimestampTz *) a;
+	TimestampTz y = *(const TimestampTz *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Puts the points ts/values[0..n-1] in time order, each time once (points
+ * of equal time have equal values: rows read twice); returns how many are
+ * left.  Points already in order cost one walk.
+ */
+int
+ma_season_sort(TimestampTz *ts, double *values, int n)
+{
+	TimestampTz *pairs;
+	int			m = 0;
+	int			i;
+
+	for (i = 1; i < n; i++)
+		if (ts[i] <= ts[i - 1])
+			break;
+	if (i >= n)
+		return n;
+
+	pairs = palloc(sizeof(TimestampTz) * 2 * n);
+	for (i = 0; i < n; i++)
+	{
+		pairs[2 * i] = ts[i];
+		memcpy(&pairs[2 * i + 1], &values[i], sizeof(double));
+	}
+	qsort(pairs, n, 2 * sizeof(TimestampTz), cmp_pair_time);
+	for (i = 0; i < n; i++)
+	{
+		if (m > 0 && ts[m - 1] == pairs[2 * i])
+			continue;
+		ts[m] = pairs[2 * i];
+		memcpy(&values[m], &pairs[2 * i + 1], sizeof(double));
+		m++;
+	}
+	pfree(pairs);
+	return m;
+}
+
 /*
  * Collects into out (MA_SEASON_SAMPLES long) the lag samples of time t for
  * a season of period_s seconds from a stream sorted by time: for each of
