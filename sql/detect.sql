@@ -253,6 +253,32 @@ SELECT jsonb_pretty(anomaly_context) FROM metric_anomaly.aggregated_metrics
 DELETE FROM metric_anomaly.aggregated_metrics WHERE metric_name = 'daily';
 DELETE FROM metric_anomaly.series WHERE metric_name = 'daily';
 
+-- The same three days moved to end on 2026-03-29, the day Europe/Berlin
+-- moves to summer time (at 01:00 UTC), and judged in that time zone.  A
+-- season is 24 hours, in the worker as in detect_series(): the worker
+-- reads the seasonal ranges 24 hours back, not a calendar day of the
+-- session's zone (23 hours here, where none of the lag samples are), and
+-- stores the verdict detect_series() gives.
+SET timezone = 'Europe/Berlin';
+CREATE TEMP TABLE daily_dst AS SELECT ts + interval '600 hours' AS ts, v FROM daily;
+INSERT INTO metric_anomaly.aggregated_metrics (metric_name, metric_timestamp, metric_value, sample_count, needs_eval)
+SELECT 'daily_dst', ts, v, v, ts = '2026-03-29 12:10+00' FROM daily_dst;
+INSERT INTO metric_anomaly.series (metric_name, filled_until) VALUES ('daily_dst', '2026-03-29 12:10+00');
+SELECT metric_anomaly.process_pending('2026-03-29 12:11+00') AS folded;
+SELECT 'worker' AS judge, a.is_anomaly, (a.anomaly_context->>'expected')::float8 AS expected,
+       a.anomaly_context->>'judged_by' AS judged_by,
+       (a.anomaly_context->'baselines'->'daily'->>'n')::int AS daily_samples
+  FROM metric_anomaly.aggregated_metrics a
+ WHERE a.metric_name = 'daily_dst' AND a.metric_timestamp = '2026-03-29 12:10+00'
+UNION ALL
+SELECT 'detect_series', d.is_anomaly, d.expected, NULL, NULL
+  FROM metric_anomaly.detect_series((SELECT array_agg(ts ORDER BY ts) FROM daily_dst),
+                                    (SELECT array_agg(v ORDER BY ts) FROM daily_dst)) AS d
+ WHERE d.ts = '2026-03-29 12:10+00';
+SET timezone = 'UTC';
+DELETE FROM metric_anomaly.aggregated_metrics WHERE metric_name = 'daily_dst';
+DELETE FROM metric_anomaly.series WHERE metric_name = 'daily_dst';
+
 -- The contamination guard: three hours of about 100, a 10-minute collapse
 -- to 0, then 100 again.  The robust band 30 minutes after the collapse is
 -- as wide as before it; 3-sigma's has ballooned.
@@ -403,5 +429,32 @@ SELECT left(s.metric_name, 5) AS series, s.detect_errors,
  ORDER BY 1;
 DROP TRIGGER fail_broken ON metric_anomaly.alert_episodes;
 DROP FUNCTION public.fail_broken();
+
+-- A failure in one series' detection.  Series are judged 32 to a
+-- subtransaction (evaluate.c), and a group in which one fails is judged
+-- again one series to a subtransaction: det_a and det_c, in the same group
+-- as det_b, are judged and alerted as if nothing had happened, and only
+-- det_b is recorded, its waiting minutes marked done without a verdict.
+-- Settings out of range (the CHECK that refuses them dropped for the test)
+-- stand in for any error.
+ALTER TABLE metric_anomaly.metrics DROP CONSTRAINT metrics_sensitivity_check;
+INSERT INTO metric_anomaly.metrics (metric_name, sensitivity) VALUES ('det_b', 1000);
+SELECT sum(pg_temp.events(n, '2026-03-10 07:00+00'::timestamptz + i * interval '1 minute',
+                          CASE WHEN i >= 98 THEN 0 ELSE 50 END)) AS added
+  FROM generate_series(0, 100) AS i, unnest(array['det_a', 'det_b', 'det_c']) AS n;
+SELECT metric_anomaly.process_pending('2026-03-10 08:41+00') AS folded;
+SELECT s.metric_name AS series, s.detect_errors,
+       left(s.detect_last_error, 72) AS last_error,
+       (SELECT count(*) FROM metric_anomaly.aggregated_metrics a
+         WHERE a.metric_name = s.metric_name AND a.anomaly_context IS NOT NULL) AS verdicts,
+       (SELECT count(*) FILTER (WHERE a.is_anomaly) FROM metric_anomaly.aggregated_metrics a
+         WHERE a.metric_name = s.metric_name) AS anomalies,
+       (SELECT count(*) FROM metric_anomaly.aggregated_metrics a
+         WHERE a.metric_name = s.metric_name AND a.needs_eval) AS pending,
+       (SELECT count(*) FROM metric_anomaly.alert_episodes e
+         WHERE e.metric_name = s.metric_name AND e.firing) AS open_episodes
+  FROM metric_anomaly.series s
+ WHERE s.metric_name LIKE 'det\__'
+ ORDER BY 1;
 
 DROP EXTENSION metric_anomaly;

@@ -16,8 +16,9 @@
  * the verdicts are written back in batches, in the caller's transaction.
  * Cost per point is O(window log window) for robust (two medians), O(window)
  * for 3-sigma; memory is one fetch of FETCH_SERIES series and at most
- * FLUSH_POINTS verdicts.  Each series runs in a subtransaction of its own
- * (isolate.c): one that fails is recorded and skipped.
+ * FLUSH_POINTS verdicts.  Series are judged GROUP_SERIES to a
+ * subtransaction, and a group in which one fails again one series to a
+ * subtransaction (isolate.c): the one that fails is recorded and skipped.
  */
 #include "postgres.h"
 
@@ -41,6 +42,14 @@
 
 #define FETCH_SERIES	1000
 #define FLUSH_POINTS	10000
+
+/*
+ * Series judged in one subtransaction.  A subtransaction a series cost
+ * about 2% of a steady pass (on 13 to 15 the end of each walks every
+ * setting while the pass has set some); one that fails is judged again
+ * one series at a time (judge_group()).
+ */
+#define GROUP_SERIES	32
 
 /*
  * Seconds past a seasonal range a pass reads at most when the backend
@@ -114,7 +123,14 @@ static MaStatement pending_stmt = {
 	 * estimated at one row), 53 s for 10,000 series.  The held window
 	 * serves when every dirty minute comes after it and the window starts
 	 * inside it: then only the rows after it are read (and not the first
-	 * minute, which only a dirty minute before it could move).
+	 * minute, which only a dirty minute before it could move).  The
+	 * lookup is STABLE, so the query is one nested loop in the order of
+	 * the dirty minutes' index, and the cursor hands out series as it
+	 * reads them: a series' entry changes only once its own row has been
+	 * judged (series_hold()).  (A fence here, an OFFSET 0 or a VOLATILE
+	 * lookup, loses that order: the rows are then all read and sorted by
+	 * name before the first comes out, a cold pass's windows included,
+	 * 100 MB of temporary file for 10,000 series.)
 	 */
 	" w AS ("
 	"    SELECT s.*, coalesce(c.wuntil < s.lo AND c.wfrom <= s.lo - s.win * interval '1 minute', false) AS wcached,"
@@ -128,14 +144,22 @@ static MaStatement pending_stmt = {
 	"                             FROM metric_anomaly.aggregated_metrics fm"
 	"                            WHERE fm.metric_name = w.metric_name) END AS first"
 	"      FROM w),"
-	/* seasonal periods worth reading (bits: 1 daily, 2 weekly): the series has two seasons back */
+	/*
+	 * seasonal periods worth reading (bits: 1 daily, 2 weekly): the series
+	 * has two seasons back.  Periods are intervals of hours, not days: a
+	 * season is 24 hours (MA_DAY_S), as ma_season_gather() takes its lags,
+	 * and a day of an interval is one of the session's calendar, which on
+	 * the day daylight saving time begins or ends in its zone is 23 or 25
+	 * hours (the ranges read then missed every lag sample, and the worker
+	 * judged without the seasonal baselines detect_series() used).
+	 */
 	" m AS ("
 	"    SELECT f.*,"
 	"           CASE WHEN f.robust AND f.seasonality IN ('auto', 'daily')"
-	"                 AND f.first <= f.hi - 2 * interval '1 day' + $3 * interval '1 second'"
+	"                 AND f.first <= f.hi - 2 * interval '24 hours' + $3 * interval '1 second'"
 	"                THEN 1 ELSE 0 END"
 	"         + CASE WHEN f.robust AND f.seasonality IN ('auto', 'weekly')"
-	"                 AND f.first <= f.hi - 2 * interval '7 days' + $3 * interval '1 second'"
+	"                 AND f.first <= f.hi - 2 * interval '168 hours' + $3 * interval '1 second'"
 	"                THEN 2 ELSE 0 END AS pmask"
 	"      FROM f),"
 	/*
@@ -150,9 +174,9 @@ static MaStatement pending_stmt = {
 	 * series, about 10 us)
 	 */
 	"    SELECT m.*, CASE m.pmask WHEN 0 THEN '{}'::interval[]"
-	"                             WHEN 1 THEN '{1 day}'::interval[]"
-	"                             WHEN 2 THEN '{7 days}'::interval[]"
-	"                             ELSE '{1 day, 7 days}'::interval[] END AS periods,"
+	"                             WHEN 1 THEN '{24 hours}'::interval[]"
+	"                             WHEN 2 THEN '{168 hours}'::interval[]"
+	"                             ELSE '{24 hours, 168 hours}'::interval[] END AS periods,"
 	"           coalesce(m.wcached AND m.held_periods = m.pmask"
 	"                    AND m.held_s0 <= m.lo - ($3 + $4) * interval '1 second'"
 	"                    AND m.hi + $3 * interval '1 second' <= m.held_s1, false) AS scached,"
@@ -649,7 +673,7 @@ series_hold(const Series *s)
 	ma_dcache_trim_season(e, hi - SEASON_BEFORE_US);
 }
 
-/* One series' detection, run in a subtransaction of its own. */
+/* One series' detection. */
 typedef struct SeriesJob
 {
 	HeapTuple	tup;
@@ -669,6 +693,96 @@ series_job(void *arg)
 }
 
 /*
+ * Consecutive series judged in one subtransaction: those of jobs[0..n),
+ * up to the one after which the verdicts waiting reach FLUSH_POINTS (done
+ * says how many).
+ */
+typedef struct SeriesGroup
+{
+	SeriesJob	jobs[GROUP_SERIES];
+	int			n;
+	int			done;
+	Verdicts   *v;
+} SeriesGroup;
+
+static void
+group_job(void *arg)
+{
+	SeriesGroup *g = (SeriesGroup *) arg;
+
+	for (g->done = 0; g->done < g->n;)
+	{
+		series_job(&g->jobs[g->done++]);
+		if (g->v->n >= FLUSH_POINTS)
+			break;
+	}
+}
+
+/* Keeps what a judged series' next pass needs, or forgets what it held. */
+static void
+series_done(SeriesJob *job, bool ok, bool hold)
+{
+	if (!hold)
+		return;
+	if (ok)
+		series_hold(&job->s);
+	else
+		ma_dcache_remove(SPI_getvalue(job->tup, job->desc, 1));
+}
+
+/*
+ * Judges the series of rows [row, row + n) of a fetch, one group in one
+ * subtransaction; returns how many it judged (fewer than n when the
+ * verdicts waiting reach FLUSH_POINTS).  When one of them fails, the group
+ * is rolled back and its series judged again one per subtransaction, so
+ * that only the one that failed is recorded and leaves no verdict behind.
+ */
+static int
+judge_group(SeriesGroup *g, SPITupleTable *tt, uint64 row, int n,
+			TimestampTz last_closed, bool hold, int64 *evaluated)
+{
+	int			before = g->v->n;
+
+	g->n = n;
+	for (int k = 0; k < n; k++)
+	{
+		g->jobs[k].tup = tt->vals[row + k];
+		g->jobs[k].desc = tt->tupdesc;
+		g->jobs[k].v = g->v;
+		g->jobs[k].evaluated = 0;
+	}
+	if (ma_try_isolated(group_job, g))
+	{
+		for (int k = 0; k < g->done; k++)
+		{
+			*evaluated += g->jobs[k].evaluated;
+			series_done(&g->jobs[k], true, hold);
+		}
+		return g->done;
+	}
+
+	g->v->n = before;
+	for (int k = 0; k < n; k++)
+	{
+		SeriesJob  *job = &g->jobs[k];
+		int			start = g->v->n;
+		bool		ok;
+
+		job->evaluated = 0;
+		ok = ma_run_isolated(series_job, job, SPI_getvalue(job->tup, job->desc, 1),
+							 "detection", last_closed);
+		if (ok)
+			*evaluated += job->evaluated;
+		else
+			g->v->n = start;
+		series_done(job, ok, hold);
+		if (g->v->n >= FLUSH_POINTS)
+			return k + 1;
+	}
+	return n;
+}
+
+/*
  * Evaluates every row that needs it and whose minute is at or before
  * last_closed; returns the number of points judged (points with too little
  * history are marked done without a verdict and are not counted).
@@ -682,6 +796,7 @@ ma_evaluate_pending(TimestampTz last_closed)
 	Datum		args[7];
 	Portal		portal;
 	Verdicts	v = {0};
+	SeriesGroup *g;
 	int64		evaluated = 0;
 	bool		hold;
 
@@ -691,6 +806,8 @@ ma_evaluate_pending(TimestampTz last_closed)
 									   ALLOCSET_DEFAULT_SIZES);
 	v.cxt = AllocSetContextCreate(cxt, "metric_anomaly verdicts",
 								  ALLOCSET_DEFAULT_SIZES);
+	g = MemoryContextAllocZero(cxt, sizeof(SeriesGroup));
+	g->v = &v;
 
 	args[0] = TimestampTzGetDatum(last_closed);
 	args[1] = Int32GetDatum(ma_window);
@@ -714,30 +831,11 @@ ma_evaluate_pending(TimestampTz last_closed)
 		tt = SPI_tuptable;
 		if (nrows == 0)
 			break;
-		for (uint64 row = 0; row < nrows; row++)
+		for (uint64 row = 0; row < nrows;)
 		{
-			SeriesJob	job;
-			int			before = v.n;
-
 			old = MemoryContextSwitchTo(series_cxt);
-			job.tup = tt->vals[row];
-			job.desc = tt->tupdesc;
-			job.v = &v;
-			job.evaluated = 0;
-			/* a series that fails leaves no verdict (and nothing held) behind */
-			if (ma_run_isolated(series_job, &job, SPI_getvalue(job.tup, job.desc, 1),
-								"detection", last_closed))
-			{
-				evaluated += job.evaluated;
-				if (hold)
-					series_hold(&job.s);
-			}
-			else
-			{
-				v.n = before;
-				if (hold)
-					ma_dcache_remove(SPI_getvalue(job.tup, job.desc, 1));
-			}
+			row += judge_group(g, tt, row, (int) Min(nrows - row, GROUP_SERIES),
+							   last_closed, hold, &evaluated);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(series_cxt);
 

@@ -2,12 +2,14 @@
  * isolate.c
  *		One series' detection or alerting in a subtransaction of its own.
  *
- * A subtransaction costs about a microsecond when it writes nothing (no
- * XID is assigned; test/bench/detect.sh measures the pass with it), so
- * every series gets one: an error in one series, whatever its cause, rolls
- * back that series' work only.  The error goes into the series' row
- * (detect_errors, detect_last_error, detect_last_error_at) where users see
- * it, and into the server log.
+ * A subtransaction costs one to two microseconds when it writes nothing
+ * (no XID is assigned; test/bench/detect.sh measures the pass with it), so
+ * an error in one series, whatever its cause, rolls back that series' work
+ * only: alerting gives every series one, detection a group of series
+ * (evaluate.c), judged again one to a subtransaction when one of them
+ * fails (ma_try_isolated(), then ma_run_isolated()).  The error goes into
+ * the series' row (detect_errors, detect_last_error, detect_last_error_at)
+ * where users see it, and into the server log.
  */
 #include "postgres.h"
 
@@ -55,14 +57,16 @@ record_error(const char *metric, const char *stage, const char *message,
 	}
 }
 
-/* See isolate.h. */
-bool
-ma_run_isolated(MaSeriesWork work, void *arg, const char *metric,
-				const char *stage, TimestampTz last_closed)
+/*
+ * Runs work(arg) in a subtransaction; on an error, rolls it back and
+ * returns the error (in the caller's memory context), else NULL.
+ */
+static ErrorData *
+run_subtransaction(MaSeriesWork work, void *arg)
 {
 	MemoryContext old = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
+	ErrorData  *volatile edata = NULL;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(old);
@@ -75,23 +79,43 @@ ma_run_isolated(MaSeriesWork work, void *arg, const char *metric,
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		MemoryContextSwitchTo(old);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(old);
 		CurrentResourceOwner = owner;
-
-		ereport(WARNING,
-				(errmsg("metric_anomaly: %s of series \"%s\" failed: %s",
-						stage, metric, edata->message),
-				 errdetail("The pass goes on without it; metric_anomaly.series records the error.")));
-		record_error(metric, stage, edata->message, last_closed);
-		FreeErrorData(edata);
-		ok = false;
 	}
 	PG_END_TRY();
-	return ok;
+	return edata;
+}
+
+/* See isolate.h. */
+bool
+ma_try_isolated(MaSeriesWork work, void *arg)
+{
+	ErrorData  *edata = run_subtransaction(work, arg);
+
+	if (edata == NULL)
+		return true;
+	FreeErrorData(edata);
+	return false;
+}
+
+/* See isolate.h. */
+bool
+ma_run_isolated(MaSeriesWork work, void *arg, const char *metric,
+				const char *stage, TimestampTz last_closed)
+{
+	ErrorData  *edata = run_subtransaction(work, arg);
+
+	if (edata == NULL)
+		return true;
+	ereport(WARNING,
+			(errmsg("metric_anomaly: %s of series \"%s\" failed: %s",
+					stage, metric, edata->message),
+			 errdetail("The pass goes on without it; metric_anomaly.series records the error.")));
+	record_error(metric, stage, edata->message, last_closed);
+	FreeErrorData(edata);
+	return false;
 }

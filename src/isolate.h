@@ -23,4 +23,12 @@ typedef void (*MaSeriesWork) (void *arg);
 extern bool ma_run_isolated(MaSeriesWork work, void *arg, const char *metric,
 							const char *stage, TimestampTz last_closed);
 
+/*
+ * Runs work(arg) in a subtransaction; on an error, rolls it back, discards
+ * the error and returns false.  For work over several series at once, which
+ * the caller then does again one series at a time with ma_run_isolated(),
+ * so that the one that failed is the only one recorded and skipped.
+ */
+extern bool ma_try_isolated(MaSeriesWork work, void *arg);
+
 #endif							/* MA_ISOLATE_H */

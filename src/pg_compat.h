@@ -51,6 +51,16 @@
 #endif
 
 /*
+ * 14 exported int64_to_numeric() (utils/numeric.h); before it the same
+ * conversion is the SQL-callable int8_numeric().
+ */
+#if PG_VERSION_NUM < 140000
+#include "utils/fmgrprotos.h"
+#define int64_to_numeric(val) \
+	DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(val)))
+#endif
+
+/*
  * 15 renamed EmitWarningsOnPlaceholders() to MarkGUCPrefixReserved(),
  * which also removes the placeholders it warns about; the older call
  * warns only.
