@@ -397,6 +397,19 @@ SELECT * FROM metric_anomaly.backtest('robust_signups', '2026-03-10 03:00+00', '
 SELECT * FROM metric_anomaly.backtest('robust_signups', '2026-03-10 03:00+00', '2026-03-10 04:00+00', '{"bogus": 1}');
 INSERT INTO metric_anomaly.metrics (metric_name, alert_after, alert_window) VALUES ('bad', 3, 2);
 
+-- A series' points with a verdict, anomalous, and waiting for one, and its
+-- open alert episodes.
+CREATE FUNCTION pg_temp.series_counts(name text, OUT verdicts bigint, OUT anomalies bigint,
+                                      OUT pending bigint, OUT open_episodes bigint)
+LANGUAGE sql AS $$
+    SELECT count(*) FILTER (WHERE a.anomaly_context IS NOT NULL),
+           count(*) FILTER (WHERE a.is_anomaly), count(*) FILTER (WHERE a.needs_eval),
+           (SELECT count(*) FROM metric_anomaly.alert_episodes e
+             WHERE e.metric_name = name AND e.firing)
+      FROM metric_anomaly.aggregated_metrics a
+     WHERE a.metric_name = name
+$$;
+
 -- A failure in one series' detection or alerting is recorded against that
 -- series and the pass goes on (isolate.c).  Here writing the episode state
 -- of the series "broken" fails (a trigger stands in for any error); the plain
@@ -418,13 +431,8 @@ SELECT sum(pg_temp.events(n, '2026-03-10 05:00+00'::timestamptz + i * interval '
 SELECT metric_anomaly.process_pending('2026-03-10 06:41+00') AS folded;
 SELECT left(s.metric_name, 5) AS series, s.detect_errors,
        left(s.detect_last_error, 60) AS last_error, s.detect_last_error_at IS NOT NULL AS when_known,
-       (SELECT count(*) FILTER (WHERE a.is_anomaly) FROM metric_anomaly.aggregated_metrics a
-         WHERE a.metric_name = s.metric_name) AS anomalies,
-       (SELECT count(*) FROM metric_anomaly.aggregated_metrics a
-         WHERE a.metric_name = s.metric_name AND a.needs_eval) AS pending,
-       (SELECT count(*) FROM metric_anomaly.alert_episodes e
-         WHERE e.metric_name = s.metric_name AND e.firing) AS open_episodes
-  FROM metric_anomaly.series s
+       c.anomalies, c.pending, c.open_episodes
+  FROM metric_anomaly.series s, pg_temp.series_counts(s.metric_name) c
  WHERE s.metric_name IN (repeat('注', 200), 'plain', 'broken')
  ORDER BY 1;
 DROP TRIGGER fail_broken ON metric_anomaly.alert_episodes;
@@ -444,16 +452,8 @@ SELECT sum(pg_temp.events(n, '2026-03-10 07:00+00'::timestamptz + i * interval '
   FROM generate_series(0, 100) AS i, unnest(array['det_a', 'det_b', 'det_c']) AS n;
 SELECT metric_anomaly.process_pending('2026-03-10 08:41+00') AS folded;
 SELECT s.metric_name AS series, s.detect_errors,
-       left(s.detect_last_error, 72) AS last_error,
-       (SELECT count(*) FROM metric_anomaly.aggregated_metrics a
-         WHERE a.metric_name = s.metric_name AND a.anomaly_context IS NOT NULL) AS verdicts,
-       (SELECT count(*) FILTER (WHERE a.is_anomaly) FROM metric_anomaly.aggregated_metrics a
-         WHERE a.metric_name = s.metric_name) AS anomalies,
-       (SELECT count(*) FROM metric_anomaly.aggregated_metrics a
-         WHERE a.metric_name = s.metric_name AND a.needs_eval) AS pending,
-       (SELECT count(*) FROM metric_anomaly.alert_episodes e
-         WHERE e.metric_name = s.metric_name AND e.firing) AS open_episodes
-  FROM metric_anomaly.series s
+       left(s.detect_last_error, 72) AS last_error, c.*
+  FROM metric_anomaly.series s, pg_temp.series_counts(s.metric_name) c
  WHERE s.metric_name LIKE 'det\__'
  ORDER BY 1;
 

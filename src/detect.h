@@ -129,6 +129,7 @@ extern bool ma_robust(const MaRobustInput *in, double value, MaRobust *r);
 extern const char *ma_baseline_name(int b);
 
 /* Seasonal lag samples of a stream kept sorted by time. */
+extern int	ma_cmp_time(const void *a, const void *b);
 extern int	ma_season_sort(TimestampTz *ts, double *values, int n);
 extern int	ma_season_gather(const TimestampTz *ts, const double *values, int n,
 							 TimestampTz t, int period_s, double *out,

@@ -347,8 +347,9 @@ last_at_or_before(const TimestampTz *ts, int n, TimestampTz at)
 	return lo - 1;
 }
 
-static int
-cmp_pair_time(const void *a, const void *b)
+/* qsort() order of TimestampTz values (or of records that begin with one). */
+int
+ma_cmp_time(const void *a, const void *b)
 {
 	TimestampTz x = *(const TimestampTz *) a;
 	TimestampTz y = *(const TimestampTz *) b;
@@ -380,7 +381,7 @@ ma_season_sort(TimestampTz *ts, double *values, int n)
 		pairs[2 * i] = ts[i];
 		memcpy(&pairs[2 * i + 1], &values[i], sizeof(double));
 	}
-	qsort(pairs, n, 2 * sizeof(TimestampTz), cmp_pair_time);
+	qsort(pairs, n, 2 * sizeof(TimestampTz), ma_cmp_time);
 	for (i = 0; i < n; i++)
 	{
 		if (m > 0 && ts[m - 1] == pairs[2 * i])

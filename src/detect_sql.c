@@ -105,18 +105,6 @@ jb_finish(JbObject *o)
 }
 
 static void
-jb_numeric_text(JbObject *o, const char *key, const char *text)
-{
-	JsonbValue *v = jb_key(o, key);
-
-	v->type = jbvNumeric;
-	v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-														 CStringGetDatum(text),
-														 ObjectIdGetDatum(InvalidOid),
-														 Int32GetDatum(-1)));
-}
-
-static void
 jb_int(JbObject *o, const char *key, int64 i)
 {
 	JsonbValue *v = jb_key(o, key);
@@ -137,8 +125,14 @@ jb_number(JbObject *o, const char *key, double d)
 		jb_int(o, key, (int64) d);
 	else
 	{
+		JsonbValue *v = jb_key(o, key);
+
 		double_to_shortest_decimal_buf(d, num);
-		jb_numeric_text(o, key, num);
+		v->type = jbvNumeric;
+		v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+															 CStringGetDatum(num),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
 	}
 }
 

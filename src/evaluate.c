@@ -521,15 +521,6 @@ window_merge(Series *s, const MaDcacheEntry *e, TimestampTz *rts,
 	s->n = n + rn;
 }
 
-static int
-cmp_time(const void *a, const void *b)
-{
-	TimestampTz x = *(const TimestampTz *) a;
-	TimestampTz y = *(const TimestampTz *) b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Fills s from one row of the pending query. */
 static void
 series_read(Series *s, HeapTuple tup, TupleDesc desc)
@@ -574,7 +565,7 @@ series_read(Series *s, HeapTuple tup, TupleDesc desc)
 		{
 			s->dirty = palloc(sizeof(TimestampTz) * s->ndirty);
 			memcpy(s->dirty, p, sizeof(TimestampTz) * s->ndirty);
-			qsort(s->dirty, s->ndirty, sizeof(TimestampTz), cmp_time);
+			qsort(s->dirty, s->ndirty, sizeof(TimestampTz), ma_cmp_time);
 			break;
 		}
 	d = SPI_getbinval(tup, desc, 5, &isnull);
