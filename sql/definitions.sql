@@ -34,8 +34,8 @@ DELETE FROM metric_anomaly.metric_definitions WHERE metric_name IN ('nulls', 'em
 -- One definition, four series (nodes a to d), judged by 3-sigma at sigma 3
 -- over 20 minutes, upward only, alerting on 2 anomalous of the last 3
 -- judged minutes.  A metrics row raises node c's sigma to 50; its NULL
--- columns keep the definition's settings, but its direction is never NULL
--- (default both), so node c is judged both ways.  The minutes are the
+-- columns (direction among them) keep the definition's settings, so node
+-- c is judged upward only, at sigma 50.  The minutes are the
 -- last 40 before now, so alerting (which skips episodes older than
 -- alert_max_age) runs; the output shows minutes since the start.
 INSERT INTO metric_anomaly.metric_definitions (metric_name, event_types, dimensions, detection)

@@ -1203,9 +1203,9 @@ COMMENT ON FUNCTION metric_anomaly.backfill_derived(text) IS
  * The detection settings a series is judged with, as jsonb for
  * ma_detect_settings_apply(): the detection of its metric definition, then
  * the non-NULL columns of its row in metric_anomaly.metrics (so a row
- * overrides single keys; its direction is never NULL, so a row always
- * sets it).  A series belongs to a definition when it is one of the
- * definition's series (for a ratio or backlog: its numerator has the
+ * overrides single keys, and its NULL columns keep the definition's).
+ * A series belongs to a definition when it is one of the definition's
+ * series (for a ratio or backlog: its numerator has the
  * series with the same dimensions), not merely because its name starts
  * like the definition's: an event type named "orders{eu}" keeps its own
  * settings beside a definition "orders".  Two index probes per series.
@@ -1982,7 +1982,12 @@ COMMENT ON FUNCTION metric_anomaly.alert_channels_check_url() IS
 -- Detection wing: per-metric settings, N-of-M alerting state, replay and
 -- backtest.
 ------------------------------------------------------------------------------
+-- direction NULL (no default): a row that does not set it keeps its
+-- definition's (0.1.0's NOT NULL DEFAULT 'both' made every row set it;
+-- rows keep the value they hold)
 ALTER TABLE metric_anomaly.metrics
+    ALTER COLUMN direction DROP NOT NULL,
+    ALTER COLUMN direction DROP DEFAULT,
     ADD COLUMN method      text
                 CONSTRAINT metrics_method_check CHECK (method IN ('robust', '3-sigma')),
     ADD COLUMN sensitivity double precision

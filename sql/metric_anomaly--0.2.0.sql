@@ -259,7 +259,7 @@ CREATE TABLE metric_anomaly.metrics (
     sigma       double precision CHECK (sigma > 0 AND sigma <= 100),
     window_size integer CHECK (window_size BETWEEN 2 AND 10080),
     min_points  integer CHECK (min_points BETWEEN 2 AND 10080),
-    direction   text NOT NULL DEFAULT 'both' CHECK (direction IN ('both', 'up', 'down')),
+    direction   text CHECK (direction IN ('both', 'up', 'down')),
     enabled     boolean NOT NULL DEFAULT true,
     description text,
     method      text
@@ -1750,9 +1750,9 @@ COMMENT ON FUNCTION metric_anomaly.backfill_derived(text) IS
  * The detection settings a series is judged with, as jsonb for
  * ma_detect_settings_apply(): the detection of its metric definition, then
  * the non-NULL columns of its row in metric_anomaly.metrics (so a row
- * overrides single keys; its direction is never NULL, so a row always
- * sets it).  A series belongs to a definition when it is one of the
- * definition's series (for a ratio or backlog: its numerator has the
+ * overrides single keys, and its NULL columns keep the definition's).
+ * A series belongs to a definition when it is one of the definition's
+ * series (for a ratio or backlog: its numerator has the
  * series with the same dimensions), not merely because its name starts
  * like the definition's: an event type named "orders{eu}" keeps its own
  * settings beside a definition "orders".  Two index probes per series.
