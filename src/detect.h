@@ -128,8 +128,10 @@ typedef struct MaRobust
 extern bool ma_robust(const MaRobustInput *in, double value, MaRobust *r);
 extern const char *ma_baseline_name(int b);
 
-/* Seasonal lag samples of a stream kept sorted by time. */
+/* qsort() order of TimestampTz values (or of records that begin with one). */
 extern int	ma_cmp_time(const void *a, const void *b);
+
+/* Seasonal lag samples of a stream kept sorted by time. */
 extern int	ma_season_sort(TimestampTz *ts, double *values, int n);
 extern int	ma_season_gather(const TimestampTz *ts, const double *values, int n,
 							 TimestampTz t, int period_s, double *out,
