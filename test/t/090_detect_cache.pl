@@ -55,11 +55,17 @@ END \$\$;
 CREATE TRIGGER fail_pass BEFORE UPDATE ON metric_anomaly.worker_state
     FOR EACH ROW EXECUTE FUNCTION public.fail_pass();
 };
-for my $db ('cached', 'fresh')
-{
-	$node->safe_psql('postgres', "CREATE DATABASE $db");
-	$node->safe_psql($db, $setup);
-}
+# Both databases first: their OIDs are then next to each other, so they
+# have generation counters of their own (a database's is one of 64 slots by
+# its OID, detect_cache_sql.c).  Created between the two setups, their OIDs
+# were as far apart as CREATE EXTENSION takes OIDs, and a change to the
+# install script that made that a multiple of 64 made every pass in
+# "fresh" flush the cache in "cached".
+$node->safe_psql('postgres', "CREATE DATABASE $_") for ('cached', 'fresh');
+is($node->safe_psql('postgres', q{SELECT count(DISTINCT oid::int8 % 64) FROM pg_catalog.pg_database
+                                  WHERE datname IN ('cached', 'fresh')}),
+	'2', 'the two databases have counters of their own');
+$node->safe_psql($_, $setup) for ('cached', 'fresh');
 
 my $session = $node->background_psql('cached', on_error_stop => 0);
 $session->query_safe('SET metric_anomaly.detect_cache_size = 16');
