@@ -335,13 +335,13 @@ COPY (SELECT g, encode(metric_anomaly.line_chart(t, v, s,
 -- 3 colours and ~1,000 antialiasing blends take a palette (the blends off
 -- by at most 17 levels of a channel), random pixels fall back to lossless
 -- RGB; all decode with libpng and pass pngcheck.
-\! cc -O1 -Isrc $(pkg-config --cflags gdlib fontconfig 2>/dev/null) -o test/tmp/chart_png_check test/chart_png_check.c src/chart.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c $(pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig) -lm && test/tmp/chart_png_check test/tmp && pngcheck -q test/tmp/check_*.png > /dev/null 2>&1 && echo "every PNG passes pngcheck"; rm -f test/tmp/check_*.png
+\! cc -O1 -Isrc $(pkg-config --cflags gdlib fontconfig 2>/dev/null) -o test/tmp/chart_png_check test/chart_png_check.c src/chart.c src/chart_text.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c $(pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig) -lm && test/tmp/chart_png_check test/tmp && pngcheck -q test/tmp/check_*.png > /dev/null 2>&1 && echo "every PNG passes pngcheck"; rm -f test/tmp/check_*.png
 
 -- The SSE2 paths of the drawing code (stroke rows, compositing, the PNG
 -- encoder's scans) and the plain C ones draw the same image: the drawing
 -- files, built both ways into test/chart_demo.c, render a noisy day of
 -- minutes with anomalies.
 \! awk 'BEGIN { for (i = 0; i < 1440; i++) { v = 100 + 20 * sin(i / 30) + (i * 7919 % 97 - 48) / 3; a = (i % 240 == 200); if (a) v = 30; printf "2026-11-20 %02d:%02d:00,%.4f,%d\n", int(i / 60), i % 60, v, a } }' > test/tmp/demo.csv
-\! for v in sse2 plain; do f=; [ $v = plain ] && f=-U__SSE2__; cc -O2 $f -Isrc $(pkg-config --cflags gdlib fontconfig 2>/dev/null) -o test/tmp/chart_demo_$v test/chart_demo.c src/chart.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c src/chart_scale.c src/chart_line.c $(pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig) -lm && test/tmp/chart_demo_$v test/tmp/demo.csv test/tmp/demo_$v.png > /dev/null; done; cmp -s test/tmp/demo_sse2.png test/tmp/demo_plain.png && echo "plain C and SSE2 draw the same image" || echo "the images differ"
+\! for v in sse2 plain; do f=; [ $v = plain ] && f=-U__SSE2__; cc -O2 $f -Isrc $(pkg-config --cflags gdlib fontconfig 2>/dev/null) -o test/tmp/chart_demo_$v test/chart_demo.c src/chart.c src/chart_text.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c src/chart_scale.c src/chart_line.c $(pkg-config --libs gdlib fontconfig 2>/dev/null || echo -lgd -lfontconfig) -lm && test/tmp/chart_demo_$v test/tmp/demo.csv test/tmp/demo_$v.png > /dev/null; done; cmp -s test/tmp/demo_sse2.png test/tmp/demo_plain.png && echo "plain C and SSE2 draw the same image" || echo "the images differ"
 
 DROP EXTENSION metric_anomaly;

@@ -92,7 +92,12 @@ extern void chart_stroke_finish(ChartCanvas *c, ChartColor color);
 extern void chart_disc(ChartCanvas *c, double cx, double cy, double r,
 					   ChartColor color);
 
-/* Text; sizes are in points at 96 dpi, y is the top of the line box. */
+/*
+ * Text (chart_text.c); sizes are in points at 96 dpi, y is the top of the
+ * line box.  chart_text_available() tells whether TrueType text works in
+ * this process (tried once; otherwise libgd's bitmap fonts draw).
+ */
+extern bool chart_text_available(void);
 extern int	chart_text_width(ChartCanvas *c, ChartFont font, double size,
 							 const char *s);
 extern int	chart_text_height(ChartCanvas *c, ChartFont font, double size);

@@ -6,8 +6,8 @@
  *		writes a PNG; with -n N it renders N times and prints ms per chart.
  *
  *	cc -O2 -Isrc $(pkg-config --cflags gdlib fontconfig) test/chart_demo.c \
- *		src/chart.c src/chart_png.c src/chart_png_palette.c src/chart_png_rgb.c \
- *		src/chart_scale.c src/chart_line.c \
+ *		src/chart.c src/chart_text.c src/chart_png.c src/chart_png_palette.c \
+ *		src/chart_png_rgb.c src/chart_scale.c src/chart_line.c \
  *		$(pkg-config --libs gdlib fontconfig) -lm -o chart_demo
  *	./chart_demo data.csv out.png [-n N] [-w W] [-h H] [-t TITLE]
  */

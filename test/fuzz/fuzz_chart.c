@@ -1,12 +1,12 @@
 /*
  * fuzz_chart.c
  *		libFuzzer target for the line-chart drawing (src/chart_line.c,
- *		chart.c, chart_scale.c, chart_png.c), the way chart_sql.c calls it
- *		but with any data: up to three series of any timestamps and values
- *		in PostgreSQL's timestamp range (4713 BC to 294276 AD, what
- *		chart_sql.c can pass) and any values (NaN, infinities, huge
- *		ranges), bands, anomaly flags,
- *		labels of any bytes, any x range and gap, a small canvas.
+ *		chart.c, chart_text.c, chart_scale.c, chart_png.c), the way
+ *		chart_sql.c calls it but with any data: up to three series of any
+ *		timestamps in PostgreSQL's timestamp range (4713 BC to 294276 AD,
+ *		what chart_sql.c can pass) and any values (NaN, infinities, huge
+ *		ranges), bands, anomaly flags, labels of any bytes, any x range
+ *		and gap, a small canvas.
  *
  * Input: a header byte per option, then per point 17 bytes (timestamp,
  * value as doubles, a flag byte), then label text.  chart_line_render

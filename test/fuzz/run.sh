@@ -38,7 +38,7 @@ for t in "${targets[@]}"; do
 		png)
 			build png "$tree/src/chart_png.c" "$tree/src/chart_png_palette.c" "$tree/src/chart_png_rgb.c" "${GD[@]}" ;;
 		chart)
-			build chart "$tree/src/chart.c" "$tree/src/chart_line.c" \
+			build chart "$tree/src/chart.c" "$tree/src/chart_text.c" "$tree/src/chart_line.c" \
 				"$tree/src/chart_scale.c" "$tree/src/chart_png.c" "$tree/src/chart_png_palette.c" \
 				"$tree/src/chart_png_rgb.c" "${GD[@]}" ;;
 		jwt)
