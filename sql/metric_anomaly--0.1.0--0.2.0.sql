@@ -1205,10 +1205,10 @@ COMMENT ON FUNCTION metric_anomaly.backfill_derived(text) IS
  * the non-NULL columns of its row in metric_anomaly.metrics (so a row
  * overrides single keys, and its NULL columns keep the definition's).
  * A series belongs to a definition when it is one of the definition's
- * series (for a ratio or backlog: its numerator has the
- * series with the same dimensions), not merely because its name starts
- * like the definition's: an event type named "orders{eu}" keeps its own
- * settings beside a definition "orders".  Two index probes per series.
+ * series (for a ratio or backlog: its numerator has the series with the
+ * same dimensions), not merely because its name starts like the
+ * definition's: an event type named "orders{eu}" keeps its own settings
+ * beside a definition "orders".  Two index probes per series.
  */
 CREATE FUNCTION metric_anomaly.series_settings(series_name text)
 RETURNS jsonb
