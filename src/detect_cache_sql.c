@@ -17,9 +17,10 @@
  * - By anything else: a user's INSERT, UPDATE, DELETE, TRUNCATE or COPY,
  *   process_pending() or a re-judging in another backend, this backend
  *   outside a pass.  Each such statement bumps the database's generation
- *   (a 64-bit counter in shared memory, one of MA_GEN_SLOTS by database
- *   OID: databases that share a slot only flush each other more often),
- *   and its transaction bumps it again after it commits.
+ *   (a 64-bit counter in shared memory: each of the first MA_GEN_SLOTS
+ *   databases to use one has its own, and any further ones share the
+ *   last, so that they only flush each other more often), and its
+ *   transaction bumps it again after it commits.
  *
  * This backend follows the counter as a chain: at each bump of its own
  * pipeline it checks that the counter stood where it last left it (the
@@ -60,6 +61,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -73,11 +75,21 @@ PG_FUNCTION_INFO_V1(metric_anomaly_detect_cache_invalidate);
 PG_FUNCTION_INFO_V1(metric_anomaly_detect_cache_stats);
 PG_FUNCTION_INFO_V1(metric_anomaly_detect_cache_held);
 
+/*
+ * Counters of databases: slot i belongs to database db[i], taken by the
+ * first backend of that database to need one (a database dropped keeps its
+ * slot until the server restarts); once all are taken, databases without
+ * one share gen[MA_GEN_SLOTS].  (A slot by OID modulo their number made
+ * two databases whose OIDs were 64 apart flush each other's caches with
+ * every write.)
+ */
 #define MA_GEN_SLOTS	64
 
 typedef struct GenShared
 {
-	pg_atomic_uint64 gen[MA_GEN_SLOTS];
+	slock_t		mutex;			/* taking a slot */
+	Oid			db[MA_GEN_SLOTS];
+	pg_atomic_uint64 gen[MA_GEN_SLOTS + 1];
 } GenShared;
 
 int			ma_detect_cache_size_mb = 256;
@@ -99,10 +111,27 @@ static int64 window_hits = 0;
 static int64 season_hits = 0;
 static int64 flushes = 0;
 
+static pg_atomic_uint64 *my_gen = NULL;	/* this database's counter */
+
 static pg_atomic_uint64 *
 my_slot(void)
 {
-	return &shared->gen[MyDatabaseId % MA_GEN_SLOTS];
+	if (my_gen == NULL)
+	{
+		int			i;
+
+		SpinLockAcquire(&shared->mutex);
+		for (i = 0; i < MA_GEN_SLOTS; i++)
+			if (shared->db[i] == MyDatabaseId || shared->db[i] == InvalidOid)
+				break;
+		if (i < MA_GEN_SLOTS && OidIsValid(MyDatabaseId))
+			shared->db[i] = MyDatabaseId;
+		else
+			i = MA_GEN_SLOTS;
+		SpinLockRelease(&shared->mutex);
+		my_gen = &shared->gen[i];
+	}
+	return my_gen;
 }
 
 /* One bump; extends the chain when it is this backend's pipeline's. */
@@ -133,8 +162,13 @@ startup_shmem(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared = ShmemInitStruct("metric_anomaly detect cache", sizeof(GenShared), &found);
 	if (!found)
+	{
+		SpinLockInit(&shared->mutex);
 		for (int i = 0; i < MA_GEN_SLOTS; i++)
+			shared->db[i] = InvalidOid;
+		for (int i = 0; i <= MA_GEN_SLOTS; i++)
 			pg_atomic_init_u64(&shared->gen[i], 1);
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
