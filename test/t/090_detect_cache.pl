@@ -61,7 +61,7 @@ CREATE TRIGGER fail_pass BEFORE UPDATE ON metric_anomaly.worker_state
 # databases whose OIDs were 64 apart shared one: from 15 on (CREATE
 # DATABASE ... OID), "fresh" gets such an OID.
 $node->safe_psql('postgres', 'CREATE DATABASE cached');
-if ($node->pg_version >= 15)
+if ($node->safe_psql('postgres', 'SHOW server_version_num') >= 150000)
 {
 	my $oid = $node->safe_psql('postgres', q{SELECT oid::int8 + 64 FROM pg_catalog.pg_database WHERE datname = 'cached'});
 	$node->safe_psql('postgres', "CREATE DATABASE fresh OID = $oid");
