@@ -591,6 +591,24 @@ blit_glyph(ChartCanvas *c, const ChartGlyph *g, int penx, int baseline,
 }
 
 /*
+ * Blits the cached glyphs of s from pen on: along the row at baseline, or
+ * (up) up the column at baseline, each rotated a quarter turn.
+ */
+static void
+blit_string(ChartCanvas *c, ChartFace *f, int pen, int baseline,
+			ChartColor color, bool up, const char *s)
+{
+	while (*s)
+	{
+		const ChartGlyph *g = glyph_slot(f, next_cp(&s), false);
+
+		if (g->cov)
+			blit_glyph(c, g, pen, baseline, color, up);
+		pen += up ? -g->advance : g->advance;
+	}
+}
+
+/*
  * Draws s with its line box's top at y, aligned on x.
  */
 void
@@ -607,16 +625,7 @@ chart_text(ChartCanvas *c, int x, int y, ChartFont font, double size,
 
 	if (f)
 	{
-		int			baseline = y + f->ascent;
-
-		while (*s)
-		{
-			const ChartGlyph *g = glyph_slot(f, next_cp(&s), false);
-
-			if (g->cov)
-				blit_glyph(c, g, x, baseline, color, false);
-			x += g->advance;
-		}
+		blit_string(c, f, x, y + f->ascent, color, false, s);
 		return;
 	}
 	if (c->ttf)
@@ -647,16 +656,7 @@ chart_text_up(ChartCanvas *c, int x, int y_center, ChartFont font,
 
 	if (f)
 	{
-		int			baseline = x + f->ascent;
-
-		while (*s)
-		{
-			const ChartGlyph *g = glyph_slot(f, next_cp(&s), false);
-
-			if (g->cov)
-				blit_glyph(c, g, pen, baseline, color, true);
-			pen -= g->advance;
-		}
+		blit_string(c, f, pen, x + f->ascent, color, true, s);
 		return;
 	}
 	if (c->ttf)
